@@ -1,0 +1,60 @@
+"""Typed skip reasons.
+
+Every skip in hfmatrix carries one of these kinds. A backend or fixture raises one of the
+exceptions below; the plugin turns it into ``pytest.skip("[kind] reason")`` and the result
+record gets ``skip_kind``. Known bugs are not skips: they are strict xfails from
+``hfmatrix/known_failures.toml``.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+HARDWARE_ABSENT = "hardware-absent"
+DEPENDENCY_MISSING = "dependency-missing"
+UNSUPPORTED = "unsupported-by-backend"
+KNOWN_BUG = "known-bug"
+KINDS = (HARDWARE_ABSENT, DEPENDENCY_MISSING, UNSUPPORTED, KNOWN_BUG)
+
+_PREFIX = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
+
+
+class TypedSkip(Exception):
+    """Raised where a check cannot run; becomes a skip of ``kind``."""
+
+    kind = ""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HardwareAbsent(TypedSkip):
+    kind = HARDWARE_ABSENT
+
+
+class DependencyMissing(TypedSkip):
+    kind = DEPENDENCY_MISSING
+
+
+class Unsupported(TypedSkip):
+    kind = UNSUPPORTED
+
+
+def skip(kind: str, reason: str):
+    """pytest.skip with a typed reason; the only way suites should skip."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown skip kind {kind!r}; expected one of {KINDS}")
+    pytest.skip(f"[{kind}] {reason}")
+
+
+def parse(message: str) -> tuple[str | None, str]:
+    """Split a skip/xfail message into (kind, reason); kind is None for an untyped skip."""
+    text = message.strip()
+    if text.startswith("Skipped: "):
+        text = text[len("Skipped: "):]
+    m = _PREFIX.match(text)
+    if m and m.group("kind") in KINDS:
+        return m.group("kind"), m.group("reason")
+    return None, text
