@@ -48,6 +48,8 @@ class ModelSpec:
     inputs: dict[str, Any] = field(default_factory=dict)
     #: greedy generation: {"max_new_tokens": N}; empty = not a generative model
     generate: dict[str, Any] = field(default_factory=dict)
+    #: output names parity compares (reference key names); empty = every key both sides produce
+    outputs: tuple[str, ...] = ()
     #: capabilities the checks select on, e.g. "text", "vision", "audio", "batch", "golden"
     capabilities: tuple[str, ...] = ()
     #: config key holding the max sequence length (for the too-long negative case)
@@ -85,6 +87,7 @@ def load_specs(path: Path | str | None = None) -> dict[str, ModelSpec]:
             raise ValueError(f"{path}: model #{i} has no id")
         entry = dict(entry)
         entry["capabilities"] = tuple(entry.get("capabilities", ()))
+        entry["outputs"] = tuple(entry.get("outputs", ()))
         try:
             spec = ModelSpec(**entry)
         except TypeError as exc:
