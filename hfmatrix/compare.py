@@ -1,0 +1,132 @@
+"""Numeric comparison of backend outputs against a reference (assert_close style)."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore
+
+TOLERANCES = Path(__file__).with_name("tolerances.toml")
+KNOWN_FAILURES = Path(__file__).with_name("known_failures.toml")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    reason: str
+    source: str  # which table entry it came from
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"atol": self.atol, "rtol": self.rtol, "reason": self.reason, "source": self.source}
+
+
+@lru_cache(maxsize=None)
+def _table(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def tolerance(model: str, backend: str, device: str, precision: str, path: Path | None = None) -> Tolerance:
+    """The tolerance for one cell: the most specific override, else the target default."""
+    table = _table(str(path or TOLERANCES))
+    best, best_score = None, -1
+    for entry in table.get("override", []):
+        keys = {"model": model, "backend": backend, "precision": precision, "device": device}
+        if all(fnmatch.fnmatch(keys[k], str(entry.get(k, "*"))) for k in keys):
+            score = sum(1 for k in keys if entry.get(k, "*") != "*")
+            if score > best_score:
+                best, best_score = entry, score
+    if best is not None:
+        src = f"override model={best.get('model', '*')} backend={best.get('backend', '*')} precision={best.get('precision', '*')}"
+        return Tolerance(float(best["atol"]), float(best["rtol"]), best["reason"], src)
+    targets = table.get("target", {})
+    entry = targets.get(backend, {}).get(device, {}).get(precision) if isinstance(targets.get(backend, {}).get(device), dict) else None
+    src = f"target.{backend}.{device}.{precision}"
+    if not entry or "atol" not in entry:
+        entry = targets.get(backend, {}).get(precision)
+        src = f"target.{backend}.{precision}"
+    if not entry or "atol" not in entry:
+        raise LookupError(f"no tolerance for backend={backend} device={device} precision={precision} in {path or TOLERANCES}; "
+                          "add one with a reason")
+    return Tolerance(float(entry["atol"]), float(entry["rtol"]), entry["reason"], src)
+
+
+@dataclass
+class Comparison:
+    ok: bool
+    max_abs: float = 0.0
+    max_rel: float = 0.0  # max |Δ| / max |ref| over the worst key
+    worst_key: str = ""
+    per_key: dict[str, dict[str, float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def message(self, tol: Tolerance) -> str:
+        head = (f"max |Δ| {self.max_abs:.3g} (max |Δ|/max |ref| {self.max_rel:.3g}) on {self.worst_key!r}; "
+                f"allowed atol {tol.atol:g} + rtol {tol.rtol:g}·|ref| ({tol.source}: {tol.reason})")
+        return "; ".join([head, *self.problems])
+
+    def measures(self) -> dict[str, Any]:
+        return {"max_abs_err": self.max_abs, "max_rel_err": self.max_rel, "worst_output": self.worst_key,
+                "per_output": self.per_key}
+
+
+def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerance,
+            keys: tuple[str, ...] | list[str] = ()) -> Comparison:
+    """Compare the named outputs (or every key both have). Missing keys, shape mismatches and
+    non-finite values are failures, never silently ignored."""
+    result = Comparison(ok=True)
+    names = list(keys) if keys else sorted(set(actual) & set(reference))
+    if not names:
+        result.ok = False
+        result.problems.append(f"no common outputs: actual {sorted(actual)} vs reference {sorted(reference)}")
+        return result
+    for name in names:
+        if name not in actual or name not in reference:
+            result.ok = False
+            result.problems.append(f"output {name!r} missing from {'actual' if name not in actual else 'reference'}")
+            continue
+        a = np.asarray(actual[name], dtype=np.float64)
+        r = np.asarray(reference[name], dtype=np.float64)
+        if a.shape != r.shape:
+            result.ok = False
+            result.problems.append(f"output {name!r} shape {a.shape} != reference {r.shape}")
+            continue
+        if not np.isfinite(a).all():
+            result.ok = False
+            result.problems.append(f"output {name!r} has {int((~np.isfinite(a)).sum())} non-finite values")
+            continue
+        diff = np.abs(a - r)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        ref_max = float(np.abs(r).max()) if r.size else 0.0
+        max_rel = max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else float("inf"))
+        bad = diff > (tol.atol + tol.rtol * np.abs(r))
+        n_bad = int(bad.sum())
+        result.per_key[name] = {"max_abs_err": max_abs, "max_rel_err": max_rel, "mismatched": n_bad, "size": int(diff.size)}
+        if max_abs >= result.max_abs:
+            result.max_abs, result.max_rel, result.worst_key = max_abs, max_rel, name
+        if n_bad:
+            result.ok = False
+            result.problems.append(f"output {name!r}: {n_bad}/{diff.size} elements outside tolerance")
+    return result
+
+
+def known_failure(check: str, model: str, backend: str, device: str, precision: str,
+                  path: Path | None = None) -> str | None:
+    """The reason if (check, model, target) is a recorded known bug, else None."""
+    table = _table(str(path or KNOWN_FAILURES))
+    keys = {"check": check, "model": model, "backend": backend, "device": device, "precision": precision}
+    for entry in table.get("known_bug", []):
+        if all(fnmatch.fnmatch(keys[k], str(entry.get(k, "*"))) for k in keys):
+            if not entry.get("reason"):
+                raise ValueError(f"known_failures entry {entry} has no reason")
+            return entry["reason"]
+    return None
