@@ -1,0 +1,233 @@
+"""PyTorch backend: cpu, cuda, rocm, mps × fp32, fp16, bf16.
+
+Per-device behaviour lives in DEVICE_OPS (dispatch table keyed by device name), not in if/else
+chains: torch device string, availability, synchronize, empty_cache, memory stats.
+"""
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..skips import DependencyMissing, HardwareAbsent, Unsupported
+from .base import Arrays, Availability, Target
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# outputs that are caches or tuples of layers, not comparable results
+SKIP_OUTPUTS = {"past_key_values", "cache_params", "encoder_past_key_values"}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # the env does not have it: a typed reason, not a crash
+        raise DependencyMissing(f"torch not importable: {exc}") from None
+    return torch
+
+
+def _cuda_available(torch) -> tuple[bool, str]:
+    if getattr(torch.version, "hip", None):
+        return False, f"torch is a ROCm build (HIP {torch.version.hip}), not CUDA"
+    if not torch.version.cuda:
+        return False, f"torch {torch.__version__} built without CUDA"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device visible (torch.cuda.is_available() is False)"
+    return True, torch.cuda.get_device_name(0)
+
+
+def _rocm_available(torch) -> tuple[bool, str]:
+    if not getattr(torch.version, "hip", None):
+        return False, f"torch {torch.__version__} is not a ROCm build (torch.version.hip is None)"
+    if not torch.cuda.is_available():
+        return False, "ROCm torch but no AMD GPU visible"
+    return True, torch.cuda.get_device_name(0)
+
+
+def _mps_available(torch) -> tuple[bool, str]:
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_built():
+        return False, f"torch {torch.__version__} built without MPS"
+    if not mps.is_available():
+        return False, "MPS not available (needs macOS on Apple silicon)"
+    return True, "Apple MPS"
+
+
+def _cuda_precisions(torch) -> set[str]:
+    ok = {"fp32", "fp16"}
+    if torch.cuda.is_bf16_supported():
+        ok.add("bf16")
+    return ok
+
+
+def _cuda_evidence(torch) -> dict[str, Any]:
+    i = torch.cuda.current_device()
+    p = torch.cuda.get_device_properties(i)
+    return {"device_name": p.name, "capability": f"{p.major}.{p.minor}", "total_memory": p.total_memory,
+            "cuda": torch.version.cuda, "hip": getattr(torch.version, "hip", None)}
+
+
+def _cuda_memory(torch) -> dict[str, int]:
+    return {"allocated": torch.cuda.memory_allocated(), "max_allocated": torch.cuda.max_memory_allocated(),
+            "reserved": torch.cuda.memory_reserved()}
+
+
+def _nothing(torch) -> None:
+    return None
+
+
+def _empty(torch) -> dict:
+    return {}
+
+
+# device name -> how to do each device-specific thing
+DEVICE_OPS: dict[str, dict[str, Callable]] = {
+    "cpu": {"torch_device": lambda t: "cpu", "available": lambda t: (True, "cpu"),
+            "precisions": lambda t: {"fp32", "bf16", "fp16"}, "synchronize": _nothing, "empty_cache": _nothing,
+            "memory": _empty, "reset_peak": _nothing, "evidence": _empty},
+    "cuda": {"torch_device": lambda t: "cuda", "available": _cuda_available, "precisions": _cuda_precisions,
+             "synchronize": lambda t: t.cuda.synchronize(), "empty_cache": lambda t: t.cuda.empty_cache(),
+             "memory": _cuda_memory, "reset_peak": lambda t: t.cuda.reset_peak_memory_stats(),
+             "evidence": _cuda_evidence},
+    "rocm": {"torch_device": lambda t: "cuda", "available": _rocm_available, "precisions": _cuda_precisions,
+             "synchronize": lambda t: t.cuda.synchronize(), "empty_cache": lambda t: t.cuda.empty_cache(),
+             "memory": _cuda_memory, "reset_peak": lambda t: t.cuda.reset_peak_memory_stats(),
+             "evidence": _cuda_evidence},
+    "mps": {"torch_device": lambda t: "mps", "available": _mps_available,
+            "precisions": lambda t: {"fp32", "fp16", "bf16"},
+            "synchronize": lambda t: t.mps.synchronize(), "empty_cache": lambda t: t.mps.empty_cache(),
+            "memory": lambda t: {"allocated": t.mps.current_allocated_memory()}, "reset_peak": _nothing,
+            "evidence": lambda t: {"device_name": "Apple MPS"}},
+}
+
+
+def device_op(device: str, op: str, *args):
+    torch = _torch()
+    return DEVICE_OPS[device][op](torch, *args)
+
+
+def to_numpy(value) -> np.ndarray:
+    return value.detach().to("cpu").float().numpy() if value.is_floating_point() else value.detach().to("cpu").numpy()
+
+
+def outputs_to_numpy(out) -> Arrays:
+    """Tensor fields of a ModelOutput (or a plain tensor) as float32/int numpy, caches dropped."""
+    torch = _torch()
+    items = out.items() if hasattr(out, "items") else [("output", out)]
+    result: Arrays = {}
+    for key, value in items:
+        if key in SKIP_OUTPUTS or value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            result[key] = to_numpy(value)
+    return result
+
+
+class TorchSession:
+    def __init__(self, model, spec, target: Target, loading_info: dict[str, Any], model_dir: Path):
+        self.model = model
+        self.spec = spec
+        self.target = target
+        self.loading_info = loading_info
+        self.model_dir = model_dir
+        self._torch = _torch()
+        self._device = DEVICE_OPS[target.device]["torch_device"](self._torch)
+        self._dtype = getattr(self._torch, DTYPES[target.precision])
+
+    def _tensors(self, inputs: Arrays) -> dict[str, Any]:
+        torch = self._torch
+        out = {}
+        for key, value in inputs.items():
+            t = torch.from_numpy(np.ascontiguousarray(value))
+            if t.is_floating_point():
+                t = t.to(self._dtype)
+            out[key] = t.to(self._device)
+        return out
+
+    def run(self, inputs: Arrays) -> Arrays:
+        torch = self._torch
+        kwargs = self._tensors(inputs)
+        if getattr(self.model.config, "use_cache", None) is not None and "use_cache" not in kwargs:
+            kwargs["use_cache"] = False
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        device_op(self.target.device, "synchronize")
+        return outputs_to_numpy(out)
+
+    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
+        torch = self._torch
+        kwargs = self._tensors(inputs)
+        cfg = getattr(self.model, "generation_config", None)
+        pad = cfg.pad_token_id if cfg is not None and cfg.pad_token_id is not None else None
+        if pad is None and cfg is not None:
+            eos = cfg.eos_token_id
+            pad = eos[0] if isinstance(eos, (list, tuple)) else eos
+        with torch.inference_mode():
+            ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                      do_sample=False, num_beams=1, pad_token_id=pad)
+        return ids.to("cpu").numpy()
+
+    def evidence(self) -> dict[str, Any]:
+        params = list(self.model.parameters())
+        return {
+            "torch_device": str(params[0].device) if params else self._device,
+            "param_dtypes": sorted({str(p.dtype).replace("torch.", "") for p in params}),
+            "model_class": type(self.model).__name__,
+            "n_params": sum(p.numel() for p in params),
+            **DEVICE_OPS[self.target.device]["evidence"](self._torch),
+        }
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        device_op(self.target.device, "empty_cache")
+
+
+class TorchBackend:
+    name = "torch"
+    precisions = ("fp32", "fp16", "bf16")
+    devices = tuple(DEVICE_OPS)
+
+    def available(self, device: str, precision: str) -> Availability:
+        if device not in DEVICE_OPS:
+            return Availability(False, f"unknown torch device {device!r}; known: {', '.join(DEVICE_OPS)}", "unsupported-by-backend")
+        try:
+            torch = _torch()
+        except DependencyMissing as exc:
+            return Availability(False, exc.reason, exc.kind)
+        ok, why = DEVICE_OPS[device]["available"](torch)
+        if not ok:
+            return Availability(False, why, "hardware-absent")
+        if precision not in DEVICE_OPS[device]["precisions"](torch):
+            return Availability(False, f"{precision} not supported on {device} ({why})", "hardware-absent")
+        return Availability(True, why)
+
+    def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> TorchSession:
+        avail = self.available(target.device, target.precision)
+        if not avail.ok:
+            raise (HardwareAbsent if avail.kind == "hardware-absent" else Unsupported)(avail.reason)
+        torch = _torch()
+        import transformers
+
+        from ..safeload import check_weights_format
+        check_weights_format(Path(model_dir), allow_pickle=allow_pickle)
+        auto = getattr(transformers, spec.auto_class)
+        model, info = auto.from_pretrained(
+            str(model_dir), output_loading_info=True, dtype=getattr(torch, DTYPES[target.precision]),
+            use_safetensors=not allow_pickle, trust_remote_code=trust_remote_code)
+        model.eval()
+        model.to(DEVICE_OPS[target.device]["torch_device"](torch))
+        info = {k: sorted(map(str, v)) if isinstance(v, (list, set, tuple)) else str(v) for k, v in info.items()}
+        return TorchSession(model, spec, target, info, Path(model_dir))
+
+    def versions(self) -> dict[str, str]:
+        import importlib.metadata as md
+        out = {}
+        for dist in ("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy"):
+            try:
+                out[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                pass
+        return out
