@@ -1,0 +1,469 @@
+"""The hfmatrix pytest plugin (registered through the pytest11 entry point).
+
+* options: --backend --device --precision --models --zoo-file --zoo-cache --session-name
+  --results-dir --shard --allow-pickle
+* parametrizes every test that takes the ``case`` fixture over model × target, from the zoo;
+  ``@pytest.mark.hfm_needs("generate")`` keeps only models with that capability,
+  ``@pytest.mark.hfm_backends("torch")`` only those backends; known failures become strict xfails.
+* fixtures: case, model_dir, backend_session, reference_session, measure.
+* typed skips: a TypedSkip raised anywhere in a test becomes "[kind] reason".
+* one JSON-lines record per test, written by the xdist controller (so a crashed worker's test
+  still gets a record), flushed per test; meta-<shard>.json says whether the run completed.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import zlib
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import skips
+from .backends.base import Target
+from .records import Record, RecordWriter, write_json_atomic
+
+PROP_CASE = "hfm_case"
+PROP_MEASURE = "hfm"
+
+
+# ----------------------------------------------------------------------------- options
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("hfmatrix", "hfmatrix model × backend matrix")
+    g.addoption("--backend", default=os.environ.get("HFMATRIX_BACKEND", "torch"), help="backend under test (default torch)")
+    g.addoption("--device", default=os.environ.get("HFMATRIX_DEVICE", "cpu"), help="device of the backend (default cpu)")
+    g.addoption("--precision", default=os.environ.get("HFMATRIX_PRECISION", ""),
+                help="comma-separated precisions (default: the backend's first)")
+    g.addoption("--models", default=os.environ.get("HFMATRIX_MODELS", "default"),
+                help="comma-separated: 'default' (the zoo), zoo ids, local HF folders, or hub ids (offline cache only)")
+    g.addoption("--zoo-file", default=os.environ.get("HFMATRIX_ZOO_FILE", ""), help="zoo spec file (default: the built-in zoo)")
+    g.addoption("--zoo-cache", default="", help="materialized model cache (default $HFMATRIX_CACHE or the user cache dir)")
+    g.addoption("--session-name", default="", help="results/<session-name>/ (default: the backend name)")
+    g.addoption("--results-dir", default="", help="where result records go (default ./results; 'none' disables)")
+    g.addoption("--shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
+    g.addoption("--allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hfm_needs(*capabilities): only models whose spec has these capabilities")
+    config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
+    config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
+    if config.getoption("--zoo-cache"):
+        os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
+    st = config.stash[_STATE] = _State(config)
+    if _is_writer(config):
+        st.open_writer()
+        config.pluginmanager.register(Recorder(st), "hfmatrix-recorder")
+
+
+def _is_writer(config: pytest.Config) -> bool:
+    """The process that writes records: the xdist controller, or pytest itself without xdist."""
+    return not hasattr(config, "workerinput") and config.getoption("--results-dir") != "none"
+
+
+# ----------------------------------------------------------------------------- cases
+@dataclass(frozen=True)
+class Case:
+    spec: Any
+    target: Target
+
+    @property
+    def id(self) -> str:
+        return f"{self.spec.id}@{self.target.id}"
+
+
+def parse_case_id(param_id: str) -> dict[str, str]:
+    """'bert-cls@torch-cpu-fp32' -> {model, backend, device, precision} (for records of crashed tests)."""
+    model, _, target = param_id.partition("@")
+    parts = target.split("-")
+    if len(parts) < 3:
+        return {"model": model}
+    return {"model": model, "backend": parts[0], "device": "-".join(parts[1:-1]), "precision": parts[-1]}
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard must look like i/n (e.g. 2/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise pytest.UsageError(f"--shard {text}: need 1 <= i <= n")
+    return i, n
+
+
+def shard_of(model_id: str, n: int) -> int:
+    """Deterministic 1-based shard of a model: stable across runs, machines and Python versions."""
+    return zlib.crc32(model_id.encode()) % n + 1
+
+
+class _State:
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.backend = config.getoption("--backend")
+        self.device = config.getoption("--device")
+        self.session = config.getoption("--session-name") or self.backend
+        self.shard = parse_shard(config.getoption("--shard"))
+        self.shard_tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
+        rd = config.getoption("--results-dir") or "results"
+        self.results = Path(rd).resolve() / self.session if rd != "none" else None
+        self.run_id = os.environ.get("HFMATRIX_RUN_ID") or uuid.uuid4().hex[:12]
+        self._specs = None
+        self._spec_errors: dict[str, str] = {}
+        self.writer: RecordWriter | None = None
+        self.phases: dict[str, dict[str, Any]] = {}
+        self.counts: Counter = Counter()
+        self.skip_kinds: Counter = Counter()
+        self.started = time.time()
+
+    # -- zoo
+    def specs(self) -> dict[str, Any]:
+        if self._specs is None:
+            from .zoo.spec import load_specs
+            zoo_file = self.config.getoption("--zoo-file") or None
+            zoo = load_specs(zoo_file)
+            wanted = [m.strip() for m in self.config.getoption("--models").split(",") if m.strip()]
+            specs: dict[str, Any] = {}
+            for item in wanted:
+                if item == "default":
+                    specs.update(zoo)
+                elif item in zoo:
+                    specs[item] = zoo[item]
+                else:
+                    from .zoo import spec_from_user
+                    spec = spec_from_user(item)
+                    specs[spec.id] = spec
+            self._specs = specs
+        return self._specs
+
+    def precisions(self) -> list[str]:
+        text = self.config.getoption("--precision")
+        if text:
+            return [p.strip() for p in text.split(",") if p.strip()]
+        from . import backends
+        try:
+            return [backends.get(self.backend).precisions[0]]
+        except Exception:  # backend not importable here: its tests skip with the reason
+            return ["fp32"]
+
+    def targets(self) -> list[Target]:
+        return [Target(self.backend, self.device, p) for p in self.precisions()]
+
+    # -- records
+    def open_writer(self) -> None:
+        if self.results is None:
+            return
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.writer = RecordWriter(self.results / f"records-{self.shard_tag}.jsonl")
+        self.write_meta(complete=False)
+
+    def write_meta(self, complete: bool, exitstatus: int | None = None) -> None:
+        if self.results is None:
+            return
+        meta = {
+            "session": self.session, "run_id": self.run_id, "shard": self.shard_tag, "backend": self.backend,
+            "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--models"),
+            "started": self.started, "finished": time.time() if complete else None, "complete": complete,
+            "exitstatus": exitstatus, "counts": dict(self.counts), "skip_kinds": dict(self.skip_kinds),
+            "argv": list(self.config.invocation_params.args), "cwd": str(self.config.invocation_params.dir),
+        }
+        write_json_atomic(self.results / f"meta-{self.shard_tag}.json", meta)
+
+
+_STATE = pytest.StashKey[_State]()
+
+
+def state(config: pytest.Config) -> _State:
+    return config.stash[_STATE]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" not in metafunc.fixturenames:
+        return
+    st = state(metafunc.config)
+    needs = [c for m in metafunc.definition.iter_markers("hfm_needs") for c in m.args]
+    only_backends = [b for m in metafunc.definition.iter_markers("hfm_backends") for b in m.args]
+    only_precisions = [p for m in metafunc.definition.iter_markers("hfm_precisions") for p in m.args]
+    check = metafunc.function.__name__.removeprefix("test_")
+    from .compare import known_failure
+    params = []
+    for spec in st.specs().values():
+        if st.shard and shard_of(spec.id, st.shard[1]) != st.shard[0]:
+            continue
+        if not all(spec.has(c) for c in needs):
+            continue
+        for target in st.targets():
+            if only_backends and target.backend not in only_backends:
+                continue
+            if only_precisions and target.precision not in only_precisions:
+                continue
+            case = Case(spec, target)
+            marks = [pytest.mark.xdist_group(spec.id)]
+            reason = known_failure(check, spec.id, target.backend, target.device, target.precision)
+            if reason:
+                marks.append(pytest.mark.xfail(strict=True, reason=f"[{skips.KNOWN_BUG}] {reason}"))
+            params.append(pytest.param(case, id=case.id, marks=marks))
+    if not params:
+        # No applicable model in this selection: say so instead of silently collecting nothing.
+        params = [pytest.param(None, id="no-applicable-model",
+                               marks=pytest.mark.skip(reason=f"[{skips.UNSUPPORTED}] no selected model has {needs or 'a matching target'}"))]
+    metafunc.parametrize("case", params)
+
+
+# ----------------------------------------------------------------------------- fixtures
+class _LRU:
+    """Keeps the last few loaded backend sessions per process; evicted ones are closed."""
+
+    def __init__(self, size: int):
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key, make):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = make()
+        self.items[key] = value
+        while len(self.items) > self.size:
+            _, old = self.items.popitem(last=False)
+            if hasattr(old, "close"):
+                old.close()
+        return value
+
+    def drop(self, key) -> None:
+        old = self.items.pop(key, None)
+        if old is not None and hasattr(old, "close"):
+            old.close()
+
+
+_SESSIONS = _LRU(int(os.environ.get("HFMATRIX_SESSION_CACHE", "2")))
+_REFERENCES = _LRU(2)
+
+
+@pytest.fixture
+def case(request) -> Case:  # parametrized by pytest_generate_tests; this is only the fallback
+    return request.param
+
+
+@pytest.fixture
+def measure(request):
+    """Call ``measure(key=value, ...)`` to put numbers into this test's record."""
+    data: dict[str, Any] = {}
+    request.node.user_properties.append((PROP_MEASURE, data))
+
+    def add(**values):
+        data.update(values)
+        return data
+    return add
+
+
+@pytest.fixture
+def model_dir(case: Case) -> Path:
+    from .zoo import materialize
+    return materialize(case.spec)
+
+
+def load_session(case: Case, model_dir: Path, fresh: bool = False, **options):
+    """Available? then load (cached per process unless fresh). TypedSkip propagates to a typed skip."""
+    from . import backends
+    backend = backends.get(case.target.backend)
+    avail = backend.available(case.target.device, case.target.precision)
+    if not avail.ok:
+        raise {skips.HARDWARE_ABSENT: skips.HardwareAbsent, skips.DEPENDENCY_MISSING: skips.DependencyMissing}.get(
+            avail.kind, skips.Unsupported)(avail.reason)
+    key = (case.spec.id, str(model_dir), case.target)
+    if fresh:
+        return backend.load(model_dir, case.spec, case.target, **options)
+    return _SESSIONS.get(key, lambda: backend.load(model_dir, case.spec, case.target, **options))
+
+
+@pytest.fixture
+def backend_session(request, case: Case, model_dir: Path):
+    session = load_session(case, model_dir, allow_pickle=request.config.getoption("--allow-pickle")) \
+        if case.target.backend == "torch" else load_session(case, model_dir)
+    _attach(request.node, evidence=session.evidence())
+    return session
+
+
+@pytest.fixture
+def reference_session(case: Case, model_dir: Path):
+    """CPU fp32 torch on the same folder: the reference every backend is compared with."""
+    from .backends import get
+    ref_target = Target("torch", "cpu", "fp32")
+    return _REFERENCES.get((str(model_dir),), lambda: get("torch").load(model_dir, case.spec, ref_target))
+
+
+def _attach(node, **values) -> None:
+    for name, data in node.user_properties:
+        if name == PROP_MEASURE and "_attached" in data:
+            data.update(values)
+            return
+    node.user_properties.append((PROP_MEASURE, {"_attached": True, **values}))
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if isinstance(case, Case):
+            item.user_properties.append((PROP_CASE, {
+                "model": case.spec.id, "arch_class": case.spec.arch_class, "backend": case.target.backend,
+                "device": case.target.device, "precision": case.target.precision}))
+
+
+# ----------------------------------------------------------------------------- typed skips
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    exc = call.excinfo.value if call.excinfo else None
+    if isinstance(exc, skips.TypedSkip):
+        rep.outcome = "skipped"
+        if hasattr(rep, "wasxfail"):
+            del rep.wasxfail
+        path, lineno, _ = item.reportinfo()
+        rep.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: [{exc.kind}] {exc.reason}")
+    if call.when == "call" or (call.when == "setup" and rep.outcome != "passed"):
+        # versions of the backend under test, once per test (cheap, cached per process)
+        st = state(item.config)
+        rep.user_properties.append(("hfm_versions", _versions(st.backend)))
+        rep.user_properties.append(("hfm_worker", os.environ.get("PYTEST_XDIST_WORKER", "main")))
+
+
+_VERSIONS: dict[str, dict[str, str]] = {}
+
+
+def _versions(backend: str) -> dict[str, str]:
+    if backend not in _VERSIONS:
+        from . import backends
+        try:
+            _VERSIONS[backend] = backends.get(backend).versions()
+        except Exception as exc:  # backend missing in this env: the tests say why; versions say so too
+            _VERSIONS[backend] = {"error": f"{type(exc).__name__}: {exc}"}
+    return _VERSIONS[backend]
+
+
+# ----------------------------------------------------------------------------- records
+class Recorder:
+    """Registered only in the writing process (xdist controller or plain pytest)."""
+
+    def __init__(self, st: _State):
+        self.st = st
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.st.phases.setdefault(report.nodeid, [])
+        entry.append(report)
+        # teardown closes a test; xdist reports a crashed worker's test with when="???"
+        if report.when not in ("setup", "call"):
+            _finish(self.st, report.nodeid)
+
+    def pytest_sessionfinish(self, session, exitstatus) -> None:
+        st = self.st
+        for nodeid in list(st.phases):  # tests whose teardown never came back
+            _finish(st, nodeid)
+        if st.writer is not None:
+            st.writer.close()
+        # a bad outcome pytest did not count as a failure (e.g. a crash record) still fails the run
+        if session.exitstatus == 0 and any(st.counts[o] for o in BAD_OUTCOMES):
+            session.exitstatus = 1
+        st.write_meta(complete=True, exitstatus=int(session.exitstatus))
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
+        st, c = self.st, self.st.counts
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(st.skip_kinds.items())) or "none"
+        terminalreporter.write_sep("=", f"hfmatrix session {st.session} ({st.shard_tag})")
+        terminalreporter.write_line(
+            f"hfmatrix: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped ({kinds}), "
+            f"{c['xfailed']} xfailed (known-bug), {c['xpassed']} xpassed, {c['error']} errors, "
+            f"{c['crashed']} crashed, {c['timeout']} timed out")
+        if st.writer is not None:
+            terminalreporter.write_line(f"hfmatrix: records in {st.writer.path}")
+
+
+BAD_OUTCOMES = ("failed", "error", "crashed", "timeout", "xpassed")
+
+
+def _classify(reports: list) -> tuple[str, str, str | None]:
+    """(outcome, message, skip_kind) from the phase reports of one test."""
+    for rep in reports:
+        text = _longrepr_text(rep)
+        if rep.when not in ("setup", "call", "teardown"):
+            return ("timeout" if "Timeout" in text else "crashed"), text, None
+        if rep.failed:
+            if "+++ Timeout +++" in text or "Failed: Timeout" in text:
+                return "timeout", text, None
+            if rep.when == "call":
+                if "[XPASS(strict)]" in text:
+                    return "xpassed", text, skips.KNOWN_BUG
+                return "failed", text, None
+            return "error", f"{rep.when}: {text}", None
+    for rep in reports:
+        if rep.skipped:
+            if hasattr(rep, "wasxfail"):
+                kind, reason = skips.parse(rep.wasxfail)
+                return "xfailed", reason, kind or skips.KNOWN_BUG
+            kind, reason = skips.parse(_longrepr_text(rep))
+            return "skipped", reason, kind
+    for rep in reports:
+        if rep.when == "call" and hasattr(rep, "wasxfail"):
+            return "xpassed", rep.wasxfail, skips.KNOWN_BUG
+    return "passed", "", None
+
+
+def _longrepr_text(rep) -> str:
+    lr = rep.longrepr
+    if lr is None:
+        return ""
+    if isinstance(lr, tuple) and len(lr) == 3:
+        return str(lr[2])
+    return str(getattr(rep, "longreprtext", "") or lr)
+
+
+def _finish(st: _State, nodeid: str) -> None:
+    reports = st.phases.pop(nodeid, None)
+    if not reports:
+        return
+    outcome, message, kind = _classify(reports)
+    props: dict[str, Any] = {}
+    measures: dict[str, Any] = {}
+    evidence: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    worker = ""
+    for rep in reports:
+        for name, value in rep.user_properties:
+            if name == PROP_CASE:
+                props.update(value)
+            elif name == PROP_MEASURE:
+                value = dict(value)
+                value.pop("_attached", None)
+                evidence.update(value.pop("evidence", {}) or {})
+                measures.update(value)
+            elif name == "hfm_versions":
+                versions = value
+            elif name == "hfm_worker":
+                worker = value
+    path, _, rest = nodeid.partition("::")
+    func, _, param = rest.partition("[")
+    param = param.rstrip("]")
+    if not props and "@" in param:  # a crashed worker sends no properties: recover from the id
+        props = parse_case_id(param)
+        try:
+            props["arch_class"] = st.specs()[props["model"]].arch_class
+        except Exception:
+            pass
+    record = Record(
+        run_id=st.run_id, session=st.session, nodeid=nodeid, check=func.split("::")[-1].removeprefix("test_"),
+        outcome=outcome, suite=Path(path).stem, skip_kind=kind, message=message[-4000:],
+        measures=measures, evidence=evidence, versions=versions,
+        duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=worker,
+        backend=props.get("backend", ""), device=props.get("device", ""), precision=props.get("precision", ""),
+        model=props.get("model", ""), arch_class=props.get("arch_class", ""),
+    )
+    st.writer.write(record)
+    st.counts[outcome] += 1
+    if outcome == "skipped":
+        st.skip_kinds[kind or "untyped"] += 1
