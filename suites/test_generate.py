@@ -1,0 +1,18 @@
+"""Greedy generation reproduces the reference token ids."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hfmatrix.zoo.inputs import generation_inputs
+
+
+@pytest.mark.hfm_needs("generate")
+def test_generate_greedy(case, model_dir, backend_session, reference_session, measure):
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    expected = reference_session.generate(inputs, n)
+    actual = backend_session.generate(inputs, n)
+    measure(expected_ids=expected.tolist(), actual_ids=np.asarray(actual).tolist())
+    assert np.asarray(actual).shape == expected.shape, f"shape {np.asarray(actual).shape} != reference {expected.shape}"
+    assert np.array_equal(actual, expected), f"greedy ids {np.asarray(actual).tolist()} != reference {expected.tolist()}"

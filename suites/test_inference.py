@@ -1,0 +1,59 @@
+"""Inference checks: shapes the config predicts, finite, deterministic, batch equals singles."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hfmatrix.compare import compare, tolerance
+from hfmatrix.shapes import expected_shapes, matches
+from hfmatrix.zoo.inputs import batch, example
+
+
+def test_output_shapes(case, model_dir, backend_session):
+    inputs = example(case.spec, model_dir)
+    out = backend_session.run(inputs)
+    expected = expected_shapes(case.spec, model_dir, inputs)
+    assert expected, f"no shape rule for {case.spec.id} ({case.spec.task}): add one in hfmatrix/shapes.py"
+    for key, shape in expected.items():
+        assert key in out, f"output {key!r} missing; got {sorted(out)}"
+        assert matches(tuple(out[key].shape), tuple(shape)), f"{key}: shape {out[key].shape}, config predicts {shape}"
+
+
+def test_finite(case, model_dir, backend_session):
+    out = backend_session.run(example(case.spec, model_dir))
+    bad = {k: int((~np.isfinite(v)).sum()) for k, v in out.items() if v.dtype.kind == "f" and not np.isfinite(v).all()}
+    assert out and not bad, f"non-finite outputs: {bad}" if bad else "no outputs"
+
+
+def test_deterministic(case, model_dir, backend_session):
+    inputs = example(case.spec, model_dir)
+    first, second = backend_session.run(inputs), backend_session.run(inputs)
+    changed = [k for k in first if not np.array_equal(first[k], second[k])]
+    assert not changed, f"two identical runs differ in {changed}"
+
+
+@pytest.mark.hfm_needs("batch")
+def test_batch_equivalence(case, model_dir, backend_session, measure):
+    """A padded batch of two equals the two single runs (valid positions only) within tolerance."""
+    indices = (0, 1)
+    padded = batch(case.spec, model_dir, indices)
+    together = backend_session.run(padded)
+    mask = padded.get("attention_mask")
+    assert mask is not None, "batch inputs carry no attention_mask"
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    worst = 0.0
+    for row, index in enumerate(indices):
+        single = backend_session.run(example(case.spec, model_dir, index))
+        n = int(mask[row].sum())
+        keys = case.spec.outputs or sorted(single)
+        trimmed = {}
+        for key in keys:
+            value = together[key][row:row + 1]
+            if value.ndim >= 2 and value.shape[1] == mask.shape[1] and single[key].shape[1] == n:
+                valid = np.flatnonzero(mask[row])
+                value = value[:, valid]
+            trimmed[key] = value
+        result = compare(trimmed, single, tol, keys)
+        worst = max(worst, result.max_abs)
+        assert result.ok, f"batch row {row} vs single run: {result.message(tol)}"
+    measure(max_abs_err=worst, tolerance=tol.as_dict())
