@@ -52,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hfm_needs(*capabilities): only models whose spec has these capabilities")
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
+    config.addinivalue_line("markers", "hfm_devices(*names): only these devices (accelerator-only checks)")
     if config.getoption("--zoo-cache"):
         os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)
@@ -189,6 +190,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     needs = [c for m in metafunc.definition.iter_markers("hfm_needs") for c in m.args]
     only_backends = [b for m in metafunc.definition.iter_markers("hfm_backends") for b in m.args]
     only_precisions = [p for m in metafunc.definition.iter_markers("hfm_precisions") for p in m.args]
+    only_devices = [d for m in metafunc.definition.iter_markers("hfm_devices") for d in m.args]
     check = metafunc.function.__name__.removeprefix("test_")
     from .compare import known_failure
     params = []
@@ -201,6 +203,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if only_backends and target.backend not in only_backends:
                 continue
             if only_precisions and target.precision not in only_precisions:
+                continue
+            if only_devices and target.device not in only_devices:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
@@ -263,18 +267,33 @@ def measure(request):
 
 @pytest.fixture
 def model_dir(case: Case) -> Path:
+    check_available(case.target)  # an absent device or backend skips before any build or export
     from .zoo import materialize
     return materialize(case.spec)
+
+
+_AVAILABILITY: dict[Target, Any] = {}
+
+
+def check_available(target: Target) -> None:
+    """Raise the typed skip for an unavailable target (cached per process)."""
+    if target not in _AVAILABILITY:
+        from . import backends
+        try:
+            _AVAILABILITY[target] = backends.get(target.backend).available(target.device, target.precision)
+        except ImportError as exc:
+            raise skips.DependencyMissing(f"backend {target.backend} not importable here: {exc}") from None
+    avail = _AVAILABILITY[target]
+    if not avail.ok:
+        raise {skips.HARDWARE_ABSENT: skips.HardwareAbsent, skips.DEPENDENCY_MISSING: skips.DependencyMissing}.get(
+            avail.kind, skips.Unsupported)(avail.reason)
 
 
 def load_session(case: Case, model_dir: Path, fresh: bool = False, **options):
     """Available? then load (cached per process unless fresh). TypedSkip propagates to a typed skip."""
     from . import backends
+    check_available(case.target)
     backend = backends.get(case.target.backend)
-    avail = backend.available(case.target.device, case.target.precision)
-    if not avail.ok:
-        raise {skips.HARDWARE_ABSENT: skips.HardwareAbsent, skips.DEPENDENCY_MISSING: skips.DependencyMissing}.get(
-            avail.kind, skips.Unsupported)(avail.reason)
     key = (case.spec.id, str(model_dir), case.target)
     if fresh:
         return backend.load(model_dir, case.spec, case.target, **options)

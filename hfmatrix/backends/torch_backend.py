@@ -27,7 +27,27 @@ def _torch():
     return torch
 
 
+def _nvidia_present() -> tuple[bool, str]:
+    """Hardware first, independent of the torch build: device nodes or the driver's tool."""
+    import os
+    import shutil
+    if os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
+        return True, ""
+    return False, "no NVIDIA GPU on this machine (no /dev/nvidiactl, no NVIDIA driver, no nvidia-smi)"
+
+
+def _amd_present() -> tuple[bool, str]:
+    import os
+    import shutil
+    if os.path.exists("/dev/kfd") or shutil.which("rocminfo"):
+        return True, ""
+    return False, "no AMD GPU on this machine (no /dev/kfd, no rocminfo)"
+
+
 def _cuda_available(torch) -> tuple[bool, str]:
+    present, why = _nvidia_present()
+    if not present:
+        return False, why
     if getattr(torch.version, "hip", None):
         return False, f"torch is a ROCm build (HIP {torch.version.hip}), not CUDA"
     if not torch.version.cuda:
@@ -38,6 +58,9 @@ def _cuda_available(torch) -> tuple[bool, str]:
 
 
 def _rocm_available(torch) -> tuple[bool, str]:
+    present, why = _amd_present()
+    if not present:
+        return False, why
     if not getattr(torch.version, "hip", None):
         return False, f"torch {torch.__version__} is not a ROCm build (torch.version.hip is None)"
     if not torch.cuda.is_available():
