@@ -1,0 +1,89 @@
+"""Checks only an accelerator can fail: memory returns after release, peak memory, OOM handling,
+and a model split across cpu and the accelerator. Collected only for accelerator devices; on a
+machine without one every case skips hardware-absent (the backend's availability check)."""
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from hfmatrix.backends.torch_backend import DEVICE_OPS, device_op
+from hfmatrix.compare import compare, tolerance
+from hfmatrix.zoo.inputs import example
+
+ACCELERATORS = ("cuda", "rocm", "mps")
+pytestmark = [pytest.mark.hfm_backends("torch"), pytest.mark.hfm_devices(*ACCELERATORS)]
+
+
+def test_device_memory_released(case, model_dir, measure):
+    from hfmatrix.plugin import load_session
+    dev = case.target.device
+    gc.collect()
+    device_op(dev, "empty_cache")
+    start = device_op(dev, "memory").get("allocated", 0)
+    session = load_session(case, model_dir, fresh=True)
+    session.run(example(case.spec, model_dir))
+    loaded = device_op(dev, "memory").get("allocated", 0)
+    session.close()
+    del session
+    gc.collect()
+    device_op(dev, "empty_cache")
+    end = device_op(dev, "memory").get("allocated", 0)
+    measure(start_bytes=start, loaded_bytes=loaded, end_bytes=end)
+    assert loaded > start, "the model allocated no device memory: it did not run on the device"
+    assert end == start, f"device memory not released: {end - start} bytes still allocated after close()"
+
+
+def test_peak_memory(case, model_dir, backend_session, measure):
+    dev = case.target.device
+    if "max_allocated" not in DEVICE_OPS[dev]["memory"].__code__.co_names and dev == "mps":
+        pytest.skip("[unsupported-by-backend] MPS exposes no peak-memory counter")
+    device_op(dev, "reset_peak")
+    backend_session.run(example(case.spec, model_dir))
+    mem = device_op(dev, "memory")
+    total = backend_session.evidence().get("total_memory")
+    measure(peak_bytes=mem.get("max_allocated"), total_bytes=total)
+    assert mem.get("max_allocated", 0) > 0
+    assert total is None or mem["max_allocated"] < total
+
+
+def test_oom_is_handled(case, model_dir, backend_session, measure):
+    """An allocation beyond free memory raises OutOfMemoryError; the device is usable right after."""
+    import torch
+    if case.target.device == "mps":
+        pytest.skip("[unsupported-by-backend] MPS has no OutOfMemoryError contract")
+    free, total = torch.cuda.mem_get_info()
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="out of memory"):
+        torch.empty(int(free) * 2, dtype=torch.uint8, device="cuda")
+    gc.collect()
+    torch.cuda.empty_cache()
+    out = backend_session.run(example(case.spec, model_dir))  # the next work runs normally
+    measure(free_bytes=int(free), total_bytes=int(total))
+    assert all(np.isfinite(v).all() for v in out.values() if v.dtype.kind == "f")
+
+
+def test_cross_device_split(case, model_dir, backend_session, reference_session, measure):
+    """Input embeddings on cpu, the rest of the model on the accelerator = the CPU reference."""
+    import torch
+    inputs = example(case.spec, model_dir)
+    model = backend_session.model
+    if "input_ids" not in inputs or not hasattr(model, "get_input_embeddings"):
+        pytest.skip(f"[unsupported-by-backend] {case.spec.id} has no input-embedding split point")
+    emb = model.get_input_embeddings()
+    cpu_emb = type(emb)(emb.num_embeddings, emb.embedding_dim).to(torch.float32)
+    cpu_emb.load_state_dict({k: v.float().cpu() for k, v in emb.state_dict().items()})
+    with torch.inference_mode():
+        embeds = cpu_emb(torch.from_numpy(inputs["input_ids"]))  # the cpu part
+    rest = {k: v for k, v in inputs.items() if k != "input_ids"}
+    rest_t = {k: torch.from_numpy(v).to(next(model.parameters()).device) for k, v in rest.items()}
+    dtype = next(model.parameters()).dtype
+    with torch.inference_mode():
+        out = model(inputs_embeds=embeds.to(next(model.parameters()).device, dtype), **rest_t)
+    from hfmatrix.backends.torch_backend import outputs_to_numpy
+    actual = outputs_to_numpy(out)
+    reference = reference_session.run(inputs)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    result = compare(actual, reference, tol, case.spec.outputs)
+    measure(**result.measures(), tolerance=tol.as_dict())
+    assert result.ok, result.message(tol)
