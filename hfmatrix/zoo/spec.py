@@ -45,6 +45,9 @@ class ModelSpec:
     auto_class: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     tokenizer: dict[str, Any] = field(default_factory=dict)
+    #: image processor / feature extractor / processor built locally: {"class": "ViTImageProcessor", ...kwargs};
+    #: a nested table with a "class" key is built too; a ProcessorMixin gets the tokenizer passed in
+    processor: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     #: greedy generation: {"max_new_tokens": N}; empty = not a generative model
     generate: dict[str, Any] = field(default_factory=dict)

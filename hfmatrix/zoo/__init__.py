@@ -1,0 +1,10 @@
+"""The model zoo: specs as data (models.toml), offline materialization, deterministic inputs."""
+from .inputs import batch, example, generation_inputs, lengths, max_positions
+from .materialize import materialize, verify
+from .spec import ARCH_CLASSES, TASK_AUTO_CLASS, ZOO_FILE, ModelSpec, load_specs
+from .user import spec_from_user
+
+__all__ = [
+    "ARCH_CLASSES", "TASK_AUTO_CLASS", "ZOO_FILE", "ModelSpec", "load_specs", "materialize", "verify",
+    "spec_from_user", "example", "batch", "lengths", "generation_inputs", "max_positions",
+]
