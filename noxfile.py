@@ -26,6 +26,16 @@ nox.options.sessions = ["cpu", "report"]
 # Where each tagged session runs in CI; the workflow reads these through `nox --list --json`.
 RUNNERS = {
     "hosted": "ubuntu-latest",
+    "cuda": ["self-hosted", "linux", "x64", "gpu-nvidia"],
+    "rocm": ["self-hosted", "linux", "x64", "gpu-amd"],
+    "mps": ["self-hosted", "macos", "arm64"],
+}
+
+# Accelerator sessions: device -> (env file with the accelerator torch, precisions to test)
+ACCELERATORS = {
+    "cuda": ("cuda", "fp32,fp16,bf16"),
+    "rocm": ("rocm", "fp32,fp16,bf16"),
+    "mps": ("mps", "fp32,fp16"),
 }
 
 
@@ -58,6 +68,39 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
 def cpu(session: nox.Session) -> None:
     """CPU torch backend, fp32 (bf16 too where the CPU supports it natively)."""
     run_suites(session, env="cpu", backend="torch", precisions="fp32")
+
+
+def _accelerator(session: nox.Session, device: str) -> None:
+    """Run the suites on an accelerator. Without the hardware, install the CPU env instead of a
+    multi-GB accelerator build: every test then skips with kind hardware-absent and the reason,
+    so a CPU-only run stays green and honest, and the matrix shows the column."""
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from hwprobe.presence import hardware_present
+    present, why = hardware_present(device)
+    env, precisions = ACCELERATORS[device]
+    if not present:
+        session.log(f"{device}: hardware-absent ({why}); running the suites to record typed skips")
+        env = "cpu"
+    run_suites(session, env=env, backend="torch", device=device, precisions=precisions)
+
+
+@nox.session(python=PYTHON, tags=["cuda", "accelerator"])
+def cuda(session: nox.Session) -> None:
+    """torch on NVIDIA CUDA: fp32/fp16/bf16 parity, device memory, OOM, cpu/GPU split, CUDA-event timing."""
+    _accelerator(session, "cuda")
+
+
+@nox.session(python=PYTHON, tags=["rocm", "accelerator"])
+def rocm(session: nox.Session) -> None:
+    """torch on AMD ROCm (HIP); never reported as CUDA."""
+    _accelerator(session, "rocm")
+
+
+@nox.session(python=PYTHON, tags=["mps", "accelerator"])
+def mps(session: nox.Session) -> None:
+    """torch on Apple MPS (macOS arm64)."""
+    _accelerator(session, "mps")
 
 
 @nox.session(python=PYTHON, tags=["hosted"])

@@ -27,21 +27,10 @@ def _torch():
     return torch
 
 
-def _nvidia_present() -> tuple[bool, str]:
-    """Hardware first, independent of the torch build: device nodes or the driver's tool."""
-    import os
-    import shutil
-    if os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi"):
-        return True, ""
-    return False, "no NVIDIA GPU on this machine (no /dev/nvidiactl, no NVIDIA driver, no nvidia-smi)"
-
-
-def _amd_present() -> tuple[bool, str]:
-    import os
-    import shutil
-    if os.path.exists("/dev/kfd") or shutil.which("rocminfo"):
-        return True, ""
-    return False, "no AMD GPU on this machine (no /dev/kfd, no rocminfo)"
+from hwprobe.presence import amd as _amd_present  # noqa: E402
+from hwprobe.presence import apple as _mps_present  # noqa: E402
+from hwprobe.presence import hardware_present  # noqa: E402,F401
+from hwprobe.presence import nvidia as _nvidia_present  # noqa: E402
 
 
 def _cuda_available(torch) -> tuple[bool, str]:
@@ -69,6 +58,9 @@ def _rocm_available(torch) -> tuple[bool, str]:
 
 
 def _mps_available(torch) -> tuple[bool, str]:
+    present, why = _mps_present()
+    if not present:
+        return False, why
     mps = getattr(torch.backends, "mps", None)
     if mps is None or not mps.is_built():
         return False, f"torch {torch.__version__} built without MPS"
