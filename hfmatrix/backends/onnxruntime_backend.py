@@ -1,0 +1,276 @@
+"""ONNX Runtime backends: ``onnxruntime`` (any execution provider by device) and ``qnn`` (QNN EP plugin).
+
+Export goes through optimum-onnx the way users do it (``optimum.exporters.onnx.main_export``, as
+``ORTModelFor*.from_pretrained(..., export=True)`` calls it), cached by hfmatrix.exports; sessions are
+the ``ORTModelFor*`` classes users load (KV-cache decoding through their ``generate``).
+
+Where it ran is read back, never assumed: every InferenceSession in use reports ``get_providers()``
+and the EP graph assignment (nodes per EP). ORT silently falls back to CPU when an EP fails to
+initialise; a session whose first provider is not the requested EP raises HardwareAbsent.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import exports
+from ..skips import DependencyMissing, HardwareAbsent, Unsupported
+from .base import Arrays, Availability, Target
+
+# device name (the matrix's) -> execution providers that serve it, first available wins
+EP_FOR_DEVICE: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider",),
+    "tensorrt": ("TensorrtExecutionProvider",),
+    "rocm": ("ROCMExecutionProvider", "MIGraphXExecutionProvider"),
+    "openvino": ("OpenVINOExecutionProvider",),
+    "coreml": ("CoreMLExecutionProvider",),
+    "dml": ("DmlExecutionProvider",),
+}
+
+# spec.task -> (optimum.onnxruntime class, optimum export task, how run() calls it)
+# "graph": one InferenceSession fed directly (every graph output returned under its ONNX name,
+# which optimum names like the transformers outputs); "model": the ORTModel forward (decoders
+# need their empty KV cache built, seq2seq needs encoder + decoder).
+TASKS: dict[str, tuple[str | None, str, str]] = {
+    "feature-extraction": ("ORTModelForFeatureExtraction", "feature-extraction", "graph"),
+    "text-classification": ("ORTModelForSequenceClassification", "text-classification", "graph"),
+    "image-classification": ("ORTModelForImageClassification", "image-classification", "graph"),
+    "zero-shot-image-classification": ("ORTModelForZeroShotImageClassification", "zero-shot-image-classification", "graph"),
+    "ctc": ("ORTModelForCTC", "automatic-speech-recognition", "graph"),
+    "text-generation": ("ORTModelForCausalLM", "text-generation-with-past", "model"),
+    "text2text-generation": ("ORTModelForSeq2SeqLM", "text2text-generation-with-past", "model"),
+    "automatic-speech-recognition": ("ORTModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
+    "image-text-to-text": (None, "image-text-to-text", "model"),
+}
+MODEL_OUTPUTS = ("logits", "encoder_last_hidden_state", "last_hidden_state")
+ONNX_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+# exporter messages that mean "this exporter does not support it" (cached as an Unsupported verdict)
+REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no onnx configuration",
+            "is not a supported")
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise DependencyMissing(f"onnxruntime not importable: {exc}") from None
+    return ort
+
+
+def _optimum():
+    try:
+        import optimum.onnxruntime as ortm
+        from optimum.exporters.onnx import main_export
+    except ImportError as exc:
+        raise DependencyMissing(f"optimum-onnx not importable: {exc}") from None
+    return ortm, main_export
+
+
+def export_versions() -> dict[str, str]:
+    return exports.dist_versions("optimum", "optimum-onnx", "transformers", "torch", "onnx")
+
+
+def _refusal(exc: BaseException) -> str | None:
+    text = str(exc)
+    if isinstance(exc, (ValueError, KeyError, NotImplementedError)) and any(r in text.lower() for r in REFUSALS):
+        v = export_versions()
+        first = text.strip().split(". Please")[0][:500]
+        return f"optimum-onnx {v['optimum-onnx']} (optimum {v['optimum']}) export refused: {first}"
+    return None
+
+
+def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None = None) -> exports.Export:
+    """The optimum-onnx export of ``model_dir`` for ``spec.task`` (cached)."""
+    if spec.task not in TASKS:
+        raise Unsupported(f"no ONNX export route for task {spec.task!r}")
+    _, main_export = _optimum()
+    task = task or TASKS[spec.task][1]
+    parts = {"model": exports.folder_digest(model_dir), "task": task, "dtype": precision,
+             "model_type": spec.model_type, "versions": export_versions()}
+
+    def make(out: Path) -> None:
+        main_export(str(model_dir), output=out, task=task, do_validation=False, no_post_process=True,
+                    dtype=precision, library_name="transformers")
+
+    return exports.cached_export("onnx", parts, make, unsupported=_refusal)
+
+
+def _sessions_of(model) -> dict[str, Any]:
+    """name -> InferenceSession for every ORT session an ORTModel holds."""
+    parts = getattr(model, "parts", None)
+    if parts:
+        return {Path(p.path).stem: p.session for p in parts if getattr(p, "session", None) is not None}
+    return {Path(model.path).stem: model.session}
+
+
+def assignment(session) -> dict[str, Any]:
+    """Nodes per EP after partitioning (needs session.record_ep_graph_assignment_info=1)."""
+    by_ep: Counter = Counter()
+    casts: Counter = Counter()
+    for sub in session.get_provider_graph_assignment_info():
+        nodes = sub.get_nodes()
+        by_ep[sub.ep_name] += len(nodes)
+        casts[sub.ep_name] += sum(1 for n in nodes if n.op_type == "Cast")
+    return {"nodes_by_ep": dict(by_ep), "cast_nodes_by_ep": dict(casts)}
+
+
+def _graph_dtypes(path: Path) -> dict[str, int]:
+    """Initializer element types of the exported graph (weights only, external data not loaded)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    count: Counter = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in m.graph.initializer)
+    count["Cast_nodes_in_export"] = sum(1 for n in m.graph.node if n.op_type == "Cast")
+    return dict(count)
+
+
+def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
+    """The session's inputs from ours: dtype of the graph's declaration, zero token_type_ids if absent."""
+    feeds = {}
+    for arg in session.get_inputs():
+        if arg.name in inputs:
+            value = np.asarray(inputs[arg.name])
+        elif arg.name == "token_type_ids" and "input_ids" in inputs:
+            value = np.zeros_like(inputs["input_ids"])
+        else:
+            raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
+        if arg.type in ONNX_FLOAT:
+            value = value.astype(ONNX_FLOAT[arg.type])
+        elif arg.type == "tensor(int64)":
+            value = value.astype(np.int64)
+        feeds[arg.name] = np.ascontiguousarray(value)
+    return feeds
+
+
+def _as_float32(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float32) if value.dtype.kind == "f" else value
+
+
+class OrtSession:
+    def __init__(self, model, spec, target: Target, ep: str, export: exports.Export, mode: str,
+                 provider_options: dict[str, Any]):
+        self.model, self.spec, self.target, self.ep = model, spec, target, ep
+        self.export, self.mode, self.provider_options = export, mode, provider_options
+        self.sessions = _sessions_of(model)
+        for name, s in self.sessions.items():
+            used = s.get_providers()
+            if not used or used[0] != ep:  # ORT fell back (EP failed to initialise): never run on CPU quietly
+                raise HardwareAbsent(f"requested {ep} but ONNX Runtime session {name!r} runs on {used}")
+        self._evidence: dict[str, Any] | None = None
+
+    def run(self, inputs: Arrays) -> Arrays:
+        if self.mode == "graph":
+            session = next(iter(self.sessions.values()))
+            names = [o.name for o in session.get_outputs()]
+            values = session.run(names, feeds_for(session, inputs))
+            return {n: _as_float32(np.asarray(v)) for n, v in zip(names, values)}
+        import torch
+
+        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        return {k: _as_float32(out[k].detach().cpu().float().numpy() if out[k].is_floating_point()
+                               else out[k].cpu().numpy())
+                for k in MODEL_OUTPUTS if k in out and out[k] is not None}
+
+    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
+        if not hasattr(self.model, "generate"):
+            raise Unsupported(f"{type(self.model).__name__} does not generate")
+        import torch
+
+        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        cfg = getattr(self.model, "generation_config", None)
+        pad = cfg.pad_token_id if cfg is not None else None
+        if pad is None and cfg is not None:  # same rule as the torch reference
+            eos = cfg.eos_token_id
+            pad = eos[0] if isinstance(eos, (list, tuple)) else eos
+        with torch.inference_mode():
+            ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                      do_sample=False, num_beams=1, pad_token_id=pad)
+        return ids.cpu().numpy()
+
+    def evidence(self) -> dict[str, Any]:
+        if self._evidence is None:
+            ort = _ort()
+            per_session = {}
+            for name, s in self.sessions.items():
+                per_session[name] = {"providers": s.get_providers(), "provider_options": s.get_provider_options(),
+                                     **assignment(s), "initializer_dtypes": _graph_dtypes(Path(s._model_path))}
+            self._evidence = {
+                "execution_provider": self.ep, "onnxruntime": ort.__version__,
+                "available_providers": ort.get_available_providers(), "sessions": per_session,
+                "ort_model_class": type(self.model).__name__, "export": self.export.evidence(),
+                "precision": self.target.precision,
+            }
+            if self.target.precision == "fp16":
+                self._evidence["precision_note"] = (
+                    "fp16 export (weights and activations fp16); ORT inserts Cast nodes around ops the EP "
+                    "has no fp16 kernel for (cast_nodes_by_ep vs Cast_nodes_in_export)")
+        return self._evidence
+
+    def close(self) -> None:
+        self.model, self.sessions = None, {}
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    precisions = ("fp32", "fp16")
+    devices = tuple(EP_FOR_DEVICE)
+
+    def _ep(self, device: str) -> str:
+        ort = _ort()
+        if device not in EP_FOR_DEVICE:
+            raise Unsupported(f"unknown onnxruntime device {device!r}; known: {', '.join(EP_FOR_DEVICE)}")
+        available = ort.get_available_providers()
+        for ep in EP_FOR_DEVICE[device]:
+            if ep in available:
+                return ep
+        raise HardwareAbsent(f"{' / '.join(EP_FOR_DEVICE[device])} not in onnxruntime {ort.__version__}'s "
+                             f"available providers {available}")
+
+    def available(self, device: str, precision: str) -> Availability:
+        if precision not in self.precisions:
+            return Availability(False, f"onnxruntime precisions are {self.precisions}", "unsupported-by-backend")
+        try:
+            ep = self._ep(device)
+            _optimum()
+        except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
+            return Availability(False, exc.reason, exc.kind)
+        return Availability(True, ep, details={"execution_provider": ep})
+
+    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, Any] | None = None) -> OrtSession:
+        avail = self.available(target.device, target.precision)
+        if not avail.ok:
+            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
+                avail.kind, Unsupported)(avail.reason)
+        ep = avail.details["execution_provider"]
+        if spec.task not in TASKS:
+            raise Unsupported(f"no ONNX Runtime route for task {spec.task!r}")
+        cls_name, _, mode = TASKS[spec.task]
+        export = onnx_export(Path(model_dir), spec, target.precision)
+        if cls_name is None:
+            raise Unsupported(f"optimum-onnx {export_versions()['optimum-onnx']} has no ORTModel class for {spec.task}")
+        ortm, _ = _optimum()
+        ort = _ort()
+        so = ort.SessionOptions()
+        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        so.log_severity_level = 3
+        options = dict(provider_options or {})
+        model = getattr(ortm, cls_name).from_pretrained(
+            str(export.path), provider=ep, provider_options=options, session_options=so,
+            use_io_binding=False if ep == "CPUExecutionProvider" else None)
+        return OrtSession(model, spec, target, ep, export, mode, options)
+
+    def versions(self) -> dict[str, str]:
+        return exports.dist_versions("onnxruntime", "optimum", "optimum-onnx", "onnx", "transformers", "torch", "numpy")
+
+
+# ----------------------------------------------------------------------------------------- QNN
+QNN_EP = "QNNExecutionProvider"
+QNN_BACKEND_LIBS = {"htp": "libQnnHtp.so", "cpu": "libQnnCpu.so", "gpu": "libQnnGpu.so"}

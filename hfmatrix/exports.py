@@ -1,0 +1,155 @@
+"""Export cache: ONNX / OpenVINO IR exports made once per (model content, exporter, options).
+
+Layout, next to the zoo (``<root>`` = ``$HFMATRIX_CACHE``, else ``platformdirs.user_cache_dir("hfmatrix")``)::
+
+    <root>/exports/<kind>/<key>/                    a complete export (only ever created by os.rename)
+    <root>/exports/<kind>/<key>/hfmatrix-export.json  written before the rename: key inputs, timings
+    <root>/exports/<kind>/<key>.unsupported.json    the exporter's own refusal, cached as a verdict
+    <root>/exports/<kind>/<key>.lock                filelock: one exporter per key across processes
+    <root>/exports/<kind>/.tmp-<key>-<pid>-<rnd>    an export in progress (or left by a killed one)
+
+``key`` hashes the model folder's content digest (the zoo manifest when there is one, else the
+sha256 of every file), the exporter/library versions, the options and FORMAT_VERSION. A refusal is
+cached only when the caller classifies the exception as "the exporter does not support this"
+(``unsupported(exc) -> message``); any other error propagates and is retried next time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .skips import Unsupported
+
+#: bump when the cache layout or what goes into the key changes
+FORMAT_VERSION = "1"
+META = "hfmatrix-export.json"
+ZOO_MANIFEST = "hfmatrix-manifest.json"
+#: every export this process made (not found in the cache): lets self-tests count real exports
+EXPORTED: list[Path] = []
+
+
+def cache_root() -> Path:
+    if os.environ.get("HFMATRIX_CACHE"):
+        return Path(os.environ["HFMATRIX_CACHE"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("hfmatrix"))
+
+
+def exports_root() -> Path:
+    return cache_root() / "exports"
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def folder_digest(model_dir: Path) -> str:
+    """Content digest of a model folder. A zoo entry's manifest already lists every file's sha256
+    (and is written last), so hashing it is enough; other folders are hashed file by file.
+    Memoised per process on (path, size, mtime) of every file."""
+    model_dir = Path(model_dir).resolve()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stamp = tuple((str(p.relative_to(model_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    memo = (str(model_dir), stamp)
+    if memo in _DIGESTS:
+        return _DIGESTS[memo]
+    h = hashlib.sha256()
+    manifest = model_dir / ZOO_MANIFEST
+    if manifest.is_file():
+        h.update(b"manifest\0" + manifest.read_bytes())
+    else:
+        for p in files:
+            h.update(str(p.relative_to(model_dir)).encode() + b"\0")
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            h.update(b"\0")
+    _DIGESTS[memo] = h.hexdigest()
+    return _DIGESTS[memo]
+
+
+def export_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Export:
+    kind: str
+    key: str
+    path: Path
+    cached: bool  # found in the cache (no export in this call)
+    seconds: float  # how long the export took when it was made
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def evidence(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "path": str(self.path), "cached": self.cached,
+                "export_seconds": round(self.seconds, 3)}
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None], *,
+                  unsupported: Callable[[BaseException], str | None] = lambda exc: None,
+                  lock_timeout: float = 1800.0) -> Export:
+    """Return the export for ``parts`` under ``kind``, making it with ``make(tmp_dir)`` at most once.
+
+    ``parts`` must hold everything that shapes the files (model digest, versions, options).
+    Raises Unsupported (the exporter's message) for a refusal, fresh or cached.
+    """
+    from filelock import FileLock
+
+    key = export_key(parts)
+    base = exports_root() / kind
+    base.mkdir(parents=True, exist_ok=True)
+    final, verdict = base / key, base / f"{key}.unsupported.json"
+    with FileLock(str(base / f"{key}.lock"), timeout=lock_timeout):
+        if (final / META).is_file():
+            meta = json.loads((final / META).read_text())
+            return Export(kind, key, final, True, float(meta.get("export_seconds", 0.0)), meta)
+        if verdict.is_file():
+            raise Unsupported(json.loads(verdict.read_text())["message"] + " [cached verdict]")
+        for stale in base.glob(f".tmp-{key}-*"):  # left by a killed exporter; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = base / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        tmp.mkdir()
+        t0 = time.perf_counter()
+        try:
+            make(tmp)
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless a refusal
+            shutil.rmtree(tmp, ignore_errors=True)
+            message = unsupported(exc)
+            if message is None:
+                raise
+            _write_json_atomic(verdict, {"message": message, "parts": parts, "error": type(exc).__name__,
+                                         "created": time.time()})
+            raise Unsupported(message) from exc
+        seconds = time.perf_counter() - t0
+        meta = {"kind": kind, "key": key, "parts": parts, "export_seconds": seconds, "created": time.time()}
+        _write_json_atomic(tmp / META, meta)
+        os.rename(tmp, final)
+        EXPORTED.append(final)
+        return Export(kind, key, final, False, seconds, meta)
+
+
+def dist_versions(*dists: str) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
