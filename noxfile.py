@@ -103,6 +103,79 @@ def mps(session: nox.Session) -> None:
     _accelerator(session, "mps")
 
 
+# Web backend: onnxruntime-web in Chromium, driven by Playwright; one session per device
+# (`nox -s wasm`, `nox -s webgpu`, `nox -s webnn`), plus `nox -s webtests` for its own tests.
+WEB_DIR = ROOT / "hfmatrix" / "web"
+APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends")
+
+
+def _apt_install(session: nox.Session, package: str, why: str) -> None:
+    """Install a Debian package as root, or stop the session saying how to (never a silent skip)."""
+    import shutil
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        session.error(f"{why}; install it as root: apt-get update && {' '.join(APT_INSTALL)} {package}")
+    session.run("apt-get", "update", external=True)
+    session.run(*APT_INSTALL, package, external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _web_prerequisites(session: nox.Session) -> None:
+    """Debian's Chromium (apt-get when /usr/bin/chromium is missing; HFMATRIX_CHROMIUM points elsewhere)
+    and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
+    import json
+    import shutil
+    chromium = os.environ.get("HFMATRIX_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        if "HFMATRIX_CHROMIUM" in os.environ:
+            session.error(f"HFMATRIX_CHROMIUM={chromium} is not an executable file")
+        _apt_install(session, "chromium", f"Chromium is missing at {chromium}")
+        if not os.access(chromium, os.X_OK):
+            session.error(f"apt-get installed chromium but {chromium} is still not executable")
+    session.run(chromium, "--version", external=True)
+    if shutil.which("npm") is None:
+        _apt_install(session, "npm", "npm is missing (needed for onnxruntime-web)")
+    lock, installed = WEB_DIR / "package-lock.json", WEB_DIR / "node_modules" / ".package-lock.json"
+    wanted = {k: v for k, v in json.loads(lock.read_text())["packages"].items() if k}
+    if installed.is_file() and json.loads(installed.read_text()).get("packages") == wanted:
+        session.log("onnxruntime-web: node_modules matches package-lock.json")
+    else:
+        session.run("npm", "ci", "--prefix", str(WEB_DIR), "--ignore-scripts", "--no-audit", "--no-fund",
+                    external=True)
+
+
+def _web(session: nox.Session, device: str) -> None:
+    _web_prerequisites(session)
+    run_suites(session, env="web", backend="web", device=device, precisions="fp32")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend", "web"])
+def wasm(session: nox.Session) -> None:
+    """onnxruntime-web WebAssembly EP in Chromium (the ONNX export, fp32)."""
+    _web(session, "wasm")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend", "web"])
+def webgpu(session: nox.Session) -> None:
+    """onnxruntime-web WebGPU EP; without a GPU Chromium's adapter is SwiftShader, recorded as software: true."""
+    _web(session, "webgpu")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend", "web"])
+def webnn(session: nox.Session) -> None:
+    """onnxruntime-web WebNN EP; hardware-absent with the browser's createContext() error where it has none."""
+    _web(session, "webnn")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "web"])
+def webtests(session: nox.Session) -> None:
+    """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
+    _web_prerequisites(session)
+    _install(session, "web")
+    out = RESULTS / "webtests"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
+                f"--junitxml={out / 'junit.xml'}", *session.posargs)
+
+
 @nox.session(python=PYTHON, tags=["hosted"])
 def tests(session: nox.Session) -> None:
     """The harness's own tests (tests/): plugin via pytester, probes, zoo, report, self-tests."""
