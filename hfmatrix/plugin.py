@@ -29,6 +29,7 @@ from .records import Record, RecordWriter, write_json_atomic
 
 PROP_CASE = "hfm_case"
 PROP_MEASURE = "hfm"
+pytest_plugins = ["hfmatrix.perf.plugin"]  # perf options + fixtures; registered with this module so --perf-* parse
 
 
 # ----------------------------------------------------------------------------- options

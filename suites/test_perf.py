@@ -1,0 +1,111 @@
+"""Benchmarks: load, first call, steady-state latency and throughput, peak RSS / device memory,
+then the regression gate against the committed baseline for this machine's fingerprint.
+
+Timing is never asserted against a target here (that is what the baselines and scripts/bench_*.py
+are for); ``test_perf`` asserts the measurement itself is sound, ``test_perf_vs_baseline`` applies
+asv's two-part rule (median ratio > factor AND Mann-Whitney p < alpha) on the raw samples.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+
+from hfmatrix import skips
+from hfmatrix.perf import gate
+from hfmatrix.perf.baselines import fingerprint
+from hfmatrix.perf.plugin import PROP_COMPARISON, PROP_ENTRY
+from hfmatrix.perf.runner import Measured, PerfConfig, compare_case, measure_case
+
+pytestmark = pytest.mark.hfm_perf
+
+# Measurements of this process by case id, for the baseline check of the same case (same xdist
+# group, so the same worker). Sessions are closed right after measuring; a confirmation re-measure
+# reloads one.
+_MEASURED: dict[str, Measured] = {}
+
+
+def _measure(request, case, model_dir, cfg: PerfConfig) -> Measured:
+    from hfmatrix import backends
+    from hfmatrix.plugin import state
+    if case.id in _MEASURED:
+        return _MEASURED[case.id]
+    st = state(request.config)
+    opts = {"allow_pickle": request.config.getoption("--allow-pickle")} if case.target.backend == "torch" else {}
+    m = measure_case(case, model_dir, cfg, run_id=st.run_id, session_name=st.session, load_options=opts)
+    m.entry["versions"] = backends.get(case.target.backend).versions()
+    m.entry["evidence"] = m.session.evidence()
+    m.close()
+    _MEASURED[case.id] = m
+    request.node.user_properties.append((PROP_ENTRY, m.entry))
+    return m
+
+
+def _headline(entry: dict) -> dict:
+    r = entry["report"]
+    out = {"load_s": r["load"]["latency"]["values"][0], "first_call_ms": r["first_call"]["latency"]["values"][0] * 1e3,
+           "p50_ms": entry["p50_ms"], "p90_ms": entry["p90_ms"], "p99_ms": entry["p99_ms"],
+           "n_samples": r["forward"]["latency"]["count"], "throughput_b1": r["forward"]["throughput"]["value"],
+           "peak_rss_load_mb": r["load"]["memory"]["max_ram"], "peak_rss_run_mb": r["forward"]["memory"]["max_ram"],
+           "threads": entry["threads"].get("intra_op") or entry["threads"]["requested"], "timer": entry["timer"]}
+    if "forward_batch" in r:
+        out.update(batch_size=r["forward_batch"]["batch_size"], throughput_batch=r["forward_batch"]["throughput"]["value"],
+                   p50_batch_ms=r["forward_batch"]["latency"]["p50"] * 1e3)
+    if "max_allocated" in r["forward"]["memory"]:
+        out["device_peak_mb"] = r["forward"]["memory"]["max_allocated"]
+    return out
+
+
+def test_perf(request, case, model_dir, perf_config, measure):
+    """The measurement is sound: enough finite positive samples over enough time, threads as pinned."""
+    m = _measure(request, case, model_dir, perf_config)
+    measure(**_headline(m.entry), evidence=m.entry["evidence"])
+    r = m.entry["report"]
+    for metric, block in r.items():
+        values = block["latency"]["values"]
+        assert values and all(math.isfinite(v) and v > 0 for v in values), f"{metric}: non-positive or non-finite samples"
+    for metric, need in (("forward", perf_config.min_iters), ("forward_batch", perf_config.batch_iters)):
+        if metric in r:
+            lat = r[metric]["latency"]
+            assert lat["count"] >= need, f"{metric}: {lat['count']} samples < {need}"
+            assert r[metric]["loop_wall_s"] >= perf_config.min_time, f"{metric}: loop ran {r[metric]['loop_wall_s']:.3f} s"
+            # the samples are the loop: they cannot add up to more than the wall time around them
+            assert lat["total"] <= r[metric]["loop_wall_s"] * 1.001 + 1e-4, f"{metric}: samples exceed loop wall time"
+    th = m.entry["threads"]
+    if th.get("intra_op") is not None:
+        assert th["intra_op"] == perf_config.threads, f"asked for {perf_config.threads} intra-op threads, got {th}"
+    assert r["load"]["memory"]["max_ram"] >= r["load"]["memory"]["ram_before"] > 0
+
+
+def test_perf_vs_baseline(request, case, model_dir, perf_config, measure):
+    """asv's gate against baselines/<fingerprint>/<target>.json; no baseline is a skip, never a pass."""
+    m = _measure(request, case, model_dir, perf_config)
+    try:
+        fp = fingerprint()["id"]
+        cmp = compare_case(m, perf_config, fp)
+    finally:
+        m.close()
+        _MEASURED.pop(case.id, None)
+    request.node.user_properties.append((PROP_COMPARISON, {"name": m.entry["name"], "comparison": cmp}))
+    verdict = cmp["verdict"]
+    numbers = {"verdict": verdict, "fingerprint": fp}
+    for metric, block in cmp.get("metrics", {}).items():
+        fin = block["final"]
+        numbers[f"{metric}_ratio"] = fin["ratio"]
+        numbers[f"{metric}_p_value"] = fin["p_value"]
+        numbers[f"{metric}_baseline_p50_ms"] = fin["baseline_median"] * 1e3 if fin["baseline_median"] else None
+        numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
+        numbers[f"{metric}_verdict"] = block["verdict"]
+    numbers["regression"] = verdict == gate.REGRESSION
+    measure(**numbers)
+    if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
+        # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
+        skips.skip(skips.DEPENDENCY_MISSING, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
+    regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
+    if regressions:
+        msg = f"{case.id} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)
+        if perf_config.on_regression == "fail":
+            pytest.fail(msg)
+        warnings.warn(msg)
+
