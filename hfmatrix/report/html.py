@@ -1,0 +1,262 @@
+"""results/index.html: one self-contained page (inline CSS, JS, SVG; no network; opens from disk).
+
+Records travel as one compact, column-oriented JSON blob with an interned string table, so 100k
+records stay a few MB and the page renders them with plain JS (aggregates are precomputed here).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from . import plots
+from .markdown import fmt_err, hw_summary, outcome_summary, status_line, versions_summary
+from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
+
+HERE = Path(__file__).parent
+MAX_MESSAGE = 600
+
+
+class _Strings:
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {"": 0}
+        self.table: list[str] = [""]
+
+    def __call__(self, s: str) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.table)
+            self.table.append(s)
+        return i
+
+
+def _r(x: float | None, digits: int = 3) -> float | None:
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(f"{x:.{digits}g}")
+
+
+def _err(x: float | None) -> float | str | None:
+    """An error for the page: NaN/inf stay visible as strings (JSON has no NaN)."""
+    if x is None:
+        return None
+    if not math.isfinite(x):
+        return "NaN" if x != x else "inf"
+    return _r(x)
+
+
+def _dumps(x: Any) -> str:
+    """Compact JSON for one record's pieces; sorted keys so equal dicts intern to one string."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(x, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            pass
+    return json.dumps(_clean(x), separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _dump_payload(x: Any) -> str:
+    if orjson is not None:
+        return orjson.dumps(x, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return json.dumps(x, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError:   # NaN somewhere in a hwprobe/meta: JSON has none, keep it as a string
+        return json.dumps(_clean(x), separators=(",", ":"), default=str)
+
+
+try:
+    import orjson
+except ImportError:  # plain json is only slower
+    orjson = None
+
+
+def payload(m: Matrix) -> dict[str, Any]:
+    S = _Strings()
+    n = len(OUTCOMES)
+    cols = []
+    for c in m.columns:
+        s = m.sessions[c.session]
+        session, backend, device, precision = c.key
+        cols.append({"session": session, "backend": backend, "device": device, "precision": precision,
+                     "software": c.software, "incomplete": not s.complete, "label": c.label()})
+    agg = []
+    for (row, col, chk), v in m.agg.items():
+        agg.append([row, col, chk, *v[:n], _err(v[n])])
+    rec = {k: [] for k in ("r", "c", "k", "o", "id", "msg", "err", "tol", "dur", "ev", "ms", "sk", "sh")}
+    ap = {k: v.append for k, v in rec.items()}
+    for row, col, chk, out, r, kind, err, measures in m.records:
+        ap["r"](row)
+        ap["c"](col)
+        ap["k"](chk)
+        ap["o"](out)
+        ap["id"](S(str(r.get("nodeid", ""))))
+        ap["msg"](S(str(r.get("message") or "")[:MAX_MESSAGE]))
+        ap["err"](_err(err))
+        tol = measures.get("tolerance")
+        ap["tol"](S(_dumps(tol)) if tol is not None else 0)
+        ap["dur"](_r(r.get("duration"), 2))
+        ev = r.get("evidence")
+        ap["ev"](S(_dumps(ev)) if ev else 0)
+        rest = {k: v for k, v in measures.items() if k not in ("tolerance", "max_abs_err")}
+        ap["ms"](S(_dumps(_round_floats(rest))) if rest else 0)
+        ap["sk"](S(kind) if kind else 0)
+        ap["sh"](S(str(r.get("shard") or "")))
+    sessions = []
+    for s in m.sessions.values():
+        sessions.append({
+            "name": s.name, "complete": s.complete, "incomplete": s.incomplete, "problems": s.problems,
+            "dirs": s.dirs, "shards": s.shards, "hwprobe": s.hwprobe, "junit": s.junit,
+            "versions": [[json.loads(k), v] for k, v in s.versions.most_common()],
+            "counts": dict(s.counts), "skip_kinds": dict(s.skip_kinds), "records": s.n_records,
+        })
+    return {
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "outcomes": list(OUTCOMES), "bad": [OUT_INDEX[o] for o in BAD],
+        "columns": cols, "rows": [list(r) for r in m.rows], "checks": m.checks,
+        "agg": agg, "rec": rec, "strings": S.table, "sessions": sessions,
+        "problems": m.problems, "coverage": m.coverage,
+    }
+
+
+def _round_floats(x: Any) -> Any:
+    """Measures for the page: 4 significant digits, NaN/inf kept visible as strings, long lists cut."""
+    if isinstance(x, float):
+        return float(f"{x:.4g}") if math.isfinite(x) else str(x)
+    if isinstance(x, dict):
+        return {str(k): _round_floats(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round_floats(v) for v in x[:64]]
+    return x
+
+
+def _clean(x: Any) -> Any:
+    """Non-finite floats as strings (JSON has no NaN), nothing cut."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else str(x)
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _parity_plot(m: Matrix) -> str:
+    by_col: dict[int, tuple[list[float], list[float], list[int]]] = defaultdict(lambda: ([], [], [0]))
+    bad = {OUT_INDEX[o] for o in BAD}
+    for _, col, _, out, _, _, err, _ in m.records:
+        if err is None:
+            continue
+        ok, failed, zero = by_col[col]
+        if err == 0:
+            zero[0] += 1
+        elif out in bad:
+            failed.append(err)
+        else:
+            ok.append(err)
+    series = []
+    for col in sorted(by_col):
+        ok, failed, zero = by_col[col]
+        label = m.columns[col].label() + (f" ({zero[0]} exact)" if zero[0] else "")
+        series.append((label, ok, failed))
+    return plots.box_plot(series, title="Parity error per backend column: max |Δ| vs CPU fp32 torch",
+                          unit="max |Δ| (log scale) — box: quartiles, whiskers: min–max, red dots: checks that did not pass",
+                          log=True)
+
+
+def _perf_plot(m: Matrix) -> str:
+    groups: dict[str, list[float]] = defaultdict(list)
+    reg: dict[str, list[float]] = defaultdict(list)
+    for p in m.perf:
+        label = " · ".join(x for x in (p["session"], p["backend"], p["device"], p["precision"], p["metric"]) if x)
+        vals = p["samples"] or ([p["value"]] if p["value"] is not None else [])
+        (reg if p["regression"] else groups)[label].extend(vals)
+    labels = sorted(set(groups) | set(reg))[:40]
+    if not labels:
+        return ""
+    return plots.box_plot([(lab, groups.get(lab, []), reg.get(lab, [])) for lab in labels],
+                          title="Benchmark distributions", unit="value (log scale) — red dots: regressions", log=True)
+
+
+def _static_sections(m: Matrix) -> dict[str, str]:
+    e = escape
+    # skips by kind
+    if m.skips:
+        parts = []
+        for kind, reasons in m.skips.items():
+            items = "".join(f"<li><b>{n}</b> × {e(reason)}</li>" for reason, n in reasons.most_common(40))
+            more = f"<li>… {len(reasons) - 40} more reasons</li>" if len(reasons) > 40 else ""
+            note = " <span class='warn'>(no typed kind)</span>" if kind == "untyped" else ""
+            parts.append(f"<details open><summary><span class='kind'>{e(kind)}</span> "
+                         f"{sum(reasons.values())}{note}</summary><ul>{items}{more}</ul></details>")
+        skips = "".join(parts)
+    else:
+        skips = "<p>None.</p>"
+    # env inventory
+    envs = []
+    for s in m.sessions.values():
+        badge = "<span class='badge ok'>complete</span>" if s.complete else "<span class='badge inc'>INCOMPLETE</span>"
+        hw = "".join(f"<details><summary>hwprobe.json — {e(d)}: {e(hw_summary(h))}</summary>"
+                     f"<pre>{e(json.dumps(h, indent=2, sort_keys=True)[:200_000])}</pre></details>"
+                     for d, h in s.hwprobe.items()) or "<p class='warn'>no hwprobe.json</p>"
+        vers = "".join(f"<details><summary>library versions ({n} records): {e(versions_summary({v: n}))}</summary>"
+                       f"<pre>{e(json.dumps(json.loads(v), indent=2, sort_keys=True))}</pre></details>"
+                       for v, n in s.versions.most_common(10)) or "<p class='warn'>no versions in records</p>"
+        metas = "".join(f"<details><summary>meta-{e(sh)}.json</summary><pre>{e(json.dumps(meta, indent=2, sort_keys=True, default=str))}</pre></details>"
+                        for sh, meta in sorted(s.shards.items()))
+        why = "".join(f"<li>{e(x)}</li>" for x in s.incomplete + s.problems)
+        envs.append(f"<section class='env' id='env-{e(s.name)}'><h3>{e(s.name)} {badge}</h3>"
+                    f"<p>{e(outcome_summary(s.counts, s.skip_kinds))} · folders: {e(', '.join(s.dirs))}</p>"
+                    f"{'<ul class=warn>' + why + '</ul>' if why else ''}{hw}{vers}{metas}</section>")
+    junit = "".join(f"<li><code>{e(d)}</code>: {c['tests']} tests, {c['failures']} failures, {c['errors']} errors, "
+                    f"{c['skipped']} skipped</li>" for d, c in m.junit_only.items())
+    if junit:
+        envs.append(f"<section class='env'><h3>Other test runs (junit.xml only)</h3><ul>{junit}</ul></section>")
+    cov = m.coverage or {}
+    if cov.get("total") is not None:
+        badge = (Path(m.results_dir) / "coverage-badge.svg")
+        svg = badge.read_text() if badge.exists() else ""
+        coverage = (f"<p>{svg} <b>{cov['total']:.1f}%</b> of hfmatrix + hwprobe, combined from "
+                    f"{len(cov.get('files', []))} data files. <a href='{e(cov.get('html') or '')}'>Line-by-line coverage</a> · "
+                    f"<a href='{e(cov.get('xml') or '')}'>coverage.xml</a></p>")
+    else:
+        coverage = f"<p class='warn'>No coverage total: {e(cov.get('error') or 'not combined')}.</p>"
+    problems = ""
+    incomplete = [s for s in m.sessions.values() if not s.complete]
+    if m.problems or incomplete:
+        items = "".join(f"<li><b>INCOMPLETE</b> session <code>{e(s.name)}</code>: {e('; '.join(s.incomplete))}</li>" for s in incomplete)
+        items += "".join(f"<li>{e(p)}</li>" for p in m.problems[:200])
+        problems = f"<section class='problems' id='problems'><h2>Problems</h2><ul>{items}</ul></section>"
+    plots_html = _parity_plot(m) or "<p>No parity errors measured.</p>"
+    perf = _perf_plot(m)
+    t = m.totals()
+    bad = sum(t[o] for o in BAD)
+    cls = "bad" if bad or m.corrupt else "inc" if incomplete or not m.sessions else "ok"
+    status = status_line(m).replace("**", "")
+    return {"STATUS": e(status), "STATUS_CLASS": cls, "PROBLEMS": problems, "SKIPS": skips,
+            "ENVS": "".join(envs), "COVERAGE": coverage, "PLOTS": plots_html + (perf or ""),
+            "PERF_NOTE": "" if perf else "<p>No benchmark data (results/&lt;session&gt;/bench*.json) in this run.</p>"}
+
+
+def render(m: Matrix) -> str:
+    template = (HERE / "template.html").read_text(encoding="utf-8")
+    css = (HERE / "report.css").read_text(encoding="utf-8")
+    js = (HERE / "report.js").read_text(encoding="utf-8")
+    data = _dump_payload(payload(m)).replace("</", "<\\/")
+    parts = _static_sections(m)
+    parts.update({"CSS": css, "JS": js.replace("</", "<\\/"), "DATA": data})
+    # one pass over the template: markers look like @@NAME@@ and never occur in data
+    out, pos = [], 0
+    while True:
+        i = template.find("@@", pos)
+        if i < 0:
+            out.append(template[pos:])
+            break
+        j = template.find("@@", i + 2)
+        out.append(template[pos:i])
+        out.append(parts[template[i + 2:j]])
+        pos = j + 2
+    return "".join(out)

@@ -1,0 +1,482 @@
+"""Merge results/<dir>/ folders into one in-memory matrix.
+
+A *session* is named by its records/meta (``session`` field), not by its folder: CI downloads each
+shard's artifact into its own folder (results/cpu-2of4/), and every folder of one session merges
+into it. A session is INCOMPLETE when a shard is missing, a shard has records but no meta, or a
+meta says ``complete: false`` / has no finish time. Unreadable files never stop the merge: they
+become ``problems`` naming the file, shown in every output.
+"""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfmatrix import records as rec_mod
+
+# Outcomes that make the report (and CI) fail; "xpassed" means a strict xfail started passing.
+BAD = ("failed", "error", "crashed", "timeout", "xpassed")
+OUTCOMES = rec_mod.OUTCOMES
+OUT_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
+UNTYPED_SKIP = "untyped"          # a skip without a [kind]: shown as such, never hidden
+PERF_CHECKS = ("perf", "latency", "benchmark", "throughput")
+_SHARD = re.compile(r"^(\d+)of(\d+)$")
+# meta keys that say when a run ended (the plugin writes one of them; the first found counts)
+FINISH_KEYS = ("finished", "finish", "finished_at", "end", "ended", "end_time", "stop")
+
+
+@dataclass
+class Column:
+    key: tuple[str, str, str, str]          # session, backend, device, precision
+    software: bool = False                  # evidence says it ran on a software/fallback device
+
+    @property
+    def session(self) -> str:
+        return self.key[0]
+
+    def label(self) -> str:
+        session, backend, device, precision = self.key
+        dev = f"{device} (SOFTWARE)" if self.software else device
+        parts = [p for p in (backend if backend != session else "", dev, precision) if p]
+        return session + (" · " + " · ".join(parts) if parts else "")
+
+
+@dataclass
+class Session:
+    name: str
+    dirs: list[str] = field(default_factory=list)
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)   # shard -> meta (or {})
+    hwprobe: dict[str, Any] = field(default_factory=dict)            # dir -> hwprobe JSON
+    junit: dict[str, dict[str, int]] = field(default_factory=dict)   # dir -> counts
+    versions: Counter = field(default_factory=Counter)                # JSON of versions -> n
+    counts: Counter = field(default_factory=Counter)                  # outcome -> n
+    skip_kinds: Counter = field(default_factory=Counter)
+    incomplete: list[str] = field(default_factory=list)               # reasons
+    problems: list[str] = field(default_factory=list)
+    n_records: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete
+
+    @property
+    def n_bad(self) -> int:
+        return sum(self.counts[o] for o in BAD)
+
+
+@dataclass
+class Matrix:
+    results_dir: str
+    sessions: dict[str, Session] = field(default_factory=dict)
+    columns: list[Column] = field(default_factory=list)
+    rows: list[tuple[str, str]] = field(default_factory=list)        # (arch_class, model), sorted
+    checks: list[str] = field(default_factory=list)
+    # (row, col, check) -> [counts per OUTCOMES..., worst max_abs_err or None]
+    agg: dict[tuple[int, int, int], list] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)      # slim records for the HTML
+    failures: list[dict[str, Any]] = field(default_factory=list)     # full records, BAD outcomes
+    skips: dict[str, Counter] = field(default_factory=dict)          # kind -> Counter(reason)
+    perf: list[dict[str, Any]] = field(default_factory=list)         # bench entries (normalized)
+    problems: list[str] = field(default_factory=list)                # corrupt files etc.
+    corrupt: list[str] = field(default_factory=list)                 # files that could not be read whole
+    junit_only: dict[str, dict[str, int]] = field(default_factory=dict)
+    coverage: dict[str, Any] = field(default_factory=dict)
+
+    def totals(self) -> Counter:
+        total = Counter()
+        for s in self.sessions.values():
+            total.update(s.counts)
+        return total
+
+    def skip_kind_totals(self) -> Counter:
+        total = Counter()
+        for s in self.sessions.values():
+            total.update(s.skip_kinds)
+        return total
+
+
+def _shard_of(path: Path, prefix: str, suffix: str) -> str:
+    return path.name[len(prefix):-len(suffix)] or "all"
+
+
+def _load_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path}: unreadable JSON ({exc})")
+        return None
+
+
+def _junit_counts(path: Path, problems: list[str]) -> dict[str, int] | None:
+    """The first <testsuite>'s counters, read without parsing the whole file."""
+    try:
+        for _, elem in ET.iterparse(path, events=("start",)):
+            if elem.tag == "testsuite":
+                a = elem.attrib
+                return {k: int(float(a.get(k, 0) or 0)) for k in ("tests", "failures", "errors", "skipped")}
+        return None
+    except (OSError, ET.ParseError, ValueError) as exc:
+        problems.append(f"{path}: unreadable junit XML ({exc})")
+        return None
+
+
+def finished(meta: dict[str, Any]) -> bool:
+    return any(meta.get(k) not in (None, "", 0) for k in FINISH_KEYS)
+
+
+_SOFTWARE_WORDS = ("swiftshader", "llvmpipe", "lavapipe", "emulator", "emulated")
+
+
+def software_device(evidence: Any) -> bool:
+    """True when evidence says the device is emulated in software (SwiftShader WebGPU, a fallback
+    adapter, an emulator): such a column must never read as real accelerator hardware."""
+    if not evidence:
+        return False
+    stack = [evidence]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                kl = str(k).lower()
+                if kl in ("isfallbackadapter", "is_fallback_adapter", "software", "is_software", "emulated") and x is True:
+                    return True
+                stack.append(x)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str):
+            low = v.lower()
+            if any(word in low for word in _SOFTWARE_WORDS):
+                return True
+    return False
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    if isinstance(x, (int, float)):
+        return float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def discover(results: Path) -> tuple[list[Path], list[Path]]:
+    """(session folders with records/meta, folders with only a junit.xml), anywhere under results/."""
+    session_dirs, junit_dirs = set(), set()
+    for pattern in ("records-*.jsonl", "meta-*.json"):
+        session_dirs.update(p.parent for p in results.rglob(pattern) if "htmlcov" not in p.parts)
+    for p in results.rglob("junit*.xml"):
+        if p.parent not in session_dirs and p.parent != results:
+            junit_dirs.add(p.parent)
+    return sorted(session_dirs), sorted(junit_dirs)
+
+
+def merge(results: Path) -> Matrix:
+    results = Path(results)
+    m = Matrix(results_dir=str(results))
+    session_dirs, junit_dirs = discover(results)
+    # session -> shard -> [dirs] (to spot the same shard twice)
+    seen_shards: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    raw_rows: list[tuple] = []
+
+    for d in session_dirs:
+        rel = str(d.relative_to(results)) if d != results else "."
+        metas: dict[str, dict] = {}
+        for mp in sorted(d.glob("meta-*.json")):
+            meta = _load_json(mp, m.problems)
+            if isinstance(meta, dict):
+                metas[_shard_of(mp, "meta-", ".json")] = meta
+            elif meta is not None:
+                m.problems.append(f"{mp}: meta is not a JSON object")
+        rec_files = sorted(d.glob("records-*.jsonl"))
+        per_file: list[tuple[str, list[dict]]] = []
+        for rp in rec_files:
+            try:
+                recs, probs = read_records(rp)
+            except OSError as exc:
+                recs, probs = [], [f"{rp}: unreadable ({exc})"]
+            if probs:
+                m.corrupt.append(str(rp))
+                m.problems.extend(probs[:5])
+                if len(probs) > 5:
+                    m.problems.append(f"{rp}: … and {len(probs) - 5} more unreadable lines")
+            per_file.append((_shard_of(rp, "records-", ".jsonl"), recs))
+
+        # the session's name: meta first, then records, then the folder
+        name = next((str(mm["session"]) for mm in metas.values() if mm.get("session")), "")
+        if not name:
+            name = next((str(r["session"]) for _, rs in per_file for r in rs[:1] if r.get("session")), "")
+        name = name or d.name
+        s = m.sessions.setdefault(name, Session(name=name))
+        s.dirs.append(rel)
+        hw = d / "hwprobe.json"
+        if hw.exists():
+            data = _load_json(hw, m.problems)
+            if data is not None:
+                s.hwprobe[rel] = data
+        ju = d / "junit.xml"
+        if ju.exists():
+            counts = _junit_counts(ju, m.problems)
+            if counts:
+                s.junit[rel] = counts
+
+        for p in m.problems:
+            if p.startswith(f"{d}/") and p not in s.problems:
+                s.problems.append(p)
+        shards = set(metas) | {sh for sh, _ in per_file}
+        for sh in shards:
+            seen_shards[name][sh].append(rel)
+            meta = metas.get(sh)
+            s.shards[sh] = meta or {}
+            where = f"{rel}/meta-{sh}.json"
+            if meta is None:
+                s.incomplete.append(f"shard {sh}: records but no meta-{sh}.json (run killed before it started or files lost)")
+            elif meta.get("complete") is False:
+                s.incomplete.append(f"shard {sh}: {where} says complete=false")
+            elif meta.get("complete") is not True and not finished(meta):
+                s.incomplete.append(f"shard {sh}: {where} has no finish time")
+
+        for sh, recs in per_file:
+            raw_rows.append((name, sh, recs))
+
+    for name, shards in seen_shards.items():
+        s = m.sessions[name]
+        for sh, dirs in shards.items():
+            if len(dirs) > 1:
+                msg = f"session {name}: shard {sh} found in several folders ({', '.join(dirs)}): counts include both"
+                s.problems.append(msg)
+                m.problems.append(msg)
+        sharded = [_SHARD.match(sh) for sh in shards]
+        totals = {int(x.group(2)) for x in sharded if x}
+        if len(totals) > 1:
+            s.incomplete.append(f"shards disagree on the shard count: {sorted(shards)}")
+        for n in totals:
+            have = {int(x.group(1)) for x in sharded if x and int(x.group(2)) == n}
+            missing = [f"{i}of{n}" for i in range(1, n + 1) if i not in have]
+            if missing:
+                s.incomplete.append(f"missing shard(s) {', '.join(missing)} of {n}")
+        if "all" in shards and totals:
+            s.problems.append(f"session {name}: both an unsharded run and shards; counts include both")
+
+    _tally(m, raw_rows)
+
+    for d in junit_dirs:
+        rel = str(d.relative_to(results))
+        counts = _junit_counts(d / "junit.xml", m.problems) if (d / "junit.xml").exists() else None
+        if counts:
+            m.junit_only[rel] = counts
+
+    for s in m.sessions.values():
+        jtests = sum(j["tests"] for j in s.junit.values())
+        if s.junit and jtests != s.n_records and s.complete:
+            s.problems.append(f"junit.xml lists {jtests} tests, records hold {s.n_records}")
+
+    _read_perf(results, m, session_dirs)
+    return m
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """records.read_records, with a fast path: a whole clean file parses as one JSON array (orjson
+    where installed). Anything odd (a truncated line, NaN, bad UTF-8) takes the line-by-line reader,
+    which names each unreadable line."""
+    data = path.read_bytes()
+    body = b",".join(line for line in data.splitlines() if line.strip())
+    for loads in _LOADERS:
+        try:
+            recs = loads(b"[" + body + b"]")
+        except ValueError:
+            continue
+        if all(type(r) is dict and "outcome" in r and "nodeid" in r for r in recs):
+            return recs, []
+        break
+    return rec_mod.read_records(path)
+
+
+try:
+    import orjson
+    _LOADERS: tuple = (orjson.loads, json.loads)
+except ImportError:  # the report env installs it; plain json is only slower
+    orjson = None
+    _LOADERS = (json.loads,)
+
+SOFTWARE_SAMPLE = 200   # evidence dicts inspected per column in full, then every 25th
+
+
+def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
+    """One pass over all records: provisional indices in order of appearance, sorted at the end."""
+    n_out = len(OUTCOMES)
+    cols: dict[tuple, int] = {}
+    rows: dict[tuple, int] = {}
+    checks: dict[str, int] = {}
+    col_soft: list[bool] = []
+    col_seen: list[int] = []
+    agg: dict[tuple[int, int, int], list] = {}
+    recs_out: list[tuple] = []
+    skips: dict[str, Counter] = defaultdict(Counter)
+    versions_seen: dict[str, Counter] = defaultdict(Counter)
+    failures: list[tuple[int, str, str, dict]] = []
+    out_index = OUT_INDEX
+    bad = set(BAD)
+    for name, sh, recs in raw_rows:
+        s = m.sessions[name]
+        counts, skip_kinds, vseen = s.counts, s.skip_kinds, versions_seen[name]
+        last_v, last_vkey = None, None
+        for r in recs:
+            g = r.get
+            ck = (name, g("backend") or "", g("device") or "", g("precision") or "")
+            col = cols.get(ck)
+            if col is None:
+                col = cols[ck] = len(cols)
+                col_soft.append(False)
+                col_seen.append(0)
+            ev = g("evidence")
+            if ev and not col_soft[col]:
+                col_seen[col] += 1
+                if (col_seen[col] <= SOFTWARE_SAMPLE or col_seen[col] % 25 == 0) and software_device(ev):
+                    col_soft[col] = True
+            rk = (g("arch_class") or "(unclassified)", g("model") or "(no model)")
+            row = rows.get(rk)
+            if row is None:
+                row = rows[rk] = len(rows)
+            cname = g("check") or "?"
+            chk = checks.get(cname)
+            if chk is None:
+                chk = checks[cname] = len(checks)
+            outcome = g("outcome")
+            oi = out_index.get(outcome)
+            if oi is None:
+                msg = f"session {name}: unknown outcome {outcome!r} in {g('nodeid')} (counted as error)"
+                if msg not in m.problems:
+                    m.problems.append(msg)
+                outcome, oi = "error", out_index["error"]
+            cell = agg.get((row, col, chk))
+            if cell is None:
+                cell = agg[(row, col, chk)] = [0] * n_out + [None]
+            cell[oi] += 1
+            measures = g("measures")
+            if type(measures) is not dict:
+                measures = {}
+            err = _num(measures.get("max_abs_err")) if measures else None
+            if err is not None:
+                worst = cell[n_out]
+                if worst is None or err > worst or err != err:
+                    if worst is None or worst == worst:   # NaN stays the worst
+                        cell[n_out] = err
+            counts[outcome] += 1
+            kind = None
+            if oi == 2:   # skipped
+                kind = g("skip_kind") or UNTYPED_SKIP
+                skip_kinds[kind] += 1
+                skips[kind][_reason(g("message") or "")] += 1
+            v = g("versions")
+            if v:
+                if v != last_v:   # consecutive records almost always share their versions
+                    last_v = v
+                    try:
+                        last_vkey = tuple(sorted(v.items()))
+                    except (TypeError, AttributeError):
+                        last_vkey = (("versions", json.dumps(v, sort_keys=True, default=str)),)
+                vseen[last_vkey] += 1
+            if outcome in bad:
+                failures.append((col, name, sh, r))
+            recs_out.append((row, col, chk, oi, r, kind, err, measures))
+        s.n_records += len(recs)
+
+    # sort columns, rows and checks, then remap the provisional indices (keys made str for sorting)
+    cols = {tuple(map(str, k)): v for k, v in cols.items()}
+    rows = {tuple(map(str, k)): v for k, v in rows.items()}
+    checks = {str(k): v for k, v in checks.items()}
+    col_keys = sorted(cols)
+    col_map = [0] * len(cols)
+    for new, k in enumerate(col_keys):
+        col_map[cols[k]] = new
+        m.columns.append(Column(key=k, software=col_soft[cols[k]]))
+    row_keys = sorted(rows)
+    row_map = [0] * len(rows)
+    for new, k in enumerate(row_keys):
+        row_map[rows[k]] = new
+    m.rows = row_keys
+    m.checks = sorted(checks)
+    chk_map = [0] * len(checks)
+    for new, k in enumerate(m.checks):
+        chk_map[checks[k]] = new
+    m.agg = {(row_map[r], col_map[c], chk_map[k]): v for (r, c, k), v in agg.items()}
+    m.records = [(row_map[r], col_map[c], chk_map[k], *rest) for r, c, k, *rest in recs_out]
+    m.failures = [{"session": name, "shard": sh, "column": m.columns[col_map[c]].label(), **r}
+                  for c, name, sh, r in failures]
+    for name, c in versions_seen.items():
+        m.sessions[name].versions = Counter({json.dumps(dict(k), sort_keys=True, default=str): n for k, n in c.items()})
+    m.skips = dict(sorted(skips.items()))
+
+
+def _reason(message: str) -> str:
+    text = message.strip()
+    if text.startswith("Skipped: "):
+        text = text[len("Skipped: "):]
+    if text.startswith("[") and "]" in text:
+        text = text[text.index("]") + 1:].strip()
+    return text.splitlines()[0][:200] if text else "(no reason given)"
+
+
+# --- perf --------------------------------------------------------------------------------------
+# The perf engineer defines results/<session>/bench*.json. Until that lands this reader is
+# deliberately forgiving: a list of entries (top level, or under "results"/"benchmarks"/"entries"),
+# each a dict naming what was measured (model/backend/device/precision/metric) with a value
+# (median_ms, p50_ms, ...), an optional baseline and ratio, samples, and a regression flag/status.
+_VALUE_KEYS = ("median_ms", "p50_ms", "median", "p50", "mean_ms", "mean", "value", "latency_ms")
+_BASE_KEYS = ("baseline_ms", "baseline_median_ms", "baseline", "baseline_value")
+_SAMPLE_KEYS = ("samples_ms", "samples", "times_ms", "times")
+
+
+def _read_perf(results: Path, m: Matrix, session_dirs: list[Path]) -> None:
+    for d in session_dirs + sorted({p.parent for p in results.rglob("bench*.json")} - set(session_dirs)):
+        for bp in sorted(d.glob("bench*.json")):
+            data = _load_json(bp, m.problems)
+            if data is None:
+                continue
+            entries = data
+            if isinstance(data, dict):
+                entries = next((data[k] for k in ("results", "benchmarks", "entries") if isinstance(data.get(k), list)), [data])
+            if not isinstance(entries, list):
+                continue
+            session = str(data.get("session")) if isinstance(data, dict) and data.get("session") else d.name
+            for e in entries:
+                if isinstance(e, dict):
+                    m.perf.append(_perf_entry(e, session, str(bp.relative_to(results))))
+    # perf checks recorded as records count too
+    for row, col, chk, out, r, _, _, measures in m.records:
+        if m.checks[chk] in PERF_CHECKS or "regression" in measures:
+            e = _perf_entry({**measures, "model": r.get("model"), "backend": r.get("backend"),
+                             "device": r.get("device"), "precision": r.get("precision"),
+                             "metric": r.get("check"), "outcome": r.get("outcome")},
+                            m.columns[col].session, "records")
+            m.perf.append(e)
+
+
+def _perf_entry(e: dict[str, Any], session: str, source: str) -> dict[str, Any]:
+    value = next((_num(e[k]) for k in _VALUE_KEYS if k in e and _num(e[k]) is not None), None)
+    if value is None and isinstance(e.get("latency_ms"), dict):
+        lat = e["latency_ms"]
+        value = next((_num(lat[k]) for k in ("median", "p50", "mean") if k in lat), None)
+    base = next((_num(e[k]) for k in _BASE_KEYS if k in e and _num(e[k]) is not None), None)
+    ratio = _num(e.get("ratio"))
+    if ratio is None and value is not None and base:
+        ratio = value / base
+    samples = next((e[k] for k in _SAMPLE_KEYS if isinstance(e.get(k), list)), None)
+    status = str(e.get("status") or "").lower()
+    regression = e.get("regression") is True or status in ("regression", "regressed", "slower") \
+        or (e.get("outcome") == "failed" and source == "records")
+    return {
+        "session": str(e.get("session") or session), "source": source,
+        "model": str(e.get("model") or ""), "backend": str(e.get("backend") or ""),
+        "device": str(e.get("device") or ""), "precision": str(e.get("precision") or ""),
+        "metric": str(e.get("metric") or e.get("name") or "latency"),
+        "value": value, "baseline": base, "ratio": ratio, "regression": bool(regression),
+        "threshold": _num(e.get("threshold")),
+        "samples": [x for x in (_num(v) for v in samples or []) if x is not None][:2000],
+    }

@@ -1,0 +1,226 @@
+"use strict";
+// hfmatrix report page: renders the matrix, filters and drill-down from the embedded JSON.
+const D = JSON.parse(document.getElementById("data").textContent);
+const S = D.strings, O = D.outcomes, NO = O.length, R = D.rec;
+const BAD = new Set(D.bad);
+const IP = O.indexOf("passed"), IS = O.indexOf("skipped"), IXF = O.indexOf("xfailed");
+const NC = D.columns.length;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const fmtErr = (x) => x === null || x === undefined ? "" : typeof x === "string" ? x : x === 0 ? "0" : x.toExponential(1);
+const colBackend = (c) => D.columns[c].backend || D.columns[c].session;
+
+// outcome filter: which outcome indices count
+const OUTCOME_FILTERS = {
+  "all": null,
+  "not passed": O.map((_, i) => i).filter((i) => BAD.has(i)),
+  "skipped": [IS],
+  "xfailed": [IXF],
+  "passed": [IP],
+};
+const state = { backend: new Set(), klass: new Set(), check: new Set(), outcome: "all", text: "" };
+
+function chips(el, values, key, single) {
+  el.innerHTML = (single ? "" : `<button data-v="" class="on">all</button>`) +
+    values.map((v) => `<button data-v="${esc(v)}"${single && v === state[key] ? ' class="on"' : ""}>${esc(v)}</button>`).join("");
+  el.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button"); if (!b) return;
+    const v = b.dataset.v;
+    if (single) state[key] = v;
+    else if (v === "") state[key].clear();
+    else state[key].has(v) ? state[key].delete(v) : state[key].add(v);
+    for (const x of el.querySelectorAll("button"))
+      x.classList.toggle("on", single ? x.dataset.v === state[key] : (x.dataset.v === "" ? state[key].size === 0 : state[key].has(x.dataset.v)));
+    render();
+  });
+}
+
+function visibleColumns() {
+  const out = [];
+  for (let c = 0; c < NC; c++) if (!state.backend.size || state.backend.has(colBackend(c))) out.push(c);
+  return out;
+}
+
+function cellTotals() {
+  // (row*NC+col) -> counts[NO] + worst error, over the selected checks
+  const cells = new Map();
+  const checks = state.check;
+  for (const a of D.agg) {
+    if (checks.size && !checks.has(D.checks[a[2]])) continue;
+    const key = a[0] * NC + a[1];
+    let c = cells.get(key);
+    if (!c) { c = new Array(NO + 1).fill(0); c[NO] = null; cells.set(key, c); }
+    for (let i = 0; i < NO; i++) c[i] += a[3 + i];
+    const e = a[3 + NO];
+    if (e !== null && (c[NO] === null || typeof e === "string" || (typeof c[NO] === "number" && e > c[NO]))) c[NO] = e;
+  }
+  return cells;
+}
+
+function cellHtml(r, c, counts, keep, incomplete) {
+  if (!counts) return `<td class="cell none">–</td>`;
+  const k = keep ? keep : null;
+  const n = (i) => (k && !k.includes(i)) ? 0 : counts[i];
+  let bad = 0; for (const i of BAD) bad += n(i);
+  const p = n(IP), s = n(IS), x = n(IXF);
+  if (!bad && !p && !s && !x) return `<td class="cell none">·</td>`;
+  const cls = bad ? "bad" : p ? "ok" : x ? "xf" : "sk";
+  const parts = [];
+  if (bad) parts.push(`<span class="n-bad">${bad} ✗</span>`);
+  if (p) parts.push(`<span class="n-ok">${p} ✓</span>`);
+  if (x) parts.push(`<span class="n-xf">${x} xfail</span>`);
+  if (s) parts.push(`<span class="n-sk">${s} skip</span>`);
+  const e = fmtErr(counts[NO]);
+  return `<td class="cell ${cls}${incomplete ? " incc" : ""}" data-r="${r}" data-c="${c}" data-bad="${bad}" data-passed="${p}" data-skipped="${s}" data-xfailed="${x}">` +
+    parts.join(" ") + (e ? `<span class="err">${e}</span>` : "") + `</td>`;
+}
+
+function render() {
+  const cols = visibleColumns();
+  const cells = cellTotals();
+  const keep = OUTCOME_FILTERS[state.outcome];
+  const text = state.text.toLowerCase();
+  const head = [`<thead><tr><th class="rk">class</th><th class="rm">model</th>`];
+  for (const c of cols) {
+    const col = D.columns[c];
+    const sub = [col.backend !== col.session ? col.backend : "", col.device, col.precision].filter(Boolean).join(" · ");
+    head.push(`<th class="${col.incomplete ? "inc" : ""}" title="${esc(col.label)}"><span class="ch-s">${esc(col.session)}</span>` +
+      `<span class="ch-d">${esc(sub)}</span>` + (col.software ? `<span class="tag sw" title="evidence says this device is emulated in software">SOFTWARE</span> ` : "") +
+      (col.incomplete ? `<span class="tag inc">INCOMPLETE</span>` : "") + `</th>`);
+  }
+  head.push("</tr></thead>");
+  const body = ["<tbody>"];
+  const tot = new Array(NO).fill(0);
+  let lastClass = null, shownRows = 0;
+  for (let r = 0; r < D.rows.length; r++) {
+    const [klass, model] = D.rows[r];
+    if (state.klass.size && !state.klass.has(klass)) continue;
+    if (text && !model.toLowerCase().includes(text)) continue;
+    let any = false;
+    for (const c of cols) {
+      const counts = cells.get(r * NC + c); if (!counts) continue;
+      for (let i = 0; i < NO; i++) if (!keep || keep.includes(i)) { if (counts[i]) any = true; }
+    }
+    if (!any) continue;
+    shownRows++;
+    if (klass !== lastClass) { body.push(`<tr class="grp"><td colspan="2">${esc(klass)}</td><td colspan="${cols.length}"></td></tr>`); lastClass = klass; }
+    const tds = [];
+    for (const c of cols) {
+      const counts = cells.get(r * NC + c);
+      if (counts) for (let i = 0; i < NO; i++) if (!keep || keep.includes(i)) tot[i] += counts[i];
+      tds.push(cellHtml(r, c, counts, keep, D.columns[c].incomplete));
+    }
+    body.push(`<tr><td class="rk">${esc(klass)}</td><td class="rm">${esc(model)}</td>${tds.join("")}</tr>`);
+  }
+  body.push("</tbody>");
+  document.getElementById("matrix").innerHTML = head.join("") + body.join("");
+  let bad = 0; for (const i of BAD) bad += tot[i];
+  const shown = document.getElementById("shown");
+  shown.dataset.rows = shownRows; shown.dataset.passed = tot[IP]; shown.dataset.failed = bad;
+  shown.dataset.skipped = tot[IS]; shown.dataset.xfailed = tot[IXF];
+  shown.innerHTML = shownRows ? `Showing <b>${shownRows}</b> models × <b>${cols.length}</b> columns: ` +
+    `<span class="n-bad">${bad} did not pass</span> · <span class="n-ok">${tot[IP]} passed</span> · ` +
+    `<span class="n-sk">${tot[IS]} skipped</span> · <span class="n-xf">${tot[IXF]} xfailed</span>` : "No checks match these filters.";
+  renderFailures();
+}
+
+// --- records ---------------------------------------------------------------------------------
+function recordMatches(i, keep) {
+  if (state.check.size && !state.check.has(D.checks[R.k[i]])) return false;
+  if (keep && !keep.includes(R.o[i])) return false;
+  if (state.backend.size && !state.backend.has(colBackend(R.c[i]))) return false;
+  const [klass, model] = D.rows[R.r[i]];
+  if (state.klass.size && !state.klass.has(klass)) return false;
+  if (state.text && !model.toLowerCase().includes(state.text.toLowerCase())) return false;
+  return true;
+}
+
+function recordRows(idx, limit) {
+  const rows = idx.slice(0, limit).map((i) => {
+    const o = O[R.o[i]];
+    const tol = R.tol[i] ? tolText(JSON.parse(S[R.tol[i]])) : "";
+    return `<tr class="rec" data-i="${i}"><td><span class="oc ${o}">${o}</span></td><td>${esc(D.checks[R.k[i]])}</td>` +
+      `<td class="mono">${esc(D.rows[R.r[i]][1])}</td><td>${esc(D.columns[R.c[i]].label)}</td>` +
+      `<td class="mono">${fmtErr(R.err[i])}</td><td class="mono">${esc(tol)}</td>` +
+      `<td class="msg" title="${esc(S[R.msg[i]])}">${esc(S[R.msg[i]])}</td></tr>`;
+  });
+  return `<table class="rt"><thead><tr><th>outcome</th><th>check</th><th>model</th><th>column</th><th>max |Δ|</th><th>tolerance</th><th>message</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
+function tolText(t) {
+  if (t === null || t === undefined) return "";
+  if (typeof t === "number") return t.toExponential(1);
+  if (typeof t === "object") {
+    const parts = [];
+    for (const k of ["atol", "rtol"]) if (k in t) parts.push(`${k} ${typeof t[k] === "number" ? t[k].toExponential(1) : t[k]}`);
+    return parts.join(" · ") || JSON.stringify(t);
+  }
+  return String(t);
+}
+
+function recordDetail(i) {
+  const col = D.columns[R.c[i]];
+  const sess = D.sessions.find((s) => s.name === col.session) || {};
+  const pretty = (j) => j ? esc(JSON.stringify(JSON.parse(S[j]), null, 2)) : "";
+  const vers = (sess.versions && sess.versions[0]) ? esc(JSON.stringify(sess.versions[0][0], null, 2)) : "";
+  return `<tr class="detail"><td colspan="7">` +
+    `<div class="kv">nodeid <code>${esc(S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
+    (R.sk[i] ? ` · skip kind <span class="kind">${esc(S[R.sk[i]])}</span>` : "") + `</div>` +
+    (R.msg[i] ? `<h4>message</h4><pre>${esc(S[R.msg[i]])}</pre>` : "") +
+    `<h4>measured</h4><pre>max_abs_err: ${fmtErr(R.err[i]) || "—"}\ntolerance: ${R.tol[i] ? esc(S[R.tol[i]]) : "—"}\n${pretty(R.ms[i])}</pre>` +
+    `<h4>evidence (where it really ran)</h4>${R.ev[i] ? `<pre>${pretty(R.ev[i])}</pre>` : "<p class='warn'>no evidence recorded</p>"}` +
+    `<h4>env</h4><p><a href="#env-${esc(col.session)}">session ${esc(col.session)}</a>${sess.complete === false ? " <span class='tag inc'>INCOMPLETE</span>" : ""}</p>` +
+    (vers ? `<details><summary>library versions</summary><pre>${vers}</pre></details>` : "") + `</td></tr>`;
+}
+
+function attachDetails(root) {
+  root.addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr.rec"); if (!tr) return;
+    const next = tr.nextElementSibling;
+    if (next && next.classList.contains("detail")) { next.remove(); return; }
+    tr.insertAdjacentHTML("afterend", recordDetail(+tr.dataset.i));
+  });
+}
+
+function openCell(r, c) {
+  const keep = OUTCOME_FILTERS[state.outcome];
+  const idx = [];
+  for (let i = 0; i < R.r.length; i++) if (R.r[i] === r && R.c[i] === c && recordMatches(i, keep)) idx.push(i);
+  idx.sort((a, b) => (BAD.has(R.o[b]) - BAD.has(R.o[a])) || (R.o[a] - R.o[b]));
+  const col = D.columns[c], sess = D.sessions.find((s) => s.name === col.session) || {};
+  document.getElementById("dtitle").innerHTML = `<b class="mono">${esc(D.rows[r][1])}</b> <span class="kv">${esc(D.rows[r][0])}</span><br>` +
+    `${esc(col.label)} ${col.software ? '<span class="tag sw">SOFTWARE</span>' : ""} ${col.incomplete ? '<span class="tag inc">INCOMPLETE</span>' : ""}` +
+    `<div class="kv">${idx.length} records${sess.incomplete && sess.incomplete.length ? " · " + esc(sess.incomplete.join("; ")) : ""}</div>`;
+  const body = document.getElementById("dbody");
+  body.innerHTML = recordRows(idx, 500) + (idx.length > 500 ? `<p class="kv">first 500 of ${idx.length}</p>` : "");
+  document.getElementById("drawer").hidden = false;
+}
+
+let failLimit = 200;
+function renderFailures() {
+  const idx = [];
+  for (let i = 0; i < R.o.length; i++) if (BAD.has(R.o[i]) && recordMatches(i, null)) idx.push(i);
+  const order = ["crashed", "timeout", "error", "failed", "xpassed"];
+  idx.sort((a, b) => order.indexOf(O[R.o[a]]) - order.indexOf(O[R.o[b]]) || R.c[a] - R.c[b] || R.r[a] - R.r[b]);
+  document.getElementById("fail-count").textContent = `(${idx.length})`;
+  const el = document.getElementById("fail-list");
+  el.innerHTML = idx.length ? recordRows(idx, failLimit) +
+    (idx.length > failLimit ? `<button class="more" id="fail-more">show all ${idx.length}</button>` : "") : "<p>None for these filters.</p>";
+  const more = document.getElementById("fail-more");
+  if (more) more.onclick = () => { failLimit = Infinity; renderFailures(); };
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+chips(document.getElementById("f-backend"), [...new Set(D.columns.map((_, c) => colBackend(c)))].sort(), "backend");
+chips(document.getElementById("f-class"), [...new Set(D.rows.map((r) => r[0]))].sort(), "klass");
+chips(document.getElementById("f-check"), D.checks, "check");
+chips(document.getElementById("f-outcome"), Object.keys(OUTCOME_FILTERS), "outcome", true);
+document.getElementById("f-text").addEventListener("input", (ev) => { state.text = ev.target.value; render(); });
+document.getElementById("matrix").addEventListener("click", (ev) => {
+  const td = ev.target.closest("td.cell[data-r]"); if (td) openCell(+td.dataset.r, +td.dataset.c);
+});
+document.getElementById("dclose").onclick = () => { document.getElementById("drawer").hidden = true; };
+document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") document.getElementById("drawer").hidden = true; });
+attachDetails(document.getElementById("dbody"));
+attachDetails(document.getElementById("fail-list"));
+render();
+document.body.dataset.ready = "1";
