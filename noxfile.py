@@ -188,6 +188,27 @@ def tests(session: nox.Session) -> None:
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
+@nox.session(python=PYTHON, tags=["hosted", "zoo"])
+def zoo(session: nox.Session) -> None:
+    """Auto-zoo: every transformers model type, tiny and random, base + head model, stage by stage.
+
+    `nox -s zoo -- --autozoo-sample N` (or $HFMATRIX_AUTOZOO_SAMPLE) runs a deterministic sample of N
+    types; in CI the sample unless the change touches the zoo rules (hfmatrix/zoo/auto_pytest.py).
+    One model that hangs or crashes costs its own timeout ($HFMATRIX_AUTOZOO_TIMEOUT s), not the sweep.
+    """
+    _install(session, "zoo")
+    out = RESULTS / session.name
+    out.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "python", "-m", "pytest", "suites/test_autozoo.py", "-p", "hfmatrix.zoo.auto_pytest",
+        "-n", os.environ.get("HFMATRIX_WORKERS", "2"), "--dist=loadgroup",
+        f"--timeout={os.environ.get('HFMATRIX_AUTOZOO_TIMEOUT', '150')}",
+        f"--session-name={session.name}", f"--results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",
+        *session.posargs,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+    )
+
+
 @nox.session(python=PYTHON, tags=["report"])
 def report(session: nox.Session) -> None:
     """Merge every results/<session>/ into results/matrix.{json,md} (+ index.html) and combine coverage."""

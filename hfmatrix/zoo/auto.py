@@ -1,0 +1,559 @@
+"""The auto-zoo: every model type transformers knows, shrunk by generic rules and run end to end.
+
+For each model type in ``CONFIG_MAPPING`` and each of its classes — the base model (AutoModel) and
+the head of its main task (the first ``MODEL_FOR_*_MAPPING_NAMES`` in auto_rules.toml ``[heads]``)
+— :func:`run_case` goes through the stages below and names the first that fails:
+
+    config       generic shrink rules → tiny config (auto_shrink)
+    build        parameter count on the meta device (size guard), then the seeded random model
+    forward      inputs synthesized from forward() + config (auto_inputs); outputs must be finite
+    determinism  a second forward on the same inputs is bitwise identical
+    save         save_pretrained (safetensors)
+    load         from_pretrained of the saved folder
+    reload       the reloaded model's outputs and weights equal the original's, bitwise
+
+Nothing is mocked: every stage runs the real transformers code on CPU torch. Known library bugs
+live in auto_known.toml (strict xfails, matched on stage); this module also classifies model types
+into architecture classes (:func:`arch_class`) and tabulates coverage (:func:`coverage_table`).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import re
+import resource
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # python < 3.11
+    import tomli as tomllib  # type: ignore
+
+from .. import skips
+from .auto_shrink import Rules, default_rules, shrink_config
+
+KNOWN_FILE = Path(__file__).with_name("auto_known.toml")
+STAGES = ("config", "build", "forward", "determinism", "save", "load", "reload")
+ROLES = ("base", "head")
+SAMPLE_ENV = "HFMATRIX_AUTOZOO_SAMPLE"
+#: files whose change makes CI sweep every model type instead of the sample
+RULE_FILES = ("hfmatrix/zoo/auto.py", "hfmatrix/zoo/auto_shrink.py", "hfmatrix/zoo/auto_inputs.py",
+              "hfmatrix/zoo/auto_rules.toml", "hfmatrix/zoo/auto_known.toml", "envs/zoo.txt")
+
+
+# ----------------------------------------------------------------------------- stage failures
+class StageFailure(AssertionError):
+    """A case failed at ``stage``; the message says why. One subclass per stage (xfail raises=...)."""
+
+    stage = ""
+
+    def __init__(self, message: str):
+        super().__init__(f"[{self.stage}] {message}")
+        self.message = message
+
+
+STAGE_ERRORS: dict[str, type[StageFailure]] = {
+    s: type(f"{s.capitalize()}StageFailure", (StageFailure,), {"stage": s}) for s in STAGES
+}
+
+
+# ----------------------------------------------------------------------------- enumeration
+def _mappings():
+    import transformers.models.auto.modeling_auto as ma
+    return ma
+
+
+def model_types() -> list[str]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    return sorted(CONFIG_MAPPING_NAMES)
+
+
+def _first_name(value) -> str | None:
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+def class_name(model_type: str, role: str, rules: Rules | None = None) -> tuple[str | None, str]:
+    """(transformers class name, mapping it came from) for a role; (None, why) when there is none."""
+    ma = _mappings()
+    base = _first_name(ma.MODEL_MAPPING_NAMES.get(model_type))
+    if role == "base":
+        return (base, "MODEL_MAPPING_NAMES") if base else (None, "no AutoModel mapping")
+    rules = rules or default_rules()
+    for mapping in rules.head_mappings:
+        name = _first_name(getattr(ma, mapping, {}).get(model_type))
+        if name and name != base:
+            return name, mapping
+    return None, "no head-class mapping for its tasks"
+
+
+def is_mapped(model_type: str) -> bool:
+    ma = _mappings()
+    return any(model_type in getattr(ma, n) for n in dir(ma) if n.startswith("MODEL") and n.endswith("_NAMES"))
+
+
+@dataclass(frozen=True)
+class AutoCase:
+    model_type: str
+    role: str
+    class_name: str | None
+    mapping: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model_type}@{self.role}"
+
+
+def cases(sample: int | None = None, rules: Rules | None = None) -> list[AutoCase]:
+    """Every (model type, role), or those of a deterministic sample of model types."""
+    rules = rules or default_rules()
+    types = model_types()
+    if sample:
+        types = sample_types(types, sample)
+    out = []
+    for mt in types:
+        for role in ROLES:
+            name, mapping = class_name(mt, role, rules)
+            out.append(AutoCase(mt, role, name, mapping))
+    return out
+
+
+def sample_types(types: Iterable[str], n: int) -> list[str]:
+    """n model types picked by a stable hash: the same on every machine and run, spread over the alphabet."""
+    return sorted(sorted(types, key=lambda t: (zlib.crc32(t.encode()), t))[:n])
+
+
+def sample_size(env: dict | None = None, changed: Iterable[str] | None = None, default: int = 0) -> int:
+    """How many model types to run: $HFMATRIX_AUTOZOO_SAMPLE (0/'all' = every type); when unset,
+    every type if a changed file is one of the zoo's rule files, else ``default``."""
+    env = os.environ if env is None else env
+    text = str(env.get(SAMPLE_ENV, "")).strip().lower()
+    if text in ("all", "0"):
+        return 0
+    if text:
+        return int(text)
+    if changed is not None and any(str(p) in RULE_FILES for p in changed):
+        return 0
+    return default
+
+
+# ----------------------------------------------------------------------------- known failures
+@dataclass(frozen=True)
+class Known:
+    model_type: str
+    role: str
+    stage: str
+    reason: str
+    evidence: str = ""
+
+    def xfail_reason(self) -> str:
+        return f"[{skips.KNOWN_BUG}] {self.stage}: {self.reason}"
+
+
+@lru_cache(maxsize=2)
+def load_known(path: str | None = None) -> dict[tuple[str, str], Known]:
+    with open(path or KNOWN_FILE, "rb") as fh:
+        data = tomllib.load(fh)
+    out: dict[tuple[str, str], Known] = {}
+    for i, e in enumerate(data.get("known", [])):
+        missing = [k for k in ("model_type", "class", "stage", "reason") if not e.get(k)]
+        if missing:
+            raise ValueError(f"{path or KNOWN_FILE}: entry #{i} lacks {missing}")
+        if e["stage"] not in STAGES:
+            raise ValueError(f"{path or KNOWN_FILE}: {e['model_type']}: stage {e['stage']!r} not in {STAGES}")
+        roles = ROLES if e["class"] == "*" else (e["class"],)
+        for role in roles:
+            if role not in ROLES:
+                raise ValueError(f"{path or KNOWN_FILE}: {e['model_type']}: class {role!r} not in {ROLES} or '*'")
+            key = (e["model_type"], role)
+            if key in out:
+                raise ValueError(f"{path or KNOWN_FILE}: duplicate entry for {key}")
+            out[key] = Known(e["model_type"], role, e["stage"], e["reason"], e.get("evidence", ""))
+    return out
+
+
+# ----------------------------------------------------------------------------- classification
+@lru_cache(maxsize=None)
+def _default_config_dict(model_type: str) -> dict:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    try:
+        return CONFIG_MAPPING[model_type]().to_dict()
+    except Exception:
+        return {}
+
+
+def _has_key(d: dict, keys: set[str]) -> bool:
+    for k, v in d.items():
+        if isinstance(v, dict):
+            if _has_key(v, keys):
+                return True
+        elif k in keys and v not in (None, False, 0, 1, [], {}, ""):
+            return True
+    return False
+
+
+def arch_class(model_type: str, rules: Rules | None = None, config_dict: dict | None = None) -> str:
+    """Architecture class from the data rules: mappings the type is in, then keys its config has."""
+    rules = rules or default_rules()
+    ma = _mappings()
+    d = config_dict if config_dict is not None else _default_config_dict(model_type)
+    forward_inputs = set()
+    for entry in rules.arch_classes:
+        if any(model_type in getattr(ma, m, {}) for m in entry.get("mappings", ())):
+            return entry["name"]
+        if entry.get("keys") and _has_key(d, set(entry["keys"])):
+            return entry["name"]
+        for a, b in entry.get("sub_config_pairs", ()):
+            if isinstance(d.get(a), dict) and isinstance(d.get(b), dict):
+                return entry["name"]
+        if entry.get("inputs"):
+            if not forward_inputs:
+                forward_inputs = _base_forward_inputs(model_type)
+            if forward_inputs & set(entry["inputs"]):
+                return entry["name"]
+        if not entry.get("mappings") and not entry.get("keys") and not entry.get("inputs") \
+                and not entry.get("sub_config_pairs"):
+            return entry["name"]  # the catch-all class
+    return rules.arch_classes[-1]["name"] if rules.arch_classes else "encoder"
+
+
+def _base_forward_inputs(model_type: str) -> set[str]:
+    name = _first_name(_mappings().MODEL_MAPPING_NAMES.get(model_type))
+    if not name:
+        return {"-"}
+    try:
+        import transformers
+        return set(inspect.signature(getattr(transformers, name).forward).parameters) or {"-"}
+    except Exception:
+        return {"-"}
+
+
+def coverage_table(records: Iterable[dict]) -> dict[str, dict[str, int]]:
+    """Passing model types per architecture class, from result records (dicts with model, outcome,
+    arch_class, measures). A type passes when every one of its classes that ran (base, head) passed;
+    ``text_path_only`` counts passing multimodal types whose image/audio path did not run."""
+    by_type: dict[str, dict[str, Any]] = {}
+    for r in records:
+        mt = r.get("model") or ""
+        if not mt:
+            continue
+        m = r.get("measures") or {}
+        entry = by_type.setdefault(mt, {"arch_class": "", "outcomes": [], "text_only": False})
+        entry["arch_class"] = entry["arch_class"] or r.get("arch_class") or m.get("arch_class", "")
+        entry["outcomes"].append(r.get("outcome"))
+        entry["text_only"] |= bool(m.get("ran_text_path_only"))
+    table: dict[str, dict[str, int]] = {}
+    for mt, e in by_type.items():
+        row = table.setdefault(e["arch_class"] or "unclassified",
+                               {"types": 0, "ran": 0, "passed": 0, "text_path_only": 0, "known_bug": 0, "skipped": 0})
+        row["types"] += 1
+        ran = [o for o in e["outcomes"] if o != "skipped"]
+        if not ran:
+            row["skipped"] += 1
+            continue
+        row["ran"] += 1
+        if all(o == "passed" for o in ran):
+            row["passed"] += 1
+            row["text_path_only"] += int(e["text_only"])
+        elif any(o == "xfailed" for o in ran):
+            row["known_bug"] += 1
+    total = {k: sum(row[k] for row in table.values()) for k in
+             ("types", "ran", "passed", "text_path_only", "known_bug", "skipped")}
+    table["total"] = total
+    return table
+
+
+# ----------------------------------------------------------------------------- running a case
+@dataclass
+class Result:
+    case: AutoCase
+    stage: str = ""                 # last stage that passed ("" before config)
+    failed_stage: str = ""
+    error: str = ""
+    measures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_stage
+
+
+class _PeakRSS:
+    """Samples this process's RSS every 20 ms while a case runs."""
+
+    def __init__(self):
+        import psutil
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+
+    def __enter__(self):
+        self.peak = self.proc.memory_info().rss
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def resolve_class(name: str):
+    """The transformers class for a mapped name; a missing optional package becomes a typed skip."""
+    import transformers
+    try:
+        return getattr(transformers, name)
+    except ImportError as exc:
+        text = str(exc)
+        m = re.search(r"requires the (\S+) librar", text)
+        raise skips.DependencyMissing(f"{name} needs {m.group(1) if m else 'a package'} (not in this env): "
+                                      f"{text.strip().splitlines()[0][:200]}") from None
+    except AttributeError as exc:
+        raise STAGE_ERRORS["build"](f"the auto mapping names {name}, which transformers does not export: {exc}") from None
+
+
+def flatten(obj: Any, prefix: str = "out") -> dict[str, Any]:
+    """Every tensor in a model output, by path (caches and non-tensors are left out)."""
+    import torch
+    out: dict[str, Any] = {}
+    if isinstance(obj, torch.Tensor):
+        out[prefix] = obj.detach()
+    elif isinstance(obj, dict) or hasattr(obj, "keys") and hasattr(obj, "__getitem__") and not isinstance(obj, str):
+        for k in list(obj.keys()):
+            out.update(flatten(obj[k], f"{prefix}.{k}"))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+    return out
+
+
+def compare(a: dict, b: dict) -> tuple[bool, str, float]:
+    """(bitwise equal?, first difference, max |Δ| over float tensors)."""
+    import torch
+    if a.keys() != b.keys():
+        return False, f"outputs differ in names: {sorted(set(a) ^ set(b))[:5]}", float("inf")
+    first, worst = "", 0.0
+    for k in a:
+        x, y = a[k], b[k]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False, f"{k}: shape/dtype {tuple(x.shape)}/{x.dtype} vs {tuple(y.shape)}/{y.dtype}", float("inf")
+        if not torch.equal(x, y):
+            if x.is_floating_point() or x.is_complex():
+                d = float((x - y).abs().max())
+            else:
+                d = float((x != y).sum())
+            worst = max(worst, d)
+            first = first or f"{k}: max |Δ| {d:.3g}"
+    return not first, first, worst
+
+
+def _check_finite(outs: dict) -> None:
+    import torch
+    if not outs:
+        raise STAGE_ERRORS["forward"]("forward returned no tensors")
+    bad = [k for k, t in outs.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
+    if bad:
+        raise STAGE_ERRORS["forward"](f"non-finite values in {bad[:5]}")
+
+
+def _forward(model, inputs: dict) -> dict:
+    import torch
+    with torch.no_grad():
+        return flatten(model(**inputs))
+
+
+@contextlib.contextmanager
+def _stage(result: Result, name: str):
+    t0 = time.perf_counter()
+    try:
+        yield
+    except skips.TypedSkip:
+        raise
+    except StageFailure as exc:
+        result.failed_stage, result.error = exc.stage, exc.message
+        raise
+    except Exception as exc:  # anything the library raises in this stage
+        msg = f"{type(exc).__name__}: {exc}"
+        result.failed_stage, result.error = name, msg
+        raise STAGE_ERRORS[name](msg[:2000]) from exc
+    finally:
+        result.measures.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - t0, 3)
+    result.stage = name
+
+
+def count_params_meta(cls, config) -> tuple[int, list[tuple[str, int]]]:
+    import torch
+    with torch.device("meta"):
+        model = cls._from_config(config)
+    sizes = sorted(((n, p.numel()) for n, p in model.named_parameters()), key=lambda x: -x[1])
+    return sum(s for _, s in sizes), sizes[:3]
+
+
+def run_case(case: AutoCase, rules: Rules | None = None, workdir: str | Path | None = None,
+             text_only_fallback: bool = True, tamper=None) -> Result:
+    """Run every stage up to the first failure; the Result names it (``raise_for_stage`` turns it into
+    the StageFailure the test raises). A TypedSkip (missing package, no mapping) propagates.
+
+    ``tamper(stage, obj)`` is for the harness's self-tests: it may alter the model or inputs at a
+    stage boundary (a planted defect) to prove the check of that stage fails.
+    """
+    result = Result(case)
+    try:
+        _run(case, rules or default_rules(), workdir, text_only_fallback, tamper, result)
+    except StageFailure:
+        pass
+    finally:
+        result.measures["stage"] = result.failed_stage or "passed"
+    return result
+
+
+def raise_for_stage(result: Result) -> None:
+    if result.failed_stage:
+        raise STAGE_ERRORS[result.failed_stage](result.error)
+
+
+def _run(case, rules, workdir, text_only_fallback, tamper, result):
+    import torch
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from .auto_inputs import synthesize
+
+    m = result.measures
+    m.update(model_type=case.model_type, role=case.role, arch_class=arch_class(case.model_type, rules),
+             class_name=case.class_name or "")
+    tamper = tamper or (lambda stage, obj: obj)
+    t_start = time.perf_counter()
+    with _PeakRSS() as rss:
+        try:
+            if case.class_name is None:
+                raise skips.Unsupported(f"{case.model_type}: {case.mapping}")
+            cls = resolve_class(case.class_name)
+            with _stage(result, "config"):
+                config, fired = shrink_config(CONFIG_MAPPING[case.model_type], rules)
+                m["rules"] = fired
+            with _stage(result, "build"):
+                try:
+                    n, biggest = count_params_meta(cls, config)
+                except Exception as exc:  # some inits compute on their weights: no meta count then
+                    n, biggest = None, []
+                    m["meta_count_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                limit = int(rules.limits.get("max_params", 40_000_000))
+                if n is not None and n > limit:
+                    raise STAGE_ERRORS["build"](f"shrunk model still has {n:,} parameters (> {limit:,}); "
+                                                f"biggest: {biggest}")
+                torch.manual_seed(0)
+                model = cls._from_config(config).eval()
+                model = tamper("build", model)
+                m["params"] = sum(p.numel() for p in model.parameters())
+            with _stage(result, "forward"):
+                inputs, notes = synthesize(model, rules)
+                m["ran_text_path_only"] = False
+                try:
+                    out1 = _forward(model, inputs)
+                except Exception as exc:
+                    text_inputs, _ = synthesize(model, rules, text_only=True)
+                    if not (text_only_fallback and m["arch_class"] == "multimodal" and text_inputs.keys() != inputs.keys()
+                            and "input_ids" in text_inputs):
+                        raise
+                    m["full_path_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    inputs, notes = text_inputs, notes + ["ran the text path only"]
+                    out1 = _forward(model, inputs)
+                    m["ran_text_path_only"] = True
+                m["inputs"] = {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+                if notes:
+                    m["input_notes"] = notes
+                _check_finite(out1)
+                m["outputs"] = len(out1)
+            with _stage(result, "determinism"):
+                out2 = _forward(tamper("determinism", model), inputs)
+                same, why, diff = compare(out1, out2)
+                if not same:
+                    raise STAGE_ERRORS["determinism"](f"two forwards on the same inputs differ: {why}")
+            tmp = tempfile.TemporaryDirectory(dir=workdir) if workdir is None or Path(workdir).exists() else None
+            folder = Path(tmp.name) if tmp else Path(workdir)
+            try:
+                with _stage(result, "save"):
+                    model.save_pretrained(folder)
+                    files = sorted(p.name for p in folder.iterdir())
+                    if not any(f.endswith(".safetensors") for f in files):
+                        raise STAGE_ERRORS["save"](f"no safetensors file written: {files}")
+                    m["saved_mb"] = round(sum(p.stat().st_size for p in folder.iterdir()) / 2**20, 2)
+                with _stage(result, "load"):
+                    tamper("save", folder)
+                    loaded, info = cls.from_pretrained(folder, output_loading_info=True)
+                    loaded = loaded.eval()
+                    missing = list(info.get("missing_keys", []) or [])
+                    unexpected = list(info.get("unexpected_keys", []) or [])
+                    if missing or unexpected:
+                        m["loading_info"] = {"missing": missing[:10], "unexpected": unexpected[:10]}
+                with _stage(result, "reload"):
+                    out3 = _forward(loaded, inputs)
+                    same, why, diff = compare(out1, out3)
+                    m["reload_max_abs"] = diff
+                    changed = _changed_weights(model, loaded)
+                    if not same or changed:
+                        raise STAGE_ERRORS["reload"](
+                            f"after save/load: {why or 'outputs equal'}; weights changed: {changed[:5]}; "
+                            f"missing on load: {missing[:5]}; unexpected: {unexpected[:5]}")
+            finally:
+                if tmp:
+                    tmp.cleanup()
+        finally:
+            m["seconds"] = round(time.perf_counter() - t_start, 3)
+        m["peak_rss_mb"] = round(rss.peak / 2**20, 1)
+        m["process_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _changed_weights(a, b) -> list[str]:
+    import torch
+    sa, sb = a.state_dict(), b.state_dict()
+    out = [f"{k} (not in reloaded)" for k in sa if k not in sb]
+    for k, v in sa.items():
+        if k in sb and (v.shape != sb[k].shape or not torch.equal(v, sb[k])):
+            out.append(k)
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI (debugging one type)
+def main(argv: list[str] | None = None) -> int:
+    """python -m hfmatrix.zoo.auto TYPE [TYPE...] [--role base|head]: run cases here, print one line each."""
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(prog="python -m hfmatrix.zoo.auto")
+    ap.add_argument("types", nargs="*")
+    ap.add_argument("--role", choices=ROLES)
+    ap.add_argument("--sample", type=int, default=0)
+    args = ap.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    rules = default_rules()
+    types = args.types or (sample_types(model_types(), args.sample) if args.sample else [])
+    for mt in types:
+        for role in ([args.role] if args.role else ROLES):
+            name, mapping = class_name(mt, role, rules)
+            case = AutoCase(mt, role, name, mapping)
+            try:
+                res = run_case(case, rules)
+                status = f"failed[{res.failed_stage}]" if res.failed_stage else "passed"
+                err, measures = res.error, res.measures
+            except skips.TypedSkip as exc:
+                status, err, measures = f"skipped[{exc.kind}]", exc.reason, {}
+            print(json.dumps({"id": case.id, "status": status, "error": err[:600],
+                              "seconds": measures.get("seconds"), "rss": measures.get("peak_rss_mb"),
+                              "rules": measures.get("rules"), "text_only": measures.get("ran_text_path_only"),
+                              "notes": measures.get("input_notes")}, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

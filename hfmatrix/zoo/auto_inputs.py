@@ -1,0 +1,315 @@
+"""Valid inputs for any model's forward(), synthesized from its signature and its config.
+
+Recipes are data (``[inputs]`` in auto_rules.toml): a forward() parameter name → a kind below.
+Everything is seeded, so two syntheses for the same model are identical. Multimodal models get
+their image placeholders counted the way the model itself counts them: ``get_image_features``
+on the synthesized pixels says how many image tokens the text must carry.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .auto_shrink import Rules, _is_int, _walk_dicts, token_keys
+
+_FIRST_TOKEN = 4  # ids below this are often special (pad/bos/eos/unk) even when the config omits them
+
+
+@dataclass
+class Context:
+    model: Any
+    config: Any
+    rules: Rules
+    params: dict[str, inspect.Parameter]
+    gen: torch.Generator
+    batch: int
+    seq: int
+    notes: list[str] = field(default_factory=list)
+
+    def cfg(self, *names, default=None):
+        """First attribute found, searching the config and then its sub-configs (vision/audio/text...)."""
+        for d in _config_chain(self.config):
+            for n in names:
+                v = getattr(d, n, None)
+                if v is not None:
+                    return v
+        return default
+
+
+def _config_chain(config) -> list:
+    out, todo = [], [config]
+    while todo:
+        c = todo.pop(0)
+        if c is None or c in out:
+            continue
+        out.append(c)
+        for key in list(getattr(c, "sub_configs", {}) or {}) + ["vision_config", "audio_config", "text_config",
+                                                                  "encoder", "decoder", "backbone_config"]:
+            sub = getattr(c, key, None)
+            if sub is not None and hasattr(sub, "to_dict") and sub not in out:
+                todo.append(sub)
+    return out
+
+
+def signature_params(model) -> dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(model.forward).parameters)
+    params.pop("self", None)
+    return {k: p for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+# ----------------------------------------------------------------------------- kinds
+def text_vocab(ctx: Context) -> int:
+    tc = ctx.config.get_text_config() if hasattr(ctx.config, "get_text_config") else ctx.config
+    v = getattr(tc, "vocab_size", None) or ctx.cfg("vocab_size")
+    return int(v) if _is_int(v) else 256
+
+
+def special_ids(config) -> set[int]:
+    ids: set[int] = set()
+    for d in _walk_dicts(config.to_dict()):
+        for k in token_keys(d):
+            v = d[k]
+            ids.update(v if isinstance(v, list) else [v])
+    return ids
+
+
+def allowed_token_ids(ctx: Context) -> torch.Tensor:
+    vocab = text_vocab(ctx)
+    bad = special_ids(ctx.config)
+    ids = [i for i in range(min(_FIRST_TOKEN, vocab - 1), vocab) if i not in bad]
+    return torch.tensor(ids or [0])
+
+
+def tokens(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    pool = allowed_token_ids(ctx)
+    idx = torch.randint(0, len(pool), (ctx.batch, ctx.seq), generator=ctx.gen)
+    return pool[idx]
+
+
+def mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    like = inputs.get(name.replace("attention_mask", "input_ids"))
+    shape = tuple(like.shape[:2]) if like is not None else (ctx.batch, ctx.seq)
+    return torch.ones(shape, dtype=torch.long)
+
+
+def zeros_like_tokens(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    like = inputs.get("input_ids")
+    return torch.zeros(tuple(like.shape) if like is not None else (ctx.batch, ctx.seq), dtype=torch.long)
+
+
+def boxes(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    top = int(ctx.cfg("max_2d_position_embeddings", default=1024)) - 1
+    a = torch.randint(0, top // 2, (ctx.batch, ctx.seq, 2), generator=ctx.gen)
+    b = a + torch.randint(0, top // 2, (ctx.batch, ctx.seq, 2), generator=ctx.gen)
+    return torch.cat([a, b], dim=-1)
+
+
+def image_hw(ctx: Context) -> tuple[int, int]:
+    size = None
+    vc = getattr(ctx.config, "vision_config", None)
+    for c in ([vc] if vc is not None else []) + [ctx.config]:
+        size = getattr(c, "image_size", None) or getattr(c, "img_size", None)
+        if size:
+            break
+    size = size or ctx.cfg("image_size", "img_size", "input_size") or ctx.rules.limits.get("default_image_size", 64)
+    if isinstance(size, dict):
+        size = (size.get("height", 64), size.get("width", 64))
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[-1])
+    return int(size), int(size)
+
+
+def image(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    channels = int(ctx.cfg("num_channels", "in_channels", "in_chans", default=3))
+    if "image_grid_thw" in ctx.params:  # Qwen/GLM-style vision towers take flattened patches + a grid
+        return patch_grid(ctx, inputs)
+    h, w = image_hw(ctx)
+    return torch.rand((ctx.batch, channels, h, w), generator=ctx.gen) * 2 - 1
+
+
+def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
+    """Flattened patches the way Qwen2-VL-style processors emit them, with image_grid_thw beside."""
+    vc = getattr(ctx.config, "vision_config", ctx.config)
+    p = int(getattr(vc, "patch_size", 14))
+    tp = int(getattr(vc, "temporal_patch_size", 2) or 1)
+    merge = int(getattr(vc, "spatial_merge_size", 2) or 1)
+    channels = int(getattr(vc, "in_channels", getattr(vc, "num_channels", 3)) or 3)
+    g = 4 * merge
+    inputs["image_grid_thw"] = torch.tensor([[1, g, g]] * ctx.batch)
+    ctx.notes.append(f"patch grid 1x{g}x{g} (patch {p}, temporal {tp}, merge {merge})")
+    return torch.rand((ctx.batch * g * g, channels * tp * p * p), generator=ctx.gen) * 2 - 1
+
+
+def image_mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    pv = inputs.get("pixel_values")
+    h, w = (pv.shape[-2], pv.shape[-1]) if pv is not None and pv.dim() == 4 else image_hw(ctx)
+    return torch.ones((ctx.batch, h, w), dtype=torch.long)
+
+
+def patch_noise(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    h, w = image_hw(ctx)
+    p = ctx.cfg("patch_size", default=16)
+    p = p[0] if isinstance(p, (list, tuple)) else p
+    return torch.rand((ctx.batch, (h // p) * (w // p)), generator=ctx.gen)
+
+
+def sampling_rate(ctx: Context) -> int:
+    return int(ctx.cfg("sampling_rate", "sample_rate", default=16000))
+
+
+def waveform(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    n = int(sampling_rate(ctx) * ctx.rules.limits.get("audio_seconds", 1.0))
+    t = torch.arange(n) / sampling_rate(ctx)
+    tone = torch.sin(2 * torch.pi * 440.0 * t)
+    return (0.5 * tone + 0.1 * torch.randn((ctx.batch, n), generator=ctx.gen)).float()
+
+
+def audio_features(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    """Features from the model type's own feature extractor on a synthetic tone, else a (B, mel, T) guess."""
+    fe_out = feature_extractor_inputs(ctx)
+    if fe_out is not None:
+        for k, v in fe_out.items():
+            if k != "input_features" and k in ctx.params and k not in inputs:
+                inputs[k] = v
+        return fe_out["input_features"]
+    mel = int(ctx.cfg("num_mel_bins", "feature_size", "input_feat_size", "n_mels", default=80))
+    frames = 2 * int(ctx.cfg("max_source_positions", default=64))
+    ctx.notes.append(f"input_features guessed (B, {mel}, {frames})")
+    return torch.randn((ctx.batch, mel, frames), generator=ctx.gen)
+
+
+def feature_extractor_inputs(ctx: Context) -> dict | None:
+    from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING_NAMES
+    from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
+    model_type = getattr(ctx.config, "model_type", "")
+    name = FEATURE_EXTRACTOR_MAPPING_NAMES.get(model_type)
+    if not name:
+        return None
+    cls = feature_extractor_class_from_name(name)
+    if cls is None:
+        return None
+    kwargs = {}
+    mel = ctx.cfg("num_mel_bins")
+    init = inspect.signature(cls.__init__).parameters
+    if mel and "feature_size" in init:
+        kwargs["feature_size"] = int(mel)
+    try:
+        fe = cls(**kwargs)
+    except Exception as exc:  # a feature extractor that needs files or packages: fall back to the guess
+        ctx.notes.append(f"feature extractor {name} unusable: {type(exc).__name__}: {str(exc)[:120]}")
+        return None
+    sr = int(getattr(fe, "sampling_rate", 16000))
+    n = int(sr * ctx.rules.limits.get("audio_seconds", 1.0))
+    t = torch.arange(n) / sr
+    waves = [(0.5 * torch.sin(2 * torch.pi * 440.0 * t) + 0.1 * torch.randn(n, generator=ctx.gen)).numpy()
+             for _ in range(ctx.batch)]
+    try:
+        out = fe(waves, sampling_rate=sr, return_tensors="pt")
+    except Exception as exc:
+        ctx.notes.append(f"feature extractor {name} failed: {type(exc).__name__}: {str(exc)[:120]}")
+        return None
+    out = dict(out)
+    if "input_features" not in out:
+        return None
+    ctx.notes.append(f"input_features from {name}: {tuple(out['input_features'].shape)}")
+    return out
+
+
+KINDS = {
+    "tokens": tokens, "mask": mask, "zeros-like-tokens": zeros_like_tokens, "boxes": boxes,
+    "image": image, "image-mask": image_mask, "patch-noise": patch_noise,
+    "waveform": waveform, "audio-features": audio_features,
+}
+
+
+# ----------------------------------------------------------------------------- synthesis
+def wanted_params(ctx: Context) -> list[str]:
+    spec = ctx.rules.raw.get("inputs", {})
+    kinds, optional = spec.get("kind", {}), set(spec.get("optional", ()))
+    names = []
+    for name, p in ctx.params.items():
+        if name not in kinds:
+            continue
+        if p.default is inspect.Parameter.empty or name in optional:
+            names.append(name)
+    # order: tokens first (masks follow them), images before their masks
+    order = ["input_ids", "decoder_input_ids", "pixel_values"]
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order)))
+
+
+def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """(inputs for model.forward, notes). ``text_only`` keeps the text path of a multimodal model."""
+    spec = rules.raw.get("inputs", {})
+    ctx = Context(model=model, config=model.config, rules=rules, params=signature_params(model),
+                  gen=torch.Generator().manual_seed(seed), batch=int(rules.limits.get("batch", 2)),
+                  seq=int(rules.limits.get("seq_len", 16)))
+    text_names = set(spec.get("text", ()))
+    inputs: dict[str, Any] = {}
+    for name in wanted_params(ctx):
+        if text_only and name not in text_names:
+            continue
+        if name in inputs:
+            continue
+        inputs[name] = KINDS[spec["kind"][name]](ctx, name, inputs)
+    if "input_ids" in inputs and "pixel_values" in inputs:
+        insert_image_placeholders(ctx, inputs)
+    if "mm_token_type_ids" in ctx.params and "input_ids" in inputs:
+        image_id = image_token_id(ctx.config)
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == image_id).long() if image_id is not None \
+            else torch.zeros_like(inputs["input_ids"])
+    for name, value in spec.get("fixed", {}).items():
+        if name in ctx.params:
+            inputs[name] = value
+    return inputs, ctx.notes
+
+
+def image_token_id(config) -> int | None:
+    for key in ("image_token_id", "image_token_index", "image_token"):
+        v = getattr(config, key, None)
+        if _is_int(v):
+            return v
+    return None
+
+
+def insert_image_placeholders(ctx: Context, inputs: dict) -> None:
+    """Prefix each text with as many image tokens as the model makes image features.
+
+    The count comes from the model's own ``get_image_features`` on the synthesized pixels, so the
+    placeholder rule is the model's, not a guess; models without it keep their text as is.
+    """
+    image_id = image_token_id(ctx.config)
+    getter = getattr(ctx.model, "get_image_features", None)
+    if image_id is None or getter is None:
+        return
+    kwargs = {"pixel_values": inputs["pixel_values"]}
+    gparams = inspect.signature(getter).parameters
+    for extra in ("image_grid_thw", "image_sizes", "pixel_attention_mask"):
+        if extra in inputs and extra in gparams:
+            kwargs[extra] = inputs[extra]
+    with torch.no_grad():
+        feats = getter(**kwargs)
+    feats = getattr(feats, "pooler_output", None) if not isinstance(feats, (torch.Tensor, list, tuple)) else feats
+    if feats is None:
+        return
+    tc = ctx.config.get_text_config() if hasattr(ctx.config, "get_text_config") else ctx.config
+    hidden = int(getattr(tc, "hidden_size", 0) or 0)
+    if isinstance(feats, torch.Tensor):
+        per_image = [feats[i] for i in range(feats.shape[0])] if feats.dim() == 3 else [feats]
+    else:
+        per_image = list(feats)
+    counts = [int(f.numel() // hidden) if hidden else int(f.shape[0]) for f in per_image]
+    images_per_row = max(1, len(counts) // ctx.batch)
+    ids = inputs["input_ids"]
+    rows = []
+    for b in range(ctx.batch):
+        n = sum(counts[b * images_per_row:(b + 1) * images_per_row])
+        rows.append(torch.cat([torch.full((n,), image_id, dtype=ids.dtype), ids[b]]))
+    inputs["input_ids"] = torch.stack(rows)
+    for key in ("attention_mask", "token_type_ids"):
+        if key in inputs:
+            fill = torch.ones if key == "attention_mask" else torch.zeros
+            inputs[key] = fill(inputs["input_ids"].shape, dtype=torch.long)
+    ctx.notes.append(f"{counts[0]} image tokens per image from get_image_features")

@@ -1,0 +1,324 @@
+"""Generic shrink rules: any transformers config → a tiny config of the same model type.
+
+The rules are data (``auto_rules.toml``); this module applies them to the config's dict form
+(``to_dict()``, sub-configs nested as dicts) and rebuilds the config through ``from_dict`` — the
+path a saved config.json takes — so derived attributes are recomputed by the config class itself.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # python < 3.11
+    import tomli as tomllib  # type: ignore
+
+RULES_FILE = Path(__file__).with_name("auto_rules.toml")
+DISABLE_ENV = "HFMATRIX_AUTOZOO_DISABLE"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    keys: frozenset = frozenset()
+    patterns: tuple = ()
+    exclude: frozenset = frozenset()
+    cap: int | None = None
+    fill_lists: int | None = None
+    set: Any = None
+    has_set: bool = False
+
+    def matches(self, key: str) -> bool:
+        if key in self.exclude:
+            return False
+        return key in self.keys or any(p.search(key) for p in self.patterns)
+
+    def apply(self, value: Any) -> Any:
+        """New value for an attribute this rule owns (the value itself when the rule leaves it)."""
+        if self.has_set:
+            return self.set
+        if _is_int(value) and self.cap is not None:
+            return min(value, self.cap)
+        if _is_int_list(value):
+            if self.fill_lists is not None:
+                return [self.fill_lists] * len(value)
+            if self.cap is not None:
+                return [min(v, self.cap) for v in value]
+        return value
+
+
+@dataclass
+class Rules:
+    rules: list[Rule]
+    fixups: list[str]
+    limits: dict[str, Any]
+    head_mappings: list[str]
+    arch_classes: list[dict[str, Any]]
+    disabled: frozenset = frozenset()
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def active(self) -> list[Rule]:
+        return [r for r in self.rules if r.name not in self.disabled]
+
+    def rule_for(self, key: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.matches(key):
+                return None if rule.name in self.disabled else rule
+        return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_int_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and bool(v) and all(_is_int(x) for x in v)
+
+
+def load_rules(path: Path | str | None = None, disabled: str | None = None) -> Rules:
+    """Read auto_rules.toml; ``disabled`` (or $HFMATRIX_AUTOZOO_DISABLE) is a comma list of rule names."""
+    with open(path or RULES_FILE, "rb") as fh:
+        data = tomllib.load(fh)
+    names = disabled if disabled is not None else os.environ.get(DISABLE_ENV, "")
+    rules = []
+    for entry in data.get("rule", []):
+        rules.append(Rule(
+            name=entry["name"], keys=frozenset(entry.get("keys", ())),
+            patterns=tuple(re.compile(p) for p in entry.get("patterns", ())),
+            exclude=frozenset(entry.get("exclude", ())), cap=entry.get("cap"),
+            fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry))
+    seen = set()
+    for r in rules:
+        if r.name in seen:
+            raise ValueError(f"{path or RULES_FILE}: duplicate rule name {r.name!r}")
+        seen.add(r.name)
+    fixups = list(data.get("fixups", {}).get("order", []))
+    unknown = [f for f in fixups if f not in FIXUPS]
+    if unknown:
+        raise ValueError(f"{path or RULES_FILE}: unknown fixups {unknown}; known: {sorted(FIXUPS)}")
+    return Rules(rules=rules, fixups=fixups, limits=dict(data.get("limits", {})),
+                 head_mappings=list(data.get("heads", {}).get("mappings", [])), arch_classes=list(data.get("arch_class", [])),
+                 disabled=frozenset(n.strip() for n in names.split(",") if n.strip()), raw=data)
+
+
+@lru_cache(maxsize=4)
+def default_rules(disabled: str | None = None) -> Rules:
+    return load_rules(disabled=disabled if disabled is not None else os.environ.get(DISABLE_ENV, ""))
+
+
+# ----------------------------------------------------------------------------- dict walking
+def is_sub_config(key: str, value: Any) -> bool:
+    return isinstance(value, dict) and ("model_type" in value or key.endswith("_config") or key.endswith("config"))
+
+
+def sub_configs(d: dict) -> list[tuple[str, dict]]:
+    """(key, dict) of nested configs, one level down."""
+    return [(k, v) for k, v in d.items() if is_sub_config(k, v)]
+
+
+def shrink_dict(d: dict, rules: Rules, fired: set[str] | None = None, path: str = "") -> dict:
+    """Apply the rules and fixups to one config dict and, recursively, to its sub-config dicts."""
+    fired = fired if fired is not None else set()
+    original = dict(d)
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if is_sub_config(key, value):
+            out[key] = shrink_dict(value, rules, fired, f"{path}{key}.")
+            continue
+        if isinstance(value, list) and value and all(isinstance(x, dict) and "model_type" in x for x in value):
+            out[key] = [shrink_dict(x, rules, fired, f"{path}{key}[{i}].") for i, x in enumerate(value)]
+            continue
+        rule = rules.rule_for(key)
+        new = rule.apply(value) if rule else value
+        if new != value:
+            fired.add(rule.name)
+        out[key] = new
+    for name in rules.fixups:
+        if name in rules.disabled:
+            continue
+        if FIXUPS[name](original, out, rules):
+            fired.add(name)
+    return out
+
+
+# ----------------------------------------------------------------------------- fixups
+# Each takes (original dict, shrunk dict, rules), edits the shrunk dict in place, returns True if it changed it.
+
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "decoder_layers", "encoder_layers")
+
+
+def _fix_per_layer_lists(orig: dict, new: dict, rules: Rules) -> bool:
+    """Per-layer lists (layer_types, block types, index lists) follow the new layer count.
+
+    A list as long as the old layer count keeps one entry of each distinct kind (first occurrences,
+    in order): a hybrid model keeps its attention *and* its mamba/linear layers, and the layer count
+    grows to the number of kinds (at most 4) when two layers cannot hold them all. A sorted list of
+    layer indices keeps the indices below the new count.
+    """
+    changed = False
+    for count_key in _LAYER_COUNT_KEYS:
+        old_n, new_n = orig.get(count_key), new.get(count_key)
+        if not (_is_int(old_n) and _is_int(new_n)) or new_n >= old_n or old_n <= 1:
+            continue
+        for key, value in list(new.items()):
+            if key == count_key or not isinstance(value, list) or key in _LAYER_COUNT_KEYS:
+                continue
+            rule = rules.rule_for(key)
+            if rule is not None and rule.name != "layers":
+                continue
+            if len(value) == old_n and not _looks_like_indices(value, old_n):
+                kinds = []
+                for v in value:
+                    if v not in kinds:
+                        kinds.append(v)
+                kinds = kinds[:4]
+                n = max(new[count_key], len(kinds))
+                if n != new[count_key]:
+                    new[count_key] = n
+                    changed = True
+                new[key] = (kinds * n)[:n] if len(kinds) < n else kinds[:n]
+                changed = True
+            elif _looks_like_indices(value, old_n) and value != [i for i in value if i < new[count_key]]:
+                new[key] = [i for i in value if i < new[count_key]]
+                changed = True
+    # A list sized by the old count that we truncated above may have raised the count: re-truncate
+    # the other per-layer lists to it.
+    return changed
+
+
+def _looks_like_indices(value: list, n: int) -> bool:
+    return all(_is_int(v) and 0 <= v < n for v in value) and value == sorted(set(value)) and len(value) < n
+
+
+def _fix_kv_heads(orig: dict, new: dict, rules: Rules) -> bool:
+    changed = False
+    for kv_key, v in list(new.items()):
+        if not _is_int(v) or v <= 0 or not ("key_value_heads" in kv_key or kv_key.endswith("kv_heads")):
+            continue
+        prefix = kv_key.replace("num_key_value_heads", "").replace("key_value_heads", "").replace("num_kv_heads", "") \
+            .replace("n_kv_heads", "").replace("kv_heads", "")
+        for heads_key in (f"{prefix}num_attention_heads", f"{prefix}attention_heads", f"{prefix}num_heads",
+                          "num_attention_heads", "n_head", "num_heads"):
+            h = new.get(heads_key)
+            if _is_int(h) and h > 0:
+                kv = math.gcd(h, v)
+                if kv != v:
+                    new[kv_key] = kv
+                    changed = True
+                break
+    return changed
+
+
+def _fix_mla_head_dim(orig: dict, new: dict, rules: Rules) -> bool:
+    nope, rope = new.get("qk_nope_head_dim"), new.get("qk_rope_head_dim")
+    if _is_int(nope) and _is_int(rope) and "qk_head_dim" in new and new["qk_head_dim"] != nope + rope:
+        new["qk_head_dim"] = nope + rope
+        return True
+    return False
+
+
+def _fix_ssm_heads(orig: dict, new: dict, rules: Rules) -> bool:
+    """Mamba2-style blocks need heads * head_dim == expand * hidden."""
+    changed = False
+    for heads_key, dim_key, expand_key, hidden_key in (
+            ("num_heads", "head_dim", "expand", "hidden_size"),
+            ("mamba_n_heads", "mamba_d_head", "mamba_expand", "hidden_size"),
+            ("mamba_num_heads", "mamba_head_dim", "mamba_expand", "hidden_size"),
+            ("ssm_num_heads", "ssm_head_dim", "expand", "hidden_size")):
+        h, d, e, w = (new.get(k) for k in (heads_key, dim_key, expand_key, hidden_key))
+        if not (_is_int(h) and _is_int(d) and isinstance(e, (int, float)) and _is_int(w)):
+            continue
+        inner = int(e * w)
+        if h * d != inner and inner % d == 0:
+            new[heads_key] = inner // d
+            changed = True
+        groups = new.get("n_groups", new.get("mamba_n_groups"))
+        if _is_int(groups) and groups > 0 and new[heads_key] % groups:
+            new["n_groups" if "n_groups" in new else "mamba_n_groups"] = 1
+            changed = True
+    return changed
+
+
+_TOKEN_KEY = re.compile(r"(token_id|token_ids|token_index|_token|^(im_start|im_end|im_newline|image_patch|frame_start|"
+                        r"frame_end|tag_pad|subs_pad|codec_pad|codec_bos|codec_nothink|codec_think_bos|codec_think_eos|"
+                        r"audio_stream_bos|audio_stream_eos)_id|_token_offset)$")
+
+
+def token_keys(d: dict) -> list[str]:
+    return [k for k in d if _TOKEN_KEY.search(k) and (_is_int(d[k]) or _is_int_list(d[k]))]
+
+
+def _walk_dicts(d: dict):
+    yield d
+    for key, value in d.items():
+        if is_sub_config(key, value):
+            yield from _walk_dicts(value)
+        elif isinstance(value, list):
+            for x in value:
+                if isinstance(x, dict) and "model_type" in x:
+                    yield from _walk_dicts(x)
+
+
+def remap_token_ids(root: dict) -> bool:
+    """Token ids at or above the new vocab move to distinct ids at its top end, across the whole tree.
+
+    One mapping for every (sub-)config: the same old id (an image token named at the top level and in
+    the text config) stays the same id, distinct ids stay distinct, and ids already below the vocab
+    are left alone and never reused.
+    """
+    dicts = list(_walk_dicts(root))
+    vocabs = [d["vocab_size"] for d in dicts if _is_int(d.get("vocab_size")) and d["vocab_size"] > 8]
+    if not vocabs:
+        return False
+    vocab = min(vocabs)
+
+    def ids(d, k):
+        return d[k] if isinstance(d[k], list) else [d[k]]
+    entries = [(d, k) for d in dicts for k in token_keys(d)]
+    old_ids = sorted({i for d, k in entries for i in ids(d, k) if i >= vocab})
+    if not old_ids:
+        return False
+    taken = {i for d, k in entries for i in ids(d, k) if 0 <= i < vocab}
+    mapping, candidate = {}, vocab - 1
+    for old in old_ids:
+        while candidate in taken:
+            candidate -= 1
+        mapping[old] = candidate
+        taken.add(candidate)
+        candidate -= 1
+    for d, k in entries:
+        v = d[k]
+        d[k] = [mapping.get(i, i) for i in v] if isinstance(v, list) else mapping.get(v, v)
+    return True
+
+
+def _fix_token_ids(orig: dict, new: dict, rules: Rules) -> bool:
+    return False  # applied once over the whole config tree by shrink_config (remap_token_ids)
+
+
+FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
+    "per-layer-lists": _fix_per_layer_lists,
+    "kv-heads-divide": _fix_kv_heads,
+    "mla-head-dim": _fix_mla_head_dim,
+    "ssm-heads": _fix_ssm_heads,
+    "token-ids": _fix_token_ids,
+}
+
+
+# ----------------------------------------------------------------------------- config
+def shrink_config(config_class, rules: Rules | None = None):
+    """(tiny config, names of the rules and fixups that changed something)."""
+    rules = rules or default_rules()
+    base = config_class()
+    fired: set[str] = set()
+    small = shrink_dict(base.to_dict(), rules, fired)
+    if "token-ids" in rules.fixups and "token-ids" not in rules.disabled and remap_token_ids(small):
+        fired.add("token-ids")
+    small.pop("transformers_version", None)
+    return config_class.from_dict(small), sorted(fired)
