@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hfmatrix.zoo import materialize as mat
+from hfmatrix.zoo import verify
 
 
 def test_artifact_integrity(case, model_dir, measure):
     """Every file of a built entry matches its manifest (sha256): an altered weight file fails here."""
     if case.spec.source != "random":
         pytest.skip(f"[unsupported-by-backend] {case.spec.id} comes from {case.spec.source}: no build manifest")
-    problems = mat.verify(model_dir)
+    problems = verify(model_dir)
     measure(files_checked=len(list(model_dir.iterdir())))
     assert not problems, f"{model_dir} does not match its manifest: {problems}"
 
