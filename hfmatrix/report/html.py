@@ -178,7 +178,8 @@ def _perf_plot(m: Matrix) -> str:
     if not labels:
         return ""
     return plots.box_plot([(lab, groups.get(lab, []), reg.get(lab, [])) for lab in labels],
-                          title="Benchmark distributions", unit="value (log scale) — red dots: regressions", log=True)
+                          title="Forward latency per benchmark (batch 1)",
+                          unit="latency ms (log scale) — box: samples' quartiles, red dots: regressions vs baseline", log=True)
 
 
 def _static_sections(m: Matrix) -> dict[str, str]:
@@ -235,7 +236,7 @@ def _static_sections(m: Matrix) -> dict[str, str]:
     t = m.totals()
     bad = sum(t[o] for o in BAD)
     cls = "bad" if bad or m.corrupt else "inc" if incomplete or not m.sessions else "ok"
-    status = status_line(m).replace("**", "")
+    status = status_line(m, plain=True)
     return {"STATUS": e(status), "STATUS_CLASS": cls, "PROBLEMS": problems, "SKIPS": skips,
             "ENVS": "".join(envs), "COVERAGE": coverage, "PLOTS": plots_html + (perf or ""),
             "PERF_NOTE": "" if perf else "<p>No benchmark data (results/&lt;session&gt;/bench*.json) in this run.</p>"}

@@ -90,7 +90,17 @@ def outcome_summary(counts, kinds=None) -> str:
     return ", ".join(bits)
 
 
-def status_line(m: Matrix) -> str:
+def status_line(m: Matrix, plain: bool = False) -> str:
+    """The headline; plain=True for HTML (text symbols: emoji fonts are often missing)."""
+    text = _status_line(m)
+    if plain:
+        for emoji, sym in (("❌ ", "✗ "), ("✅ ", "✓ "), ("⚠️ ", "⚠ ")):
+            text = text.replace(emoji, sym)
+        text = text.replace("**", "")
+    return text
+
+
+def _status_line(m: Matrix) -> str:
     t = m.totals()
     bad = sum(t[o] for o in BAD)
     total = sum(t.values())
@@ -204,7 +214,7 @@ def _perf(m: Matrix) -> list[str]:
     if not reg:
         out += [f"None among {len(m.perf)} benchmark entries.", ""]
         return out
-    out += ["| session | model | backend · device · precision | metric | value | baseline | ratio |",
+    out += ["| session | model | backend · device · precision | metric | p50 ms | baseline ms | ratio |",
             "|---|---|---|---|---|---|---|"]
     for p in sorted(reg, key=lambda p: -(p["ratio"] or 0))[:MAX_FAILURES]:
         out.append(f"| {_md(p['session'])} | {_md(p['model'])} | {_md(' · '.join(x for x in (p['backend'], p['device'], p['precision']) if x))} | "

@@ -423,17 +423,20 @@ def _reason(message: str) -> str:
     return text.splitlines()[0][:200] if text else "(no reason given)"
 
 
-# --- perf --------------------------------------------------------------------------------------
-# The perf engineer defines results/<session>/bench*.json. Until that lands this reader is
-# deliberately forgiving: a list of entries (top level, or under "results"/"benchmarks"/"entries"),
-# each a dict naming what was measured (model/backend/device/precision/metric) with a value
-# (median_ms, p50_ms, ...), an optional baseline and ratio, samples, and a regression flag/status.
-_VALUE_KEYS = ("median_ms", "p50_ms", "median", "p50", "mean_ms", "mean", "value", "latency_ms")
-_BASE_KEYS = ("baseline_ms", "baseline_median_ms", "baseline", "baseline_value")
-_SAMPLE_KEYS = ("samples_ms", "samples", "times_ms", "times")
+# --- perf ---------------------------------------------------------------------------------------
+# results/<session>/bench-<shard>.json is defined by hfmatrix.perf.bench (schema "hfmatrix-bench/1":
+# {"session", "benchmarks": [{model, backend, device, precision, metric, p50_ms, status, regression,
+# baseline_ms, ratio, threshold, report: {forward: {latency: {values: [seconds...]}}}}]}). The reader
+# stays forgiving (other lists/keys, perf records) so a schema change degrades, never crashes.
+# Perf records (checks "perf", "perf_vs_baseline") stand in only for sessions without bench files.
+_VALUE_KEYS = ("p50_ms", "forward_p50_ms", "median_ms", "mean_ms", "value")
+_BASE_KEYS = ("baseline_ms", "forward_baseline_p50_ms", "baseline_median_ms", "baseline")
+_RATIO_KEYS = ("ratio", "forward_ratio")
+_SAMPLE_KEYS = ("samples_ms", "samples", "times_ms")
 
 
 def _read_perf(results: Path, m: Matrix, session_dirs: list[Path]) -> None:
+    with_bench: set[str] = set()
     for d in session_dirs + sorted({p.parent for p in results.rglob("bench*.json")} - set(session_dirs)):
         for bp in sorted(d.glob("bench*.json")):
             data = _load_json(bp, m.problems)
@@ -441,42 +444,50 @@ def _read_perf(results: Path, m: Matrix, session_dirs: list[Path]) -> None:
                 continue
             entries = data
             if isinstance(data, dict):
-                entries = next((data[k] for k in ("results", "benchmarks", "entries") if isinstance(data.get(k), list)), [data])
+                entries = next((data[k] for k in ("benchmarks", "results", "entries") if isinstance(data.get(k), list)), [data])
             if not isinstance(entries, list):
+                m.problems.append(f"{bp}: no list of benchmarks")
                 continue
             session = str(data.get("session")) if isinstance(data, dict) and data.get("session") else d.name
             for e in entries:
                 if isinstance(e, dict):
-                    m.perf.append(_perf_entry(e, session, str(bp.relative_to(results))))
-    # perf checks recorded as records count too
+                    entry = _perf_entry(e, session, str(bp.relative_to(results)))
+                    with_bench.add(entry["session"])
+                    m.perf.append(entry)
     for row, col, chk, out, r, _, _, measures in m.records:
         if m.checks[chk] in PERF_CHECKS or "regression" in measures:
-            e = _perf_entry({**measures, "model": r.get("model"), "backend": r.get("backend"),
-                             "device": r.get("device"), "precision": r.get("precision"),
-                             "metric": r.get("check"), "outcome": r.get("outcome")},
-                            m.columns[col].session, "records")
-            m.perf.append(e)
+            session = m.columns[col].session
+            if session in with_bench:
+                continue
+            m.perf.append(_perf_entry({**measures, "model": r.get("model"), "backend": r.get("backend"),
+                                       "device": r.get("device"), "precision": r.get("precision"),
+                                       "metric": r.get("check"), "outcome": OUTCOMES[out]},
+                                      session, "records"))
+
+
+def _first(e: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    return next((v for v in (_num(e.get(k)) for k in keys) if v is not None), None)
 
 
 def _perf_entry(e: dict[str, Any], session: str, source: str) -> dict[str, Any]:
-    value = next((_num(e[k]) for k in _VALUE_KEYS if k in e and _num(e[k]) is not None), None)
-    if value is None and isinstance(e.get("latency_ms"), dict):
-        lat = e["latency_ms"]
-        value = next((_num(lat[k]) for k in ("median", "p50", "mean") if k in lat), None)
-    base = next((_num(e[k]) for k in _BASE_KEYS if k in e and _num(e[k]) is not None), None)
-    ratio = _num(e.get("ratio"))
+    value, base = _first(e, _VALUE_KEYS), _first(e, _BASE_KEYS)
+    ratio = _first(e, _RATIO_KEYS)
     if ratio is None and value is not None and base:
         ratio = value / base
     samples = next((e[k] for k in _SAMPLE_KEYS if isinstance(e.get(k), list)), None)
-    status = str(e.get("status") or "").lower()
-    regression = e.get("regression") is True or status in ("regression", "regressed", "slower") \
-        or (e.get("outcome") == "failed" and source == "records")
+    if samples is None:   # hfmatrix-bench/1: raw forward latencies in seconds
+        try:
+            samples = [v * 1e3 for v in e["report"]["forward"]["latency"]["values"]]
+        except (KeyError, TypeError):
+            samples = None
+    status = str(e.get("status") or e.get("verdict") or "").lower()
+    regression = e.get("regression") is True or status in ("regression", "regressed")
     return {
         "session": str(e.get("session") or session), "source": source,
         "model": str(e.get("model") or ""), "backend": str(e.get("backend") or ""),
         "device": str(e.get("device") or ""), "precision": str(e.get("precision") or ""),
-        "metric": str(e.get("metric") or e.get("name") or "latency"),
+        "metric": str(e.get("metric") or e.get("name") or "latency"), "unit": "ms",
         "value": value, "baseline": base, "ratio": ratio, "regression": bool(regression),
-        "threshold": _num(e.get("threshold")),
+        "status": status, "threshold": _num(e.get("threshold")),
         "samples": [x for x in (_num(v) for v in samples or []) if x is not None][:2000],
     }

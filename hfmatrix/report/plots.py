@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-_W_LABEL, _W_PLOT, _ROW = 300, 520, 26
+_W_PLOT, _ROW = 520, 26
 
 
 def _quantiles(values: list[float]) -> tuple[float, float, float, float, float]:
@@ -35,27 +35,29 @@ def box_plot(series: list[tuple[str, list[float], list[float]]], *, title: str, 
         lo, hi = math.floor(lo), math.ceil(hi)
     if hi - lo < 1e-12:
         hi = lo + 1
+    longest = max(len(lab) + len(str(len(v) + len(b))) + 3 for lab, v, b in series)
+    label_w = min(560, max(160, int(longest * 6.6) + 20))   # fits 11.5px labels
     top, bottom = 34, 34
     h = top + len(series) * _ROW + bottom
-    width = _W_LABEL + _W_PLOT + 30
+    width = label_w + _W_PLOT + 30
 
     def x(v: float) -> float:
-        return _W_LABEL + (f(v) - lo) / (hi - lo) * _W_PLOT
+        return label_w + (f(v) - lo) / (hi - lo) * _W_PLOT
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {h}" width="{width}" height="{h}" '
            f'role="img" aria-label="{escape(title)}">',
-           f'<text x="{_W_LABEL}" y="18" class="pt">{escape(title)}</text>']
+           f'<text x="{label_w}" y="18" class="pt">{escape(title)}</text>']
     # grid + ticks
     ticks = range(int(lo), int(hi) + 1) if log else [lo + (hi - lo) * i / 5 for i in range(6)]
     for t in ticks:
-        tx = _W_LABEL + (t - lo) / (hi - lo) * _W_PLOT
+        tx = label_w + (t - lo) / (hi - lo) * _W_PLOT
         lab = f"1e{t}" if log else f"{t:.3g}"
         out.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 6}" y2="{h - bottom + 4}" class="pg"/>'
                    f'<text x="{tx:.1f}" y="{h - bottom + 18}" class="px">{lab}</text>')
-    out.append(f'<text x="{_W_LABEL + _W_PLOT / 2}" y="{h - 4}" class="px">{escape(unit)}</text>')
+    out.append(f'<text x="{label_w + _W_PLOT / 2}" y="{h - 4}" class="px">{escape(unit)}</text>')
     for i, (label, vals, bad) in enumerate(series):
         cy = top + i * _ROW + _ROW / 2
-        out.append(f'<text x="{_W_LABEL - 8}" y="{cy + 4:.1f}" class="pl">{escape(label)} '
+        out.append(f'<text x="{label_w - 8}" y="{cy + 4:.1f}" class="pl">{escape(label)} '
                    f'<tspan class="pn">n={len(vals) + len(bad)}</tspan></text>')
         if vals:
             mn, q1, med, q3, mx = _quantiles(vals)

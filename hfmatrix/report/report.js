@@ -79,7 +79,7 @@ function render() {
   const cells = cellTotals();
   const keep = OUTCOME_FILTERS[state.outcome];
   const text = state.text.toLowerCase();
-  const head = [`<thead><tr><th class="rk">class</th><th class="rm">model</th>`];
+  const head = [`<thead><tr><th class="rm">model</th>`];
   for (const c of cols) {
     const col = D.columns[c];
     const sub = [col.backend !== col.session ? col.backend : "", col.device, col.precision].filter(Boolean).join(" · ");
@@ -102,14 +102,14 @@ function render() {
     }
     if (!any) continue;
     shownRows++;
-    if (klass !== lastClass) { body.push(`<tr class="grp"><td colspan="2">${esc(klass)}</td><td colspan="${cols.length}"></td></tr>`); lastClass = klass; }
+    if (klass !== lastClass) { body.push(`<tr class="grp"><td class="rm">${esc(klass)}</td><td colspan="${cols.length}"></td></tr>`); lastClass = klass; }
     const tds = [];
     for (const c of cols) {
       const counts = cells.get(r * NC + c);
       if (counts) for (let i = 0; i < NO; i++) if (!keep || keep.includes(i)) tot[i] += counts[i];
       tds.push(cellHtml(r, c, counts, keep, D.columns[c].incomplete));
     }
-    body.push(`<tr><td class="rk">${esc(klass)}</td><td class="rm">${esc(model)}</td>${tds.join("")}</tr>`);
+    body.push(`<tr><td class="rm" title="${esc(klass)}">${esc(model)}</td>${tds.join("")}</tr>`);
   }
   body.push("</tbody>");
   document.getElementById("matrix").innerHTML = head.join("") + body.join("");
@@ -157,6 +157,10 @@ function tolText(t) {
   return String(t);
 }
 
+function tolWhy(t) {
+  return t && typeof t === "object" ? [t.reason, t.source].filter(Boolean).join("; ") : "";
+}
+
 function recordDetail(i) {
   const col = D.columns[R.c[i]];
   const sess = D.sessions.find((s) => s.name === col.session) || {};
@@ -166,7 +170,8 @@ function recordDetail(i) {
     `<div class="kv">nodeid <code>${esc(S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
     (R.sk[i] ? ` · skip kind <span class="kind">${esc(S[R.sk[i]])}</span>` : "") + `</div>` +
     (R.msg[i] ? `<h4>message</h4><pre>${esc(S[R.msg[i]])}</pre>` : "") +
-    `<h4>measured</h4><pre>max_abs_err: ${fmtErr(R.err[i]) || "—"}\ntolerance: ${R.tol[i] ? esc(S[R.tol[i]]) : "—"}\n${pretty(R.ms[i])}</pre>` +
+    `<h4>measured</h4><pre>max_abs_err  ${fmtErr(R.err[i]) || "—"}\ntolerance    ${R.tol[i] ? esc(tolText(JSON.parse(S[R.tol[i]]))) + "  (" + esc(tolWhy(JSON.parse(S[R.tol[i]]))) + ")" : "—"}` +
+    (R.ms[i] ? `\n${pretty(R.ms[i])}` : "") + `</pre>` +
     `<h4>evidence (where it really ran)</h4>${R.ev[i] ? `<pre>${pretty(R.ev[i])}</pre>` : "<p class='warn'>no evidence recorded</p>"}` +
     `<h4>env</h4><p><a href="#env-${esc(col.session)}">session ${esc(col.session)}</a>${sess.complete === false ? " <span class='tag inc'>INCOMPLETE</span>" : ""}</p>` +
     (vers ? `<details><summary>library versions</summary><pre>${vers}</pre></details>` : "") + `</td></tr>`;

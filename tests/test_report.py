@@ -1,0 +1,383 @@
+"""`hfmatrix report`: merging sessions and shards, INCOMPLETE and corrupt results, matrix.md content,
+exit codes and closing line, coverage combine + badge, and the page in a real headless browser.
+
+Results are written with hfmatrix.records.Record / RecordWriter: real data files, the same the
+plugin writes, not a fake of the report.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from hfmatrix import skips
+from hfmatrix.records import Record, RecordWriter, write_json_atomic
+from hfmatrix.report import coverage as cov_mod
+from hfmatrix.report import main as report_main
+from hfmatrix.report.merge import merge
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOSING = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$")
+FP32 = {"atol": 1e-5, "rtol": 1.3e-6, "reason": "fp32 assert_close default", "source": "target.torch.fp32"}
+
+
+def rec(session: str, model: str, outcome: str, *, check: str = "parity", backend: str = "torch",
+        device: str = "cpu", precision: str = "fp32", arch: str = "encoder", err: float | None = None,
+        tol: dict | None = None, kind: str | None = None, msg: str = "", evidence: dict | None = None,
+        shard: str = "all", i: int = 0) -> Record:
+    measures = {}
+    if err is not None:
+        measures["max_abs_err"] = err
+        measures["tolerance"] = tol or FP32
+    return Record(run_id=f"run-{session}", session=session, check=check, outcome=outcome,
+                  nodeid=f"suites/test_{check}.py::test_{check}[{model}-{backend}-{precision}-{i}]",
+                  backend=backend, device=device, precision=precision, model=model, arch_class=arch,
+                  suite=f"test_{check}", skip_kind=kind, message=msg, measures=measures,
+                  evidence=evidence if evidence is not None else {"torch_device": device},
+                  versions={"torch": "2.13.0", "transformers": "5.24.0"}, duration=0.5, shard=shard)
+
+
+def write_session(results: Path, session: str, records: list[Record], *, shard: str = "all",
+                  folder: str | None = None, meta: bool = True, complete: bool = True) -> Path:
+    d = results / (folder or session)
+    w = RecordWriter(d / f"records-{shard}.jsonl")
+    for r in records:
+        w.write(r)
+    w.close()
+    if meta:
+        write_json_atomic(d / f"meta-{shard}.json", {"session": session, "shard": shard, "complete": complete,
+                                                     "started": 1.0, "finished": 2.0 if complete else None})
+    return d
+
+
+def run_report(results: Path, capsys, *extra: str) -> tuple[int, str, str]:
+    rc = report_main(["--results-dir", str(results), "--no-coverage", *extra])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def closing(out: str) -> tuple[int, int, int]:
+    last = out.rstrip("\n").splitlines()[-1]
+    m = CLOSING.match(last)
+    assert m, f"last line is not 'N passed, N failed, N skipped': {last!r}"
+    return tuple(int(x) for x in m.groups())
+
+
+@pytest.fixture
+def matrix_results(tmp_path: Path) -> Path:
+    """cpu (unsharded, complete) and onnxruntime (2 shards from two CI artifacts)."""
+    res = tmp_path / "results"
+    write_session(res, "cpu", [
+        rec("cpu", "tiny-bert", "passed", err=2e-7, i=0),
+        rec("cpu", "tiny-bert", "passed", err=9e-7, i=1),
+        rec("cpu", "tiny-bert", "skipped", check="generate", kind=skips.UNSUPPORTED,
+            msg="[unsupported-by-backend] encoder has no generate()", i=2),
+        rec("cpu", "tiny-llama", "failed", arch="decoder", err=3.2e-3, i=3,
+            msg="AssertionError: max |Δ| 3.2e-03 > atol 1e-05", evidence={"torch_device": "cpu", "threads": 2}),
+        rec("cpu", "tiny-llama", "passed", arch="decoder", check="generate", i=4),
+        rec("cpu", "tiny-vit", "skipped", arch="vision", kind=skips.HARDWARE_ABSENT, msg="[hardware-absent] no camera", i=5),
+        rec("cpu", "tiny-vit", "xfailed", arch="vision", kind=skips.KNOWN_BUG, msg="[known-bug] upstream #1", i=6),
+    ])
+    ort = dict(backend="onnxruntime", evidence={"providers": ["CPUExecutionProvider"]})
+    write_session(res, "onnxruntime", [rec("onnxruntime", "tiny-bert", "passed", err=1.5e-6, shard="1of2", i=0, **ort),
+                                       rec("onnxruntime", "tiny-llama", "crashed", arch="decoder", shard="1of2", i=1,
+                                           msg="worker gw1 crashed (signal 9)", **ort)],
+                  shard="1of2", folder="onnxruntime-1of2")
+    write_session(res, "onnxruntime", [rec("onnxruntime", "tiny-bert", "passed", err=4e-6, shard="2of2", i=2, **ort),
+                                       rec("onnxruntime", "tiny-vit", "skipped", arch="vision", shard="2of2", i=3,
+                                           kind=skips.DEPENDENCY_MISSING, msg="[dependency-missing] no exporter for vit", **ort)],
+                  shard="2of2", folder="onnxruntime-2of2")
+    return res
+
+
+def test_shards_merge_into_one_session(matrix_results: Path, capsys) -> None:
+    m = merge(matrix_results)
+    assert sorted(m.sessions) == ["cpu", "onnxruntime"]
+    ort = m.sessions["onnxruntime"]
+    assert sorted(ort.shards) == ["1of2", "2of2"] and ort.complete
+    assert sorted(ort.dirs) == ["onnxruntime-1of2", "onnxruntime-2of2"]
+    assert ort.counts == {"passed": 2, "crashed": 1, "skipped": 1}
+    assert [c.label() for c in m.columns] == ["cpu · torch · cpu · fp32", "onnxruntime · cpu · fp32"]
+    # rows: grouped by architecture class, then model
+    assert m.rows == [("decoder", "tiny-llama"), ("encoder", "tiny-bert"), ("vision", "tiny-vit")]
+
+    rc, out, _ = run_report(matrix_results, capsys)
+    assert rc == 1
+    assert closing(out) == (5, 2, 3)     # failed counts the crash too; xfailed is not a skip
+    assert re.search(r"onnxruntime\s+2 passed, 0 failed, 1 skipped \(dependency-missing 1\), 1 crashed", out)
+    assert re.search(r"cpu\s+3 passed, 1 failed, 2 skipped \(hardware-absent 1, unsupported-by-backend 1\), 1 xfailed", out)
+    assert "FAIL: checks did not pass: 1 failed, 1 crashed" in out
+    data = json.loads((matrix_results / "matrix.json").read_text())
+    assert data["totals"]["passed"] == 5 and data["sessions"]["onnxruntime"]["complete"] is True
+
+
+def test_matrix_md_content(matrix_results: Path, capsys) -> None:
+    run_report(matrix_results, capsys)
+    md = (matrix_results / "matrix.md").read_text()
+    lines = md.splitlines()
+    header = next(l for l in lines if l.startswith("| class | model |"))
+    assert "cpu · torch · cpu · fp32" in header and "onnxruntime · cpu · fp32" in header
+    bert = next(l for l in lines if "| tiny-bert |" in l)
+    # cpu: 2 parity passes (worst 9e-7) + 1 typed skip; onnxruntime: 2 passes over two shards (worst 4e-6)
+    assert "| **encoder** | tiny-bert | 2 ✓ 1 skip `9.0e-07` | 2 ✓ `4.0e-06` |" in bert
+    llama = next(l for l in lines if "| tiny-llama |" in l)
+    assert "**1 ✗** 1 ✓ `3.2e-03`" in llama and "**1 ✗**" in llama.split("|")[4]
+    vit = next(l for l in lines if "| tiny-vit |" in l)
+    assert "1 skip 1 xfail" in vit
+    # failures: measured error vs tolerance, evidence, message; the crash first
+    fail = md[md.index("## Failures (2)"):]
+    rows = [l for l in fail.splitlines() if l.startswith("| onnxruntime") or l.startswith("| cpu")]
+    assert "**crashed**" in rows[0] and "worker gw1 crashed" in rows[0]
+    assert "**failed**" in rows[1] and "3.2e-03" in rows[1] and "atol=1.0e-05 rtol=1.3e-06" in rows[1]
+    assert "threads=2" in rows[1] and "max \\|Δ\\| 3.2e-03" in rows[1]
+    # skips grouped by kind, with their reasons
+    sk = md[md.index("## Skips by kind"):]
+    assert "### hardware-absent (1)" in sk and "- 1 × no camera" in sk
+    assert "### unsupported-by-backend (1)" in sk and "encoder has no generate()" in sk
+    assert "### dependency-missing (1)" in sk
+    assert "## Environments" in md and "| onnxruntime | complete | 1of2, 2of2 | 4 |" in md
+    assert "torch 2.13.0" in md
+    assert "## Coverage" in md and "not combined (--no-coverage)" in md
+    assert md.splitlines()[2].startswith("❌ **2 of 11 checks did not pass**")
+
+
+def test_missing_shard_is_incomplete(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "tiny-bert", "passed", shard="1of3")], shard="1of3", folder="cpu-1of3")
+    write_session(res, "cpu", [rec("cpu", "tiny-gpt2", "passed", shard="3of3")], shard="3of3", folder="cpu-3of3")
+    m = merge(res)
+    assert not m.sessions["cpu"].complete
+    assert "missing shard(s) 2of3 of 3" in "; ".join(m.sessions["cpu"].incomplete)
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 1 and "INCOMPLETE" in out and closing(out) == (2, 0, 0)
+    md = (res / "matrix.md").read_text()
+    assert "**INCOMPLETE** session `cpu`" in md and "⚠️ INCOMPLETE" in md
+
+
+@pytest.mark.parametrize("how", ["complete-false", "no-finish", "no-meta"])
+def test_killed_run_is_incomplete(tmp_path: Path, capsys, how: str) -> None:
+    res = tmp_path / "results"
+    d = write_session(res, "openvino", [rec("openvino", "tiny-bert", "passed", backend="openvino")],
+                      meta=how != "no-meta", complete=how != "complete-false")
+    if how == "no-finish":
+        write_json_atomic(d / "meta-all.json", {"session": "openvino", "shard": "all", "started": 1.0})
+    write_session(res, "cpu", [rec("cpu", "tiny-bert", "passed")])
+    rc, out, _ = run_report(res, capsys)
+    m = merge(res)
+    assert not m.sessions["openvino"].complete and m.sessions["cpu"].complete
+    reason = {"complete-false": "says complete=false", "no-finish": "has no finish time", "no-meta": "no meta-all.json"}[how]
+    assert reason in m.sessions["openvino"].incomplete[0]
+    assert rc == 1 and f"INCOMPLETE: shard all: " in out and "FAIL: INCOMPLETE session(s): openvino" in out
+    assert closing(out) == (2, 0, 0)
+    assert report_main(["--results-dir", str(res), "--no-coverage", "--no-fail"]) == 0
+
+
+def test_corrupt_file_named_and_others_merge(matrix_results: Path, capsys) -> None:
+    bad = matrix_results / "openvino" / "records-all.jsonl"
+    write_session(matrix_results, "openvino", [rec("openvino", "tiny-bert", "passed", backend="openvino", i=k) for k in range(3)])
+    with open(bad, "a", encoding="utf-8") as fh:      # a run killed mid-write: half a line
+        fh.write(rec("openvino", "tiny-vit", "passed", backend="openvino").to_json()[:57])
+    rc, out, err = run_report(matrix_results, capsys)
+    assert rc == 1
+    assert f"{bad}:4: unreadable record" in err           # the message names the file and line
+    assert "results file(s) unreadable" in out and str(bad) in out
+    m = merge(matrix_results)
+    assert sorted(m.sessions) == ["cpu", "onnxruntime", "openvino"]
+    assert m.sessions["openvino"].counts == {"passed": 3}  # the readable lines still count
+    assert m.sessions["cpu"].n_records == 7
+    md = (matrix_results / "matrix.md").read_text()
+    assert "## ⚠️ Problems" in md and "records-all.jsonl:4: unreadable record" in md
+    assert "Problems" in (matrix_results / "index.html").read_text()
+
+
+def test_exit_codes_and_closing_line(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "tiny-bert", "passed", err=1e-7),
+                               rec("cpu", "tiny-bert", "skipped", check="generate", kind=skips.UNSUPPORTED, msg="[unsupported-by-backend] x"),
+                               rec("cpu", "tiny-vit", "xfailed", kind=skips.KNOWN_BUG, msg="[known-bug] y")])
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 0 and closing(out) == (1, 0, 1) and "FAIL" not in out
+    assert (res / "matrix.md").read_text().splitlines()[2].startswith("✅ **All 1 checks that ran passed**")
+
+    # a strict xfail that passes is a failure of the known-bug table
+    write_session(res, "cpu2", [rec("cpu2", "tiny-bert", "xpassed")])
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 1 and closing(out) == (1, 1, 1) and "1 xpassed" in out
+    assert run_report(res, capsys, "--no-fail")[0] == 0
+
+    # the CLI dispatcher gives the same exit status
+    proc = subprocess.run([sys.executable, "-m", "hfmatrix.cli", "report", "--results-dir", str(res), "--no-coverage"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and CLOSING.match(proc.stdout.splitlines()[-1])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out, _ = run_report(empty, capsys)
+    assert rc == 1 and "no results under" in out and closing(out) == (0, 0, 0)
+
+
+def test_untyped_skip_and_software_device_are_visible(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    gpu = {"adapter": {"vendor": "google", "architecture": "swiftshader", "isFallbackAdapter": True}}
+    write_session(res, "webgpu", [rec("webgpu", "tiny-bert", "passed", backend="web", device="webgpu", evidence=gpu),
+                                  rec("webgpu", "tiny-vit", "skipped", backend="web", device="webgpu", msg="no reason kind")])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert "webgpu · web · webgpu (SOFTWARE) · fp32" in md
+    assert "### untyped (1) — a skip without a typed kind" in md
+
+
+def test_bench_json_regressions(matrix_results: Path, capsys) -> None:
+    doc = {"schema": "hfmatrix-bench/1", "session": "cpu", "shard": "all", "benchmarks": [
+        {"name": "tiny-bert@torch-cpu-fp32", "model": "tiny-bert", "backend": "torch", "device": "cpu", "precision": "fp32",
+         "metric": "forward", "p50_ms": 3.3, "baseline_ms": 2.0, "ratio": 1.65, "status": "regression", "regression": True,
+         "report": {"forward": {"latency": {"values": [0.0031, 0.0033, 0.0035]}}}},
+        {"name": "tiny-vit@torch-cpu-fp32", "model": "tiny-vit", "backend": "torch", "device": "cpu", "precision": "fp32",
+         "metric": "forward", "p50_ms": 1.0, "status": "unchanged", "regression": False}]}
+    (matrix_results / "cpu" / "bench-all.json").write_text(json.dumps(doc))
+    run_report(matrix_results, capsys)
+    md = (matrix_results / "matrix.md").read_text()
+    perf = md[md.index("## Perf regressions"):]
+    assert "| cpu | tiny-bert | torch · cpu · fp32 | forward | 3.3 | 2 | 1.65× |" in perf
+    assert "tiny-vit" not in perf.split("##")[1]
+    assert "Forward latency per benchmark" in (matrix_results / "index.html").read_text()
+
+
+def test_badge_svg_is_valid_xml() -> None:
+    for pct, text in ((87.4, "87%"), (None, "unknown"), (100.0, "100%")):
+        root = ET.fromstring(cov_mod.badge_svg(pct))
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+        assert texts.count(text) == 2 and texts.count("coverage") == 2
+    assert cov_mod.colour(95) == "#4c1" and cov_mod.colour(10) == "#e05d44"
+
+
+def test_coverage_combines_sessions_and_remaps_paths(tmp_path: Path, capsys) -> None:
+    coverage = pytest.importorskip("coverage")
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "tiny-bert", "passed")])
+    # session 1: measured here, as nox runs it (COVERAGE_FILE=results/<session>/.coverage, parallel mode)
+    env = {**__import__("os").environ, "COVERAGE_FILE": str(res / "cpu" / ".coverage")}
+    subprocess.run([sys.executable, "-m", "coverage", "run", "--rcfile", str(ROOT / "pyproject.toml"), "-p",
+                    "-m", "hfmatrix.cli", "--help"], cwd=ROOT, env=env, check=True, capture_output=True)
+    # session 2: data from another machine, installed into site-packages (the [paths] remapping)
+    (res / "onnxruntime").mkdir()
+    data = coverage.CoverageData(basename=str(res / "onnxruntime" / ".coverage"), suffix="ci-runner.1.x")
+    data.add_arcs({"/opt/hostedtoolcache/venv/lib/python3.11/site-packages/hfmatrix/skips.py": {(-1, 1), (1, 8), (8, -1)}})
+    data.write()
+    before = sorted(p.name for p in (res / "cpu").glob(".coverage*")) + sorted(p.name for p in (res / "onnxruntime").glob(".coverage*"))
+    rc = report_main(["--results-dir", str(res), "--rcfile", str(ROOT / "pyproject.toml")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    after = sorted(p.name for p in (res / "cpu").glob(".coverage*")) + sorted(p.name for p in (res / "onnxruntime").glob(".coverage*"))
+    assert before == after and len(before) == 2             # originals kept
+    combined = coverage.CoverageData(basename=str(res / ".coverage"))
+    combined.read()
+    files = {Path(f).as_posix() for f in combined.measured_files()}
+    assert any(f.endswith("hfmatrix/skips.py") and "site-packages" not in f for f in files), files
+    assert any(f.endswith("hfmatrix/cli.py") for f in files)
+    total = json.loads((res / "matrix.json").read_text())["coverage"]["total"]
+    assert 0 < total < 100
+    assert (res / "coverage.xml").exists() and (res / "htmlcov" / "index.html").exists()
+    assert f"{total:.0f}%" in (res / "coverage-badge.svg").read_text()
+    assert f"coverage: {total:.1f}%" in out
+    assert f"Coverage (all sessions combined): **{total:.1f}%**" in (res / "matrix.md").read_text()
+
+
+# --- the page in a real browser -------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skips.skip(skips.DEPENDENCY_MISSING, "playwright (python) is not installed: pip install playwright")
+    if not CHROMIUM.exists():
+        skips.skip(skips.DEPENDENCY_MISSING, "no /usr/bin/chromium: apt-get install -y chromium")
+    return sync_playwright
+
+
+def test_index_html_in_headless_chromium(matrix_results: Path, capsys) -> None:
+    sync_playwright = _browser()
+    run_report(matrix_results, capsys)
+    page_path = matrix_results / "index.html"
+    text = page_path.read_text()
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text  # nothing from the network
+    shot_dir = ROOT / "results"
+    shot_dir.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: errors.append(f"network request {r.url}") if not r.url.startswith(("file:", "data:")) else None)
+            page.goto(page_path.as_uri())
+            page.wait_for_selector("body[data-ready='1']")
+            assert not errors, errors
+            shown = page.locator("#shown")
+            assert page.locator("#matrix tbody tr:not(.grp)").count() == 3
+            assert page.locator("#matrix thead th").count() == 3          # model, 2 columns
+            assert (shown.get_attribute("data-passed"), shown.get_attribute("data-failed"),
+                    shown.get_attribute("data-skipped")) == ("5", "2", "3")
+            cell = page.locator("td.cell[data-r='1'][data-c='0']")        # tiny-bert × cpu
+            assert (cell.get_attribute("data-passed"), cell.get_attribute("data-skipped")) == ("2", "1")
+            assert "9.0e-7" in cell.inner_text()
+            assert "INCOMPLETE" not in page.locator("#matrix thead").inner_text()
+            page.screenshot(path=str(shot_dir / "report-screenshot.png"), full_page=True)
+
+            # filters change what is shown: backend, then outcome
+            page.locator("#f-backend button[data-v='onnxruntime']").click()
+            assert page.locator("#matrix thead th").count() == 2
+            assert shown.get_attribute("data-passed") == "2" and shown.get_attribute("data-failed") == "1"
+            page.locator("#f-outcome button[data-v='not passed']").click()
+            assert page.locator("#matrix tbody tr:not(.grp)").count() == 1   # only tiny-llama crashed there
+            assert "1 ✗" in page.locator("#matrix tbody").inner_text()
+            page.locator("#f-backend button[data-v='']").click()
+            assert page.locator("#matrix tbody tr:not(.grp)").count() == 1   # tiny-llama, both columns
+            assert shown.get_attribute("data-failed") == "2" and shown.get_attribute("data-passed") == "0"
+
+            # drill-down: the cell's records, with message, tolerance and evidence
+            page.locator("td.cell[data-bad='1']").first.click()
+            drawer = page.locator("#drawer")
+            assert drawer.is_visible()
+            assert "tiny-llama" in page.locator("#dtitle").inner_text()
+            page.locator("#dbody tr.rec").first.click()
+            detail = page.locator("#dbody tr.detail").inner_text()
+            assert "evidence" in detail and "max_abs_err" in detail
+            page.screenshot(path=str(shot_dir / "report-drilldown.png"))
+            assert page.locator("#fail-list tr.rec").count() == 2
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_index_html_renders_100k_records_quickly(tmp_path: Path, capsys) -> None:
+    """The page stays usable at scale: 20k records here (the bench script does 100k)."""
+    sync_playwright = _browser()
+    res = tmp_path / "results"
+    models = [(f"tiny-m{k}", ("encoder", "decoder", "vision")[k % 3]) for k in range(40)]
+    for s in ("cpu", "onnxruntime"):
+        write_session(res, s, [rec(s, mo, "passed" if i % 50 else "failed", arch=a, err=1e-6 * (1 + i % 7), i=i,
+                                   backend="torch" if s == "cpu" else s)
+                               for i in range(10_000) for mo, a in [models[i % 40]]])
+    run_report(res, capsys)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page()
+            page.goto((res / "index.html").as_uri())
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            assert page.locator("#shown").get_attribute("data-passed") == str(2 * (10_000 - 200))
+            took = page.evaluate("() => { const t = performance.now(); document.querySelector(\"#f-outcome button[data-v='not passed']\").click(); return performance.now() - t; }")
+            assert page.locator("#shown").get_attribute("data-failed") == "400"
+            assert took < 3000, f"filtering 20k records took {took:.0f} ms"
+        finally:
+            browser.close()
