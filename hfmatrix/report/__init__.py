@@ -55,7 +55,7 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "failures": m.failures,
         "skips": {k: dict(v.most_common()) for k, v in m.skips.items()},
         "perf": m.perf, "problems": m.problems, "corrupt_files": m.corrupt,
-        "junit_only": m.junit_only, "coverage": m.coverage,
+        "junit_only": m.junit_only, "not_scheduled": m.not_scheduled, "coverage": m.coverage,
     }
 
 
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {s.name:<{width}}  {outcome_summary(s.counts, s.skip_kinds)}{flag}")
     for d, c in m.junit_only.items():
         print(f"  {d:<{width}}  junit only: {c['tests']} tests, {c['failures']} failures, {c['errors']} errors, {c['skipped']} skipped")
+    for n in m.not_scheduled:
+        print(f"  {str(n.get('session')):<{width}}  not run in this CI run: {n.get('reason', '')}")
     t = m.totals()
     print(f"  {'TOTAL':<{width}}  {outcome_summary(t, m.skip_kind_totals())}")
     reasons = exit_reasons(m)

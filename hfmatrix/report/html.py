@@ -231,6 +231,9 @@ def _static_sections(m: Matrix) -> dict[str, str]:
         items = "".join(f"<li><b>INCOMPLETE</b> session <code>{e(s.name)}</code>: {e('; '.join(s.incomplete))}</li>" for s in incomplete)
         items += "".join(f"<li>{e(p)}</li>" for p in m.problems[:200])
         problems = f"<section class='problems' id='problems'><h2>Problems</h2><ul>{items}</ul></section>"
+    if m.not_scheduled:
+        items = "".join(f"<li><code>{e(str(n.get('session')))}</code>: {e(str(n.get('reason', '')))}</li>" for n in m.not_scheduled)
+        problems += f"<section class='notice'><b>Not run in this CI run</b><ul>{items}</ul></section>"
     plots_html = _parity_plot(m) or "<p>No parity errors measured.</p>"
     perf = _perf_plot(m)
     t = m.totals()

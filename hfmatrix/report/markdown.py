@@ -124,6 +124,9 @@ def render(m: Matrix) -> str:
     if cov.get("total") is not None:
         out += [f"Coverage (all sessions combined): **{cov['total']:.1f}%**", ""]
 
+    if m.not_scheduled:
+        out += ["Not run in this CI run: " + "; ".join(f"`{n.get('session')}` ({_md(n.get('reason', ''))})"
+                                                     for n in m.not_scheduled), ""]
     incomplete = [s for s in m.sessions.values() if not s.complete]
     if m.problems or incomplete:
         out += ["## ⚠️ Problems", ""]

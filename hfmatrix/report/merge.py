@@ -84,6 +84,7 @@ class Matrix:
     problems: list[str] = field(default_factory=list)                # corrupt files etc.
     corrupt: list[str] = field(default_factory=list)                 # files that could not be read whole
     junit_only: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_scheduled: list[dict[str, str]] = field(default_factory=list)   # from results/plan.json
     coverage: dict[str, Any] = field(default_factory=dict)
 
     def totals(self) -> Counter:
@@ -264,6 +265,10 @@ def merge(results: Path) -> Matrix:
             s.problems.append(f"session {name}: both an unsharded run and shards; counts include both")
 
     _tally(m, raw_rows)
+    _check_meta_counts(m, raw_rows)
+
+    junit_rel = {str(d.relative_to(results)) for d in junit_dirs}
+    _check_plan(results, m, seen_shards, junit_rel)
 
     for d in junit_dirs:
         rel = str(d.relative_to(results))
@@ -278,6 +283,43 @@ def merge(results: Path) -> Matrix:
 
     _read_perf(results, m, session_dirs)
     return m
+
+
+def _check_meta_counts(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
+    """A complete meta counts the tests it saw; fewer records than that means records were lost."""
+    have: Counter = Counter()
+    for name, sh, recs in raw_rows:
+        have[(name, sh)] += len(recs)
+    for s in m.sessions.values():
+        for sh, meta in s.shards.items():
+            counts = meta.get("counts") if isinstance(meta, dict) else None
+            if meta.get("complete") is True and isinstance(counts, dict) and counts:
+                want = sum(v for v in counts.values() if isinstance(v, int))
+                if want != have[(s.name, sh)]:
+                    msg = f"session {s.name} shard {sh}: meta counts {want} tests, records hold {have[(s.name, sh)]}"
+                    s.problems.append(msg)
+                    m.problems.append(msg)
+
+
+def _check_plan(results: Path, m: Matrix, seen: dict[str, dict[str, list[str]]], junit_rel: set[str]) -> None:
+    """results/plan.json (the CI plan, written by the report job): a planned job with no results
+    marks its session INCOMPLETE, so a job that died before writing anything cannot vanish."""
+    path = results / "plan.json"
+    if not path.exists():
+        return
+    data = _load_json(path, m.problems)
+    entries = data.get("include", []) if isinstance(data, dict) else data if isinstance(data, list) else []
+    if isinstance(data, dict):
+        m.not_scheduled = [n for n in data.get("not_scheduled", []) if isinstance(n, dict)]
+    for e in entries:
+        if not isinstance(e, dict) or not e.get("session"):
+            continue
+        name, tag = str(e["session"]), str(e.get("tag") or "all")
+        if tag in seen.get(name, {}) or {str(e.get("artifact")), name} & junit_rel:
+            continue
+        s = m.sessions.setdefault(name, Session(name=name))
+        s.incomplete.append(f"shard {tag}: planned in CI (job {e.get('name', name)}) but no results came back "
+                            f"(the job died before writing any, or its artifact {e.get('artifact', '?')} is missing)")
 
 
 def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

