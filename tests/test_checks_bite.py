@@ -1,0 +1,92 @@
+"""Every check fails on a planted defect (and passes without it). The defects patch the real code
+path (the real model, the real input pipeline); nothing is mocked."""
+from __future__ import annotations
+
+from conftest import SUITES, outcomes, run_suites
+
+NONDETERMINISTIC = """
+import hfmatrix.backends.torch_backend as tb
+_load = tb.TorchBackend.load
+def load(self, *a, **k):
+    session = _load(self, *a, **k)
+    session.model.train()  # dropout active: the forward is no longer deterministic
+    return session
+tb.TorchBackend.load = load
+"""
+
+BROKEN_MASK = """
+import hfmatrix.zoo.inputs as inputs
+_batch = inputs.batch
+def batch(*a, **k):
+    out = _batch(*a, **k)
+    out["attention_mask"] = out["attention_mask"] * 0 + 1  # padding attended to
+    return out
+inputs.batch = batch
+"""
+
+PERTURBED = """
+import hfmatrix.plugin as plugin
+_load = plugin.load_session
+def load_session(*a, **k):
+    session = _load(*a, **k)  # the backend under test; the reference is loaded separately
+    run = session.run
+    session.run = lambda inputs: {key: v * (1 + 1e-3) for key, v in run(inputs).items()}
+    return session
+plugin.load_session = load_session
+"""
+
+
+def test_clean_bert_passes_every_check(pytester, zoo_cache):
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), str(SUITES / "test_load.py"),
+                                 str(SUITES / "test_parity.py"), "--models=bert")
+    got = outcomes(records)
+    assert got["deterministic[bert]"] == "passed"
+    assert got["batch_equivalence[bert]"] == "passed"
+    assert got["artifact_integrity[bert]"] == "passed"
+    assert got["weights_match_build[bert]"] == "passed"
+    assert got["parity[bert]"] == "passed"
+    assert result.ret == 0, result.stdout.str()[-2000:]
+
+
+def test_nondeterministic_forward_fails_determinism(pytester, zoo_cache):
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+                                 "-k", "deterministic", plant=NONDETERMINISTIC)
+    assert outcomes(records) == {"deterministic[bert]": "failed"}
+    assert result.ret == 1
+
+
+def test_broken_padding_mask_fails_batch_equivalence(pytester, zoo_cache):
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+                                 "-k", "batch_equivalence", plant=BROKEN_MASK)
+    assert outcomes(records) == {"batch_equivalence[bert]": "failed"}
+    assert "outside tolerance" in records[0]["message"]
+
+
+def test_altered_weights_fail_load(pytester, zoo_cache, tmp_path):
+    import shutil
+
+    from hfmatrix.zoo import load_specs, materialize
+    spec = load_specs()["bert"]
+    cache = tmp_path / "cache"
+    folder = materialize(spec, cache_dir=cache / "zoo")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-16:-8] = bytes(8)  # zero a few weights past the header; file size and format stay valid
+    weights.write_bytes(bytes(data))
+    result, records = run_suites(pytester, cache, str(SUITES / "test_load.py"), "--models=bert",
+                                 "-k", "integrity or weights_match")
+    got = outcomes(records)
+    assert got == {"artifact_integrity[bert]": "failed", "weights_match_build[bert]": "failed"}, got
+    assert "sha256 mismatch" in next(r for r in records if r["check"] == "artifact_integrity")["message"]
+    shutil.rmtree(cache)
+
+
+def test_perturbed_outputs_fail_parity(pytester, zoo_cache):
+    """Outputs scaled by (1 + 1e-3) fail parity; the unperturbed run passes (test_clean_... above)."""
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--models=bert",
+                                 plant=PERTURBED)
+    got = outcomes(records)
+    assert got == {"parity[bert]": "failed"}, got
+    rec = records[0]
+    assert 1e-5 < rec["measures"]["max_rel_err"] < 2e-3  # measured error is recorded on failure too
+    assert result.ret == 1
