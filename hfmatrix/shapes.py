@@ -30,21 +30,22 @@ def expected_shapes(spec, model_dir, inputs) -> dict[str, tuple]:
     vocab = lambda sub=None: _get(cfg, "vocab_size", sub=sub)  # noqa: E731
     num_labels = len(cfg.get("id2label") or {}) or 2
     dec = inputs.get("decoder_input_ids")
-    rules: dict[str, dict[str, tuple]] = {
-        "feature-extraction": {"last_hidden_state": (b, seq, hidden() if ids is not None else None)},
-        "text-classification": {"logits": (b, num_labels)},
-        "text-generation": {"logits": (b, seq, vocab())},
-        "text2text-generation": {"logits": (b, None if dec is None else dec.shape[1], vocab())},
-        "image-classification": {"logits": (b, num_labels)},
-        "ctc": {"logits": (b, None, vocab())},
-        "automatic-speech-recognition": {"logits": (b, None if dec is None else dec.shape[1], vocab())},
-        "image-text-to-text": {"logits": (b, seq, vocab("text_config"))},
-        "zero-shot-image-classification": {
+    # task -> output name -> shape; lambdas so only the model's own rule reads its config keys
+    rules: dict[str, Any] = {
+        "feature-extraction": lambda: {"last_hidden_state": (b, seq, hidden() if ids is not None else None)},
+        "text-classification": lambda: {"logits": (b, num_labels)},
+        "text-generation": lambda: {"logits": (b, seq, vocab())},
+        "text2text-generation": lambda: {"logits": (b, None if dec is None else dec.shape[1], vocab())},
+        "image-classification": lambda: {"logits": (b, num_labels)},
+        "ctc": lambda: {"logits": (b, None, vocab())},
+        "automatic-speech-recognition": lambda: {"logits": (b, None if dec is None else dec.shape[1], vocab())},
+        "image-text-to-text": lambda: {"logits": (b, seq, vocab("text_config"))},
+        "zero-shot-image-classification": lambda: {
             "logits_per_image": (inputs["pixel_values"].shape[0] if "pixel_values" in inputs else None, b),
             "text_embeds": (b, _get(cfg, "projection_dim")),
         },
     }
-    expected = dict(rules.get(spec.task, {}))
+    expected = rules[spec.task]() if spec.task in rules else {}
     if spec.task == "feature-extraction" and ids is None:
         expected = {"last_hidden_state": (b, None, None)}
     return expected
