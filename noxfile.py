@@ -81,7 +81,7 @@ def _accelerator(session: nox.Session, device: str) -> None:
     env, precisions = ACCELERATORS[device]
     if not present:
         session.log(f"{device}: hardware-absent ({why}); running the suites to record typed skips")
-        env = "cpu"
+        env = "absent"  # no torch at all: nothing can accidentally run on the CPU and pass
     run_suites(session, env=env, backend="torch", device=device, precisions=precisions)
 
 

@@ -207,6 +207,9 @@ class TorchBackend:
     def available(self, device: str, precision: str) -> Availability:
         if device not in DEVICE_OPS:
             return Availability(False, f"unknown torch device {device!r}; known: {', '.join(DEVICE_OPS)}", "unsupported-by-backend")
+        present, why = hardware_present(device)  # hardware first: its absence is the honest reason
+        if not present:
+            return Availability(False, why, "hardware-absent")
         try:
             torch = _torch()
         except DependencyMissing as exc:
