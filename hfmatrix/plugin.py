@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from . import skips
+from . import isolation, skips
 from .backends.base import Target
 from .records import Record, RecordWriter, write_json_atomic
 
@@ -47,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--results-dir", default="", help="where result records go (default ./results; 'none' disables)")
     g.addoption("--shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
     g.addoption("--allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
+    g.addoption("--hard-timeout", type=float, default=None,
+                help="seconds before a test stuck in native code is killed by the faulthandler watchdog "
+                     "(default 2 x --timeout + 10; 0 disables); xdist then replaces the worker")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--zoo-cache"):
         os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)
+    if not hasattr(config, "workerinput"):  # the controller owns the watchdog dir (hfmatrix/isolation.py)
+        st.isolation = isolation.Controller()
+        config.pluginmanager.register(st.isolation, "hfmatrix-isolation")
+    isolation.install(config, st.isolation)
     if _is_writer(config):
         st.open_writer()
         config.pluginmanager.register(Recorder(st), "hfmatrix-recorder")
@@ -122,6 +129,8 @@ class _State:
         self.counts: Counter = Counter()
         self.skip_kinds: Counter = Counter()
         self.started = time.time()
+        self.isolation: isolation.Controller | None = None
+        self.recorded: set[str] = set()
 
     # -- zoo
     def specs(self) -> dict[str, Any]:
@@ -164,10 +173,10 @@ class _State:
         self.writer = RecordWriter(self.results / f"records-{self.shard_tag}.jsonl")
         self.write_meta(complete=False)
 
-    def write_meta(self, complete: bool, exitstatus: int | None = None) -> None:
+    def write_meta(self, complete: bool, exitstatus: int | None = None, **extra: Any) -> None:
         if self.results is None:
             return
-        meta = {
+        meta = {**extra,
             "session": self.session, "run_id": self.run_id, "shard": self.shard_tag, "backend": self.backend,
             "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--models"),
             "started": self.started, "finished": time.time() if complete else None, "complete": complete,
@@ -374,7 +383,19 @@ class Recorder:
     def __init__(self, st: _State):
         self.st = st
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "???" and self.st.isolation is not None:  # a dead xdist worker: what killed it?
+            gateway = getattr(getattr(report, "node", None), "gateway", None)
+            detail = self.st.isolation.crash_detail(getattr(gateway, "id", ""), report.nodeid)
+            if detail:
+                report.hfm_crash_kind, dump = detail
+                head = str(report.longrepr)
+                if detail[0] == "timeout":
+                    head = (f"hard timeout: worker {getattr(gateway, 'id', '?')} was stuck where SIGALRM could not "
+                            f"interrupt it (native code); the watchdog dumped its stacks and killed it")
+                report.longrepr = f"{head}\n{dump}" if dump else head
+            report.user_properties.append(("hfm_worker", getattr(gateway, "id", "")))
         entry = self.st.phases.setdefault(report.nodeid, [])
         entry.append(report)
         # teardown closes a test; xdist reports a crashed worker's test with when="???"
@@ -390,7 +411,9 @@ class Recorder:
         # a bad outcome pytest did not count as a failure (e.g. a crash record) still fails the run
         if session.exitstatus == 0 and any(st.counts[o] for o in BAD_OUTCOMES):
             session.exitstatus = 1
-        st.write_meta(complete=True, exitstatus=int(session.exitstatus))
+        # collected but never run (xdist gave up after --max-worker-restart, -x, ...): not a complete matrix
+        not_run = st.isolation.not_run(session, st.recorded) if st.isolation is not None else []
+        st.write_meta(complete=not not_run, exitstatus=int(session.exitstatus), not_run=not_run)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
         st, c = self.st, self.st.counts
@@ -411,8 +434,8 @@ def _classify(reports: list) -> tuple[str, str, str | None]:
     """(outcome, message, skip_kind) from the phase reports of one test."""
     for rep in reports:
         text = _longrepr_text(rep)
-        if rep.when not in ("setup", "call", "teardown"):
-            return ("timeout" if "Timeout" in text else "crashed"), text, None
+        if rep.when not in ("setup", "call", "teardown"):  # xdist's report for a test whose worker died
+            return getattr(rep, "hfm_crash_kind", None) or ("timeout" if "Timeout" in text else "crashed"), text, None
         if rep.failed:
             if "+++ Timeout +++" in text or "Failed: Timeout" in text:
                 return "timeout", text, None
@@ -484,6 +507,7 @@ def _finish(st: _State, nodeid: str) -> None:
         model=props.get("model", ""), arch_class=props.get("arch_class", ""),
     )
     st.writer.write(record)
+    st.recorded.add(nodeid)
     st.counts[outcome] += 1
     if outcome == "skipped":
         st.skip_kinds[kind or "untyped"] += 1
