@@ -57,6 +57,10 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
+        # isolation (hfmatrix/isolation.py): a per-test timeout through SIGALRM, the native-hang watchdog
+        # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
+        f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
+        f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
         "--cov=hfmatrix", "--cov=hwprobe", "--cov-report=",
         f"--junitxml={out / 'junit.xml'}",
         *extra, *session.posargs,
