@@ -96,6 +96,26 @@ def class_name(model_type: str, role: str, rules: Rules | None = None) -> tuple[
     return None, "no head-class mapping for its tasks"
 
 
+@lru_cache(maxsize=1)
+def auto_classes() -> dict[str, Any]:
+    """MODEL_*_MAPPING_NAMES name → the Auto class users load it with (AutoModel, AutoModelForCausalLM, ...)."""
+    import transformers
+    ma = _mappings()
+    by_id = {id(getattr(ma, n)): n for n in dir(ma) if n.endswith("_NAMES") and isinstance(getattr(ma, n), dict)}
+    out = {}
+    for n in dir(transformers):
+        if not n.startswith("AutoModel"):
+            continue
+        try:
+            cls = getattr(transformers, n)
+            names = cls._model_mapping._model_mapping
+        except Exception:
+            continue
+        if id(names) in by_id:
+            out.setdefault(by_id[id(names)], cls)
+    return out
+
+
 def is_mapped(model_type: str) -> bool:
     ma = _mappings()
     return any(model_type in getattr(ma, n) for n in dir(ma) if n.startswith("MODEL") and n.endswith("_NAMES"))
@@ -208,6 +228,8 @@ def arch_class(model_type: str, rules: Rules | None = None, config_dict: dict | 
     d = config_dict if config_dict is not None else _default_config_dict(model_type)
     forward_inputs = set()
     for entry in rules.arch_classes:
+        if any(model_type in getattr(ma, m, {}) for m in entry.get("unless_mappings", ())):
+            continue
         if any(model_type in getattr(ma, m, {}) for m in entry.get("mappings", ())):
             return entry["name"]
         if entry.get("keys") and _has_key(d, set(entry["keys"])):
@@ -380,6 +402,12 @@ def _stage(result: Result, name: str):
         yield
     except skips.TypedSkip:
         raise
+    except ImportError as exc:
+        found = re.search(r"requires the (\S+) librar", str(exc))
+        if found:
+            raise skips.DependencyMissing(f"{name} stage needs {found.group(1)} (not in this env)") from None
+        result.failed_stage, result.error = name, f"ImportError: {exc}"
+        raise STAGE_ERRORS[name](result.error[:2000]) from exc
     except StageFailure as exc:
         result.failed_stage, result.error = exc.stage, exc.message
         raise
@@ -392,10 +420,10 @@ def _stage(result: Result, name: str):
     result.stage = name
 
 
-def count_params_meta(cls, config) -> tuple[int, list[tuple[str, int]]]:
+def count_params_meta(auto_cls, config) -> tuple[int, list[tuple[str, int]]]:
     import torch
     with torch.device("meta"):
-        model = cls._from_config(config)
+        model = auto_cls.from_config(config) if hasattr(auto_cls, "_model_mapping") else auto_cls._from_config(config)
     sizes = sorted(((n, p.numel()) for n, p in model.named_parameters()), key=lambda x: -x[1])
     return sum(s for _, s in sizes), sizes[:3]
 
@@ -437,7 +465,10 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
         try:
             if case.class_name is None:
                 raise skips.Unsupported(f"{case.model_type}: {case.mapping}")
-            cls = resolve_class(case.class_name)
+            resolve_class(case.class_name)  # a missing optional package skips here
+            # built and loaded through the Auto class users call; a task with no Auto class: the class itself
+            cls = auto_classes().get(case.mapping) or resolve_class(case.class_name)
+            m["auto_class"] = cls.__name__
             with _stage(result, "config"):
                 config, fired = shrink_config(CONFIG_MAPPING[case.model_type], rules)
                 m["rules"] = fired
@@ -452,7 +483,9 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                     raise STAGE_ERRORS["build"](f"shrunk model still has {n:,} parameters (> {limit:,}); "
                                                 f"biggest: {biggest}")
                 torch.manual_seed(0)
-                model = cls._from_config(config).eval()
+                model = (cls.from_config(config) if hasattr(cls, "_model_mapping") else cls._from_config(config)).eval()
+                if type(model).__name__ != case.class_name:
+                    m["built_class"] = type(model).__name__
                 model = tamper("build", model)
                 m["params"] = sum(p.numel() for p in model.parameters())
             with _stage(result, "forward"):

@@ -124,10 +124,41 @@ def image_hw(ctx: Context) -> tuple[int, int]:
 
 def image(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     channels = int(ctx.cfg("num_channels", "in_channels", "in_chans", default=3))
-    if "image_grid_thw" in ctx.params:  # Qwen/GLM-style vision towers take flattened patches + a grid
+    if "image_grid_thw" in ctx.params or "grid_thw" in ctx.params:
+        # Qwen/GLM-style vision towers take flattened patches + a grid, as their processors emit them
         return patch_grid(ctx, inputs)
     h, w = image_hw(ctx)
+    frames = ctx.cfg("num_frames")
+    if _is_int(frames) and is_video_model(ctx):
+        return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
     return torch.rand((ctx.batch, channels, h, w), generator=ctx.gen) * 2 - 1
+
+
+def is_video_model(ctx: Context) -> bool:
+    import transformers.models.auto.modeling_auto as ma
+    mt = getattr(ctx.config, "model_type", "")
+    return any(mt in getattr(ma, m, {}) for m in ctx.rules.raw.get("inputs", {}).get("video_mappings", ()))
+
+
+def vision_patches(ctx: Context, name: str, inputs: dict):
+    """A vision tower called on its own: hidden_states are the flattened patches, beside grid_thw."""
+    if "grid_thw" not in ctx.params:
+        return None
+    return patch_grid(ctx, inputs)
+
+
+def image_sizes(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    h, w = image_hw(ctx)
+    return torch.tensor([[h, w]] * ctx.batch)
+
+
+def past_values(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    """Time-series history: context plus the largest lag, one column per input channel."""
+    lags = ctx.cfg("lags_sequence", default=[0]) or [0]
+    n = int(ctx.cfg("context_length", default=32)) + int(max(lags))
+    channels = int(ctx.cfg("num_input_channels", "input_size", default=1))
+    shape = (ctx.batch, n, channels) if channels > 1 or "num_input_channels" in ctx.config.to_dict() else (ctx.batch, n)
+    return torch.randn(shape, generator=ctx.gen)
 
 
 def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
@@ -138,7 +169,8 @@ def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
     merge = int(getattr(vc, "spatial_merge_size", 2) or 1)
     channels = int(getattr(vc, "in_channels", getattr(vc, "num_channels", 3)) or 3)
     g = 4 * merge
-    inputs["image_grid_thw"] = torch.tensor([[1, g, g]] * ctx.batch)
+    grid_name = "grid_thw" if "grid_thw" in ctx.params else "image_grid_thw"
+    inputs[grid_name] = torch.tensor([[1, g, g]] * ctx.batch)
     ctx.notes.append(f"patch grid 1x{g}x{g} (patch {p}, temporal {tp}, merge {merge})")
     return torch.rand((ctx.batch * g * g, channels * tp * p * p), generator=ctx.gen) * 2 - 1
 
@@ -161,6 +193,14 @@ def sampling_rate(ctx: Context) -> int:
 
 
 def waveform(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    """The model type's own feature extractor on a synthetic tone (its layout, e.g. (B, 1, T) for
+    codecs), else a plain (B, T) waveform."""
+    fe_out = feature_extractor_inputs(ctx, "input_values")
+    if fe_out is not None:
+        for k, v in fe_out.items():
+            if k != "input_values" and k in ctx.params and k not in inputs:
+                inputs[k] = v
+        return fe_out["input_values"]
     n = int(sampling_rate(ctx) * ctx.rules.limits.get("audio_seconds", 1.0))
     t = torch.arange(n) / sampling_rate(ctx)
     tone = torch.sin(2 * torch.pi * 440.0 * t)
@@ -169,7 +209,7 @@ def waveform(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
 
 def audio_features(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     """Features from the model type's own feature extractor on a synthetic tone, else a (B, mel, T) guess."""
-    fe_out = feature_extractor_inputs(ctx)
+    fe_out = feature_extractor_inputs(ctx, "input_features")
     if fe_out is not None:
         for k, v in fe_out.items():
             if k != "input_features" and k in ctx.params and k not in inputs:
@@ -181,7 +221,7 @@ def audio_features(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     return torch.randn((ctx.batch, mel, frames), generator=ctx.gen)
 
 
-def feature_extractor_inputs(ctx: Context) -> dict | None:
+def feature_extractor_inputs(ctx: Context, key: str) -> dict | None:
     from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING_NAMES
     from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
     model_type = getattr(ctx.config, "model_type", "")
@@ -212,16 +252,18 @@ def feature_extractor_inputs(ctx: Context) -> dict | None:
         ctx.notes.append(f"feature extractor {name} failed: {type(exc).__name__}: {str(exc)[:120]}")
         return None
     out = dict(out)
-    if "input_features" not in out:
+    if key not in out:
         return None
-    ctx.notes.append(f"input_features from {name}: {tuple(out['input_features'].shape)}")
+    ctx.notes.append(f"{key} from {name}: {tuple(out[key].shape)}")
     return out
 
 
 KINDS = {
     "tokens": tokens, "mask": mask, "zeros-like-tokens": zeros_like_tokens, "boxes": boxes,
     "image": image, "image-mask": image_mask, "patch-noise": patch_noise,
-    "waveform": waveform, "audio-features": audio_features,
+    "waveform": waveform, "audio-features": audio_features, "vision-patches": vision_patches,
+    "image-sizes": image_sizes, "past-values": past_values, "ones-like-past": lambda ctx, name, inputs: (
+        torch.ones_like(inputs["past_values"]) if "past_values" in inputs else None),
 }
 
 
@@ -253,7 +295,9 @@ def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0) -> t
             continue
         if name in inputs:
             continue
-        inputs[name] = KINDS[spec["kind"][name]](ctx, name, inputs)
+        value = KINDS[spec["kind"][name]](ctx, name, inputs)
+        if value is not None:  # None: this recipe does not apply to this model
+            inputs[name] = value
     if "input_ids" in inputs and "pixel_values" in inputs:
         insert_image_placeholders(ctx, inputs)
     if "mm_token_type_ids" in ctx.params and "input_ids" in inputs:
@@ -286,7 +330,7 @@ def insert_image_placeholders(ctx: Context, inputs: dict) -> None:
         return
     kwargs = {"pixel_values": inputs["pixel_values"]}
     gparams = inspect.signature(getter).parameters
-    for extra in ("image_grid_thw", "image_sizes", "pixel_attention_mask"):
+    for extra in ("image_grid_thw", "image_sizes", "pixel_attention_mask", "pixel_mask"):
         if extra in inputs and extra in gparams:
             kwargs[extra] = inputs[extra]
     with torch.no_grad():

@@ -33,9 +33,13 @@ class Rule:
     fill_lists: int | None = None
     set: Any = None
     has_set: bool = False
+    #: the rule applies only in a config dict that also has one of these keys
+    only_with: frozenset = frozenset()
 
-    def matches(self, key: str) -> bool:
+    def matches(self, key: str, d: dict | None = None) -> bool:
         if key in self.exclude:
+            return False
+        if self.only_with and not (d is not None and self.only_with & d.keys()):
             return False
         return key in self.keys or any(p.search(key) for p in self.patterns)
 
@@ -66,9 +70,9 @@ class Rules:
     def active(self) -> list[Rule]:
         return [r for r in self.rules if r.name not in self.disabled]
 
-    def rule_for(self, key: str) -> Rule | None:
+    def rule_for(self, key: str, d: dict | None = None) -> Rule | None:
         for rule in self.rules:
-            if rule.matches(key):
+            if rule.matches(key, d):
                 return None if rule.name in self.disabled else rule
         return None
 
@@ -92,7 +96,8 @@ def load_rules(path: Path | str | None = None, disabled: str | None = None) -> R
             name=entry["name"], keys=frozenset(entry.get("keys", ())),
             patterns=tuple(re.compile(p) for p in entry.get("patterns", ())),
             exclude=frozenset(entry.get("exclude", ())), cap=entry.get("cap"),
-            fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry))
+            fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry,
+            only_with=frozenset(entry.get("only_with", ()))))
     seen = set()
     for r in rules:
         if r.name in seen:
@@ -134,7 +139,7 @@ def shrink_dict(d: dict, rules: Rules, fired: set[str] | None = None, path: str 
         if isinstance(value, list) and value and all(isinstance(x, dict) and "model_type" in x for x in value):
             out[key] = [shrink_dict(x, rules, fired, f"{path}{key}[{i}].") for i, x in enumerate(value)]
             continue
-        rule = rules.rule_for(key)
+        rule = rules.rule_for(key, d)
         new = rule.apply(value) if rule else value
         if new != value:
             fired.add(rule.name)
@@ -186,6 +191,11 @@ def _fix_per_layer_lists(orig: dict, new: dict, rules: Rules) -> bool:
                 changed = True
             elif _looks_like_indices(value, old_n) and value != [i for i in value if i < new[count_key]]:
                 new[key] = [i for i in value if i < new[count_key]]
+                changed = True
+        for key, value in list(new.items()):  # {layer index: overrides}
+            if isinstance(value, dict) and value and all(str(k).isdigit() for k in value) \
+                    and any(int(k) >= new[count_key] for k in value):
+                new[key] = {k: v for k, v in value.items() if int(k) < new[count_key]}
                 changed = True
     # A list sized by the old count that we truncated above may have raised the count: re-truncate
     # the other per-layer lists to it.
@@ -302,7 +312,73 @@ def _fix_token_ids(orig: dict, new: dict, rules: Rules) -> bool:
     return False  # applied once over the whole config tree by shrink_config (remap_token_ids)
 
 
+def _fix_backbone_stages(orig: dict, new: dict, rules: Rules) -> bool:
+    """Backbone outputs (out_indices / out_features) name stages that still exist after the layer cut.
+
+    A backbone that fed k stages to its neck keeps feeding k: its last k stages, the layer count
+    raised to k where needed (DPT-style necks read four).
+    """
+    count_key = next((k for k in ("num_hidden_layers", "num_layers") if _is_int(new.get(k)) and _is_int(orig.get(k))), None)
+    if count_key is None or new[count_key] >= orig[count_key]:
+        return False
+    idx = new.get("out_indices")
+    feats = new.get("out_features")
+    k = len(idx) if isinstance(idx, list) and idx else len(feats) if isinstance(feats, list) and feats else 0
+    if not k:
+        return False
+    n = max(new[count_key], k)
+    new[count_key] = n
+    stages = list(range(n - k + 1, n + 1))
+    if isinstance(idx, list) and idx:
+        new["out_indices"] = stages
+    if isinstance(feats, list) and feats:
+        new["out_features"] = [f"stage{i}" for i in stages]
+    if isinstance(new.get("stage_names"), list):
+        new["stage_names"] = ["stem"] + [f"stage{i}" for i in range(1, n + 1)]
+    return True
+
+
+def _fix_rope_sections(orig: dict, new: dict, rules: Rules) -> bool:
+    """Multimodal RoPE sections (t, h, w) must add up to head_dim / 2 of the shrunk attention."""
+    changed = False
+    for key in ("rope_parameters", "rope_scaling"):
+        rp = new.get(key)
+        if not isinstance(rp, dict) or not _is_int_list(rp.get("mrope_section")):
+            continue
+        heads = new.get("num_attention_heads")
+        head_dim = new.get("head_dim") if _is_int(new.get("head_dim")) else (
+            new["hidden_size"] // heads if _is_int(new.get("hidden_size")) and _is_int(heads) and heads else None)
+        if not head_dim:
+            continue
+        sections, target = rp["mrope_section"], head_dim // 2
+        if sum(sections) == target:
+            continue
+        scaled = [max(1, s * target // sum(sections)) for s in sections]
+        scaled[0] += target - sum(scaled)
+        if scaled[0] < 1:
+            continue
+        new[key] = {**rp, "mrope_section": scaled}
+        changed = True
+    return changed
+
+
+def _fix_hierarchical_resolution(orig: dict, new: dict, rules: Rules) -> bool:
+    """Swin-style stages halve the patch grid; the last stage must still hold one attention window,
+    so the image grows to patch * window * 2**(stages - 1) (64 px for patch 4, window 2, 4 stages)."""
+    depths, window, size, patch = (new.get(k) for k in ("depths", "window_size", "image_size", "patch_size"))
+    if not (isinstance(depths, list) and depths and _is_int(window) and _is_int(size) and _is_int(patch)):
+        return False
+    need = patch * window * 2 ** (len(depths) - 1)
+    if size >= need:
+        return False
+    new["image_size"] = need
+    return True
+
+
 FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
+    "hierarchical-resolution": _fix_hierarchical_resolution,
+    "backbone-stages": _fix_backbone_stages,
+    "rope-sections": _fix_rope_sections,
     "per-layer-lists": _fix_per_layer_lists,
     "kv-heads-divide": _fix_kv_heads,
     "mla-head-dim": _fix_mla_head_dim,
@@ -312,12 +388,44 @@ FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
 
 
 # ----------------------------------------------------------------------------- config
+_MROPE_DEFAULT = re.compile(r"get\(\s*[\"']mrope_section[\"']\s*,\s*\[([\d,\s]+)\]")
+
+
+def code_mrope_default(config_class) -> list[int] | None:
+    """The mrope_section a model's code falls back to when its config names none (read from its source)."""
+    import importlib
+    import inspect as _inspect
+    try:
+        mod = importlib.import_module(config_class.__module__.replace(".configuration_", ".modeling_"))
+        found = _MROPE_DEFAULT.search(_inspect.getsource(mod))
+    except Exception:
+        return None
+    return [int(x) for x in found.group(1).split(",") if x.strip()] if found else None
+
+
+def _add_code_mrope(root: dict, default: list[int]) -> bool:
+    """Give the shrunk text config the model code's default RoPE sections explicitly, so the
+    rope-sections fixup can scale them to the new head_dim."""
+    changed = False
+    for d in _walk_dicts(root):
+        rp = d.get("rope_parameters")
+        if isinstance(rp, dict) and "mrope_section" not in rp and _is_int(d.get("num_attention_heads")):
+            d["rope_parameters"] = {**rp, "mrope_section": list(default)}
+            changed = True
+    return changed
+
+
 def shrink_config(config_class, rules: Rules | None = None):
     """(tiny config, names of the rules and fixups that changed something)."""
     rules = rules or default_rules()
     base = config_class()
     fired: set[str] = set()
-    small = shrink_dict(base.to_dict(), rules, fired)
+    original = base.to_dict()
+    if "rope-sections" in rules.fixups and "rope-sections" not in rules.disabled:
+        default = code_mrope_default(config_class)
+        if default:
+            _add_code_mrope(original, default)
+    small = shrink_dict(original, rules, fired)
     if "token-ids" in rules.fixups and "token-ids" not in rules.disabled and remap_token_ids(small):
         fired.add("token-ids")
     small.pop("transformers_version", None)
