@@ -5,6 +5,7 @@ Layout, next to the zoo (``<root>`` = ``$HFMATRIX_CACHE``, else ``platformdirs.u
     <root>/exports/<kind>/<key>/                    a complete export (only ever created by os.rename)
     <root>/exports/<kind>/<key>/hfmatrix-export.json  written before the rename: key inputs, timings
     <root>/exports/<kind>/<key>.unsupported.json    the exporter's own refusal, cached as a verdict
+    <root>/exports/<kind>/<key>.failed.json         an export that crashed (a defect), cached too
     <root>/exports/<kind>/<key>.lock                filelock: one exporter per key across processes
     <root>/exports/<kind>/.tmp-<key>-<pid>-<rnd>    an export in progress (or left by a killed one)
 
@@ -33,6 +34,10 @@ META = "hfmatrix-export.json"
 ZOO_MANIFEST = "hfmatrix-manifest.json"
 #: every export this process made (not found in the cache): lets self-tests count real exports
 EXPORTED: list[Path] = []
+
+
+class ExportFailed(RuntimeError):
+    """A cached export failure (a defect, not a refusal): a test failure, never a skip."""
 
 
 def cache_root() -> Path:
@@ -102,24 +107,29 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None], *,
                   unsupported: Callable[[BaseException], str | None] = lambda exc: None,
-                  lock_timeout: float = 1800.0) -> Export:
+                  cache_failures: bool = True, lock_timeout: float = 1800.0) -> Export:
     """Return the export for ``parts`` under ``kind``, making it with ``make(tmp_dir)`` at most once.
 
     ``parts`` must hold everything that shapes the files (model digest, versions, options).
-    Raises Unsupported (the exporter's message) for a refusal, fresh or cached.
+    Raises Unsupported (the exporter's message) for a refusal, fresh or cached. Any other export
+    error propagates; with ``cache_failures`` its message is kept (``<key>.failed.json``) and later
+    calls raise ExportFailed with it instead of spending minutes failing again. The key holds the
+    library versions, so an upgrade retries; delete the file to retry by hand.
     """
     from filelock import FileLock
 
     key = export_key(parts)
     base = exports_root() / kind
     base.mkdir(parents=True, exist_ok=True)
-    final, verdict = base / key, base / f"{key}.unsupported.json"
+    final, verdict, failed = base / key, base / f"{key}.unsupported.json", base / f"{key}.failed.json"
     with FileLock(str(base / f"{key}.lock"), timeout=lock_timeout):
         if (final / META).is_file():
             meta = json.loads((final / META).read_text())
             return Export(kind, key, final, True, float(meta.get("export_seconds", 0.0)), meta)
         if verdict.is_file():
             raise Unsupported(json.loads(verdict.read_text())["message"] + " [cached verdict]")
+        if failed.is_file():
+            raise ExportFailed(json.loads(failed.read_text())["message"] + f" [cached failure: {failed}]")
         for stale in base.glob(f".tmp-{key}-*"):  # left by a killed exporter; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
         tmp = base / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -131,6 +141,9 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
             shutil.rmtree(tmp, ignore_errors=True)
             message = unsupported(exc)
             if message is None:
+                if cache_failures and not isinstance(exc, (OSError, MemoryError)):  # a defect, not the machine
+                    _write_json_atomic(failed, {"message": f"{type(exc).__name__}: {exc}"[:4000], "parts": parts,
+                                                "created": time.time()})
                 raise
             _write_json_atomic(verdict, {"message": message, "parts": parts, "error": type(exc).__name__,
                                          "created": time.time()})

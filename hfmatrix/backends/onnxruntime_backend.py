@@ -159,6 +159,7 @@ class OrtSession:
         self.export, self.mode, self.provider_options = export, mode, provider_options
         self.sessions = _sessions_of(model)
         for name, s in self.sessions.items():
+            s.disable_fallback()  # else the python wrapper retries a failed run on CPU, silently
             used = s.get_providers()
             if not used or used[0] != ep:  # ORT fell back (EP failed to initialise): never run on CPU quietly
                 raise HardwareAbsent(f"requested {ep} but ONNX Runtime session {name!r} runs on {used}")
@@ -274,3 +275,182 @@ class OnnxRuntimeBackend:
 # ----------------------------------------------------------------------------------------- QNN
 QNN_EP = "QNNExecutionProvider"
 QNN_BACKEND_LIBS = {"htp": "libQnnHtp.so", "cpu": "libQnnCpu.so", "gpu": "libQnnGpu.so"}
+# tasks whose export is one graph that QNN can take with static shapes
+QNN_TASKS = {t for t, (_, _, mode) in TASKS.items() if mode == "graph"}
+QNN_DEFAULT_OPTIONS = {"soc_model": "60", "enable_htp_fp16_precision": "1"}
+
+
+def _qnn():
+    try:
+        import onnxruntime_qnn
+    except ImportError as exc:
+        raise DependencyMissing(f"onnxruntime-qnn not importable: {exc}") from None
+    return onnxruntime_qnn
+
+
+def register_qnn() -> list:
+    """Register the QNN plugin EP once per process; its EP devices."""
+    ort, qnn = _ort(), _qnn()
+    if not hasattr(ort, "register_execution_provider_library"):
+        raise DependencyMissing(f"onnxruntime {ort.__version__} cannot register plugin EPs (onnxruntime-qnn needs >= 1.22)")
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == QNN_EP]
+    if not devices:
+        ort.register_execution_provider_library(QNN_EP, qnn.get_library_path())
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == QNN_EP]
+    if not devices:
+        raise HardwareAbsent(f"QNN EP registered from {qnn.get_library_path()} but offers no EP devices")
+    return devices
+
+
+def emulation_note(device: str) -> str | None:
+    machine = platform.machine().lower()
+    if device == "htp" and machine in ("x86_64", "amd64"):
+        return f"{machine} host: libQnnHtp.so runs the HTP as a simulator, not on Qualcomm hardware"
+    return None
+
+
+def fixed_dims(session_inputs, inputs: Arrays) -> dict[str, int]:
+    """dim_param -> size from the actual inputs (all graph inputs that share a name must agree)."""
+    dims: dict[str, int] = {}
+    for arg in session_inputs:
+        value = inputs.get(arg.name)
+        if value is None and arg.name == "token_type_ids":
+            value = inputs.get("input_ids")
+        if value is None:
+            raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
+        for axis, dim in enumerate(arg.shape):
+            if isinstance(dim, str):
+                size = int(np.shape(value)[axis])
+                if dims.setdefault(dim, size) != size:
+                    raise Unsupported(f"dim {dim!r} is {dims[dim]} and {size} in the inputs: no static shape fits")
+    return dims
+
+
+def static_export(export: exports.Export, dims: dict[str, int]) -> exports.Export:
+    """The export with every dynamic dim fixed (onnxruntime.tools' make_dim_param_fixed), cached."""
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    def make(out: Path) -> None:
+        model = onnx.load(str(export.path / "model.onnx"))
+        for name, size in sorted(dims.items()):
+            make_dim_param_fixed(model.graph, name, size)
+        fix_output_shapes(model)
+        large = model.ByteSize() > 1_500_000_000
+        onnx.save(model, str(out / "model.onnx"), save_as_external_data=large)
+
+    return exports.cached_export("onnx-static", {"source": export.key, "dims": dims}, make)
+
+
+class QnnSession:
+    """One QNN session per input-shape signature (static shapes), created on first use."""
+
+    def __init__(self, export: exports.Export, spec, target: Target, backend_path: str, options: dict[str, str]):
+        self.export, self.spec, self.target = export, spec, target
+        self.backend_path, self.options = backend_path, options
+        ort = _ort()
+        self._dynamic_inputs = ort.InferenceSession(str(export.path / "model.onnx"),
+                                                    providers=["CPUExecutionProvider"]).get_inputs()
+        self.sessions: dict[tuple, Any] = {}
+        self.compile_seconds: dict[str, float] = {}
+
+    def _session(self, inputs: Arrays):
+        import time
+
+        dims = fixed_dims(self._dynamic_inputs, inputs)
+        sig = tuple(sorted(dims.items()))
+        if sig not in self.sessions:
+            ort = _ort()
+            static = static_export(self.export, dims)
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # all on QNN, or fail
+            so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+            so.add_provider_for_devices(register_qnn(), {"backend_path": self.backend_path, **self.options})
+            t0 = time.perf_counter()
+            try:
+                session = ort.InferenceSession(str(static.path / "model.onnx"), sess_options=so)
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own types; the message says what QNN refused
+                if "fallback" in str(exc).lower() or "not supported" in str(exc).lower() or "unsupported" in str(exc).lower():
+                    raise Unsupported(f"QNN ({Path(self.backend_path).name}) cannot run the whole graph with CPU "
+                                      f"fallback disabled: {str(exc)[:600]}") from exc
+                raise
+            session.disable_fallback()  # the python wrapper would otherwise retry a failed run on CPU
+            placed = assignment(session)["nodes_by_ep"]
+            if set(placed) != {QNN_EP}:
+                raise Unsupported(f"QNN placement incomplete: nodes by EP {placed}")
+            self.compile_seconds["x".join(f"{k}={v}" for k, v in sig)] = round(time.perf_counter() - t0, 3)
+            self.sessions[sig] = session
+        return self.sessions[sig]
+
+    def run(self, inputs: Arrays) -> Arrays:
+        session = self._session(inputs)
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, feeds_for(session, inputs))
+        return {n: _as_float32(np.asarray(v)) for n, v in zip(names, values)}
+
+    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
+        raise Unsupported("qnn backend runs static-shape single-graph exports; KV-cache decoding is not wired")
+
+    def evidence(self) -> dict[str, Any]:
+        ort, qnn = _ort(), _qnn()
+        shapes = {}
+        for sig, s in self.sessions.items():
+            shapes["x".join(f"{k}={v}" for k, v in sig)] = {"providers": s.get_providers(), **assignment(s)}
+        nodes = Counter()
+        for v in shapes.values():
+            nodes.update(v["nodes_by_ep"])
+        return {
+            "execution_provider": QNN_EP, "backend_path": self.backend_path, "provider_options": self.options,
+            "onnxruntime": ort.__version__, "onnxruntime_qnn": exports.dist_versions("onnxruntime-qnn")["onnxruntime-qnn"],
+            "ep_library": qnn.get_library_path(), "emulation": emulation_note(self.target.device),
+            "cpu_ep_fallback": "disabled (session.disable_cpu_ep_fallback=1)",
+            "nodes_by_ep": dict(nodes), "static_sessions": shapes, "compile_seconds": self.compile_seconds,
+            "precision_note": "fp32 graph, HTP computes in fp16 (enable_htp_fp16_precision=1)",
+            "export": self.export.evidence(),
+        }
+
+    def close(self) -> None:
+        self.sessions = {}
+
+
+class QnnBackend:
+    name = "qnn"
+    precisions = ("fp16",)
+    devices = tuple(QNN_BACKEND_LIBS)
+
+    def available(self, device: str, precision: str) -> Availability:
+        if precision not in self.precisions:
+            return Availability(False, f"qnn runs fp16 (HTP fp16 precision); got {precision}", "unsupported-by-backend")
+        if device not in QNN_BACKEND_LIBS:
+            return Availability(False, f"unknown QNN device {device!r}; known: {', '.join(QNN_BACKEND_LIBS)}",
+                                "unsupported-by-backend")
+        try:
+            qnn = _qnn()
+            _optimum()
+            lib = Path(qnn.get_library_path()).with_name(QNN_BACKEND_LIBS[device])
+            if not lib.is_file():
+                return Availability(False, f"onnxruntime-qnn {exports.dist_versions('onnxruntime-qnn')['onnxruntime-qnn']} "
+                                    f"ships no {lib.name} (QNN {device} backend)", "hardware-absent")
+            register_qnn()
+        except (HardwareAbsent, DependencyMissing) as exc:
+            return Availability(False, exc.reason, exc.kind)
+        note = emulation_note(device)
+        return Availability(True, f"QNN {device} via {lib.name}" + (f" ({note})" if note else ""),
+                            details={"backend_path": str(lib)})
+
+    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, str] | None = None) -> QnnSession:
+        avail = self.available(target.device, target.precision)
+        if not avail.ok:
+            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
+                avail.kind, Unsupported)(avail.reason)
+        if spec.task not in QNN_TASKS:
+            raise Unsupported(f"qnn backend runs single-graph tasks {sorted(QNN_TASKS)} with static shapes; "
+                              f"{spec.task} needs a multi-graph / KV-cache export")
+        export = onnx_export(Path(model_dir), spec, "fp32")
+        options = {**QNN_DEFAULT_OPTIONS, **(provider_options or {})}
+        return QnnSession(export, spec, target, avail.details["backend_path"], options)
+
+    def versions(self) -> dict[str, str]:
+        return exports.dist_versions("onnxruntime", "onnxruntime-qnn", "optimum", "optimum-onnx", "onnx",
+                                     "transformers", "torch", "numpy")

@@ -1,0 +1,250 @@
+"""OpenVINO backend through optimum-intel: CPU, GPU, NPU × fp32 (f32 inference hint) and auto (device default).
+
+Export: ``optimum.exporters.openvino.main_export`` (what ``OVModelFor*.from_pretrained(..., export=True)``
+runs), IR weights kept fp32, cached by hfmatrix.exports; decoders are exported stateful (the default).
+Sessions are the ``OVModelFor*`` classes users load. Evidence is read back from every compiled model:
+``EXECUTION_DEVICES`` and ``INFERENCE_PRECISION_HINT`` (``auto`` on an avx512_bf16 CPU reads bf16).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import exports
+from ..skips import DependencyMissing, HardwareAbsent, Unsupported
+from .base import Arrays, Availability, Target
+
+# matrix precision -> ov_config; "auto" leaves the device's default inference precision
+PRECISION_CONFIG: dict[str, dict[str, str]] = {"fp32": {"INFERENCE_PRECISION_HINT": "f32"}, "auto": {}}
+DEVICES = ("CPU", "GPU", "NPU")
+
+# spec.task -> (optimum.intel class, export task, run mode); see onnxruntime_backend.TASKS for modes
+TASKS: dict[str, tuple[str, str, str]] = {
+    "feature-extraction": ("OVModelForFeatureExtraction", "feature-extraction", "graph"),
+    "text-classification": ("OVModelForSequenceClassification", "text-classification", "graph"),
+    "image-classification": ("OVModelForImageClassification", "image-classification", "graph"),
+    "zero-shot-image-classification": ("OVModelForZeroShotImageClassification", "zero-shot-image-classification", "graph"),
+    "ctc": ("OVModelForCTC", "automatic-speech-recognition", "graph"),
+    "text-generation": ("OVModelForCausalLM", "text-generation-with-past", "model"),
+    "text2text-generation": ("OVModelForSeq2SeqLM", "text2text-generation-with-past", "model"),
+    "automatic-speech-recognition": ("OVModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
+    "image-text-to-text": ("OVModelForVisualCausalLM", "image-text-to-text", "model"),
+}
+MODEL_OUTPUTS = ("logits", "encoder_last_hidden_state", "last_hidden_state")
+REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no openvino configuration")
+OV_FLOAT = {"f32": np.float32, "f16": np.float16}
+
+
+def _ov():
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise DependencyMissing(f"openvino not importable: {exc}") from None
+    return ov
+
+
+def _optimum():
+    try:
+        import optimum.intel.openvino as ovm
+        from optimum.exporters.openvino import main_export
+    except ImportError as exc:
+        raise DependencyMissing(f"optimum-intel[openvino] not importable: {exc}") from None
+    return ovm, main_export
+
+
+_CORE = None
+
+
+def core():
+    global _CORE
+    if _CORE is None:
+        _CORE = _ov().Core()
+    return _CORE
+
+
+def export_versions() -> dict[str, str]:
+    return exports.dist_versions("optimum", "optimum-intel", "openvino", "nncf", "transformers", "torch")
+
+
+def _refusal(exc: BaseException) -> str | None:
+    text = str(exc)
+    if isinstance(exc, (ValueError, KeyError, NotImplementedError)) and any(r in text.lower() for r in REFUSALS):
+        v = export_versions()
+        return f"optimum-intel {v['optimum-intel']} (openvino {v['openvino']}) export refused: {text.strip()[:500]}"
+    return None
+
+
+def openvino_export(model_dir: Path, spec) -> exports.Export:
+    if spec.task not in TASKS:
+        raise Unsupported(f"no OpenVINO export route for task {spec.task!r}")
+    _, main_export = _optimum()
+    task = TASKS[spec.task][1]
+    parts = {"model": exports.folder_digest(model_dir), "task": task, "stateful": True, "weights": "fp32",
+             "model_type": spec.model_type, "versions": export_versions()}
+
+    def make(out: Path) -> None:
+        main_export(str(model_dir), output=out, task=task, library_name="transformers")
+
+    return exports.cached_export("openvino", parts, make, unsupported=_refusal)
+
+
+def _compiled(request):
+    ov = _ov()
+    if request is None:
+        return None
+    if isinstance(request, ov.CompiledModel):
+        return request
+    return request.get_compiled_model()  # an InferRequest (stateful decoders, seq2seq parts)
+
+
+def compiled_models(model) -> dict[str, Any]:
+    """name -> CompiledModel for every compiled model an OVModel holds (top level and components)."""
+    found = {}
+    top = _compiled(getattr(model, "request", None))
+    if top is not None:
+        found["model"] = top
+    for name, part in getattr(model, "components", {}).items():
+        c = _compiled(getattr(part, "request", None))
+        if c is not None:
+            found[name] = c
+    return found
+
+
+def _prop(compiled, key: str):
+    try:
+        value = compiled.get_property(key)
+    except Exception as exc:  # noqa: BLE001 - a plugin may not report a property; say so
+        return f"unavailable: {exc}"
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if hasattr(value, "get_type_name"):  # an openvino Type (INFERENCE_PRECISION_HINT): "f32", "bf16", "f16"
+        return value.get_type_name()
+    return value if isinstance(value, (int, float, str, bool)) else str(getattr(value, "name", value))
+
+
+def _name(port) -> str:
+    names = list(port.get_names())
+    return next((n for n in names if "/" not in n), names[0])
+
+
+class OVSession:
+    def __init__(self, model, spec, target: Target, device: str, export: exports.Export, mode: str,
+                 ov_config: dict[str, str]):
+        self.model, self.spec, self.target, self.device = model, spec, target, device
+        self.export, self.mode, self.ov_config = export, mode, ov_config
+        self.compiled = compiled_models(model)
+        if not self.compiled:
+            raise RuntimeError(f"{type(model).__name__} holds no compiled model after compile()")
+        for name, c in self.compiled.items():
+            devices = _prop(c, "EXECUTION_DEVICES")
+            if not isinstance(devices, list) or not any(d.split(".")[0] == device for d in devices):
+                raise HardwareAbsent(f"requested OpenVINO {device} but compiled {name!r} runs on {devices}")
+        self._evidence: dict[str, Any] | None = None
+
+    def run(self, inputs: Arrays) -> Arrays:
+        if self.mode == "graph":
+            compiled = self.compiled["model"]
+            feeds = {}
+            for port in compiled.inputs:
+                name = _name(port)
+                if name in inputs:
+                    value = np.asarray(inputs[name])
+                elif name == "token_type_ids" and "input_ids" in inputs:
+                    value = np.zeros_like(inputs["input_ids"])
+                else:
+                    raise Unsupported(f"graph input {name!r} not in the example inputs {sorted(inputs)}")
+                et = port.get_element_type().get_type_name()
+                value = value.astype(OV_FLOAT[et]) if et in OV_FLOAT else value.astype(np.int64) if et == "i64" else value
+                feeds[name] = np.ascontiguousarray(value)
+            result = compiled(feeds)
+            return {_name(port): np.asarray(result[port]).astype(np.float32) if np.asarray(result[port]).dtype.kind == "f"
+                    else np.asarray(result[port]) for port in compiled.outputs}
+        import torch
+
+        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+        return {k: out[k].detach().cpu().float().numpy() for k in MODEL_OUTPUTS
+                if k in out and out[k] is not None}
+
+    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
+        if not hasattr(self.model, "generate"):
+            raise Unsupported(f"{type(self.model).__name__} does not generate")
+        import torch
+
+        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        cfg = getattr(self.model, "generation_config", None)
+        pad = cfg.pad_token_id if cfg is not None else None
+        if pad is None and cfg is not None:  # same rule as the torch reference
+            eos = cfg.eos_token_id
+            pad = eos[0] if isinstance(eos, (list, tuple)) else eos
+        with torch.inference_mode():
+            ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                      do_sample=False, num_beams=1, pad_token_id=pad)
+        return ids.cpu().numpy()
+
+    def evidence(self) -> dict[str, Any]:
+        if self._evidence is None:
+            ov = _ov()
+            parts = {name: {"execution_devices": _prop(c, "EXECUTION_DEVICES"),
+                            "inference_precision": _prop(c, "INFERENCE_PRECISION_HINT"),
+                            "kv_cache_precision": _prop(c, "KV_CACHE_PRECISION") if name != "encoder" else None}
+                     for name, c in self.compiled.items()}
+            precisions = sorted({str(p["inference_precision"]) for p in parts.values()})
+            self._evidence = {
+                "device": self.device, "full_device_name": core().get_property(self.device, "FULL_DEVICE_NAME"),
+                "openvino": ov.get_version(), "compiled_models": parts,
+                "execution_devices": sorted({d for p in parts.values() for d in p["execution_devices"]}),
+                "inference_precision": precisions[0] if len(precisions) == 1 else precisions,
+                "ov_config": self.ov_config, "ov_model_class": type(self.model).__name__,
+                "stateful": getattr(self.model, "stateful", None), "export": self.export.evidence(),
+            }
+        return self._evidence
+
+    def close(self) -> None:
+        self.model, self.compiled = None, {}
+
+
+class OpenVINOBackend:
+    name = "openvino"
+    precisions = ("fp32", "auto")
+    devices = tuple(d.lower() for d in DEVICES)
+
+    def _device(self, device: str) -> str:
+        dev = device.upper()
+        if dev not in DEVICES:
+            raise Unsupported(f"unknown OpenVINO device {device!r}; known: {', '.join(DEVICES)}")
+        available = core().available_devices
+        if not any(a.split(".")[0] == dev for a in available):
+            raise HardwareAbsent(f"OpenVINO {_ov().get_version()}: device {dev} not in Core().available_devices {available}")
+        return dev
+
+    def available(self, device: str, precision: str) -> Availability:
+        if precision not in PRECISION_CONFIG:
+            return Availability(False, f"openvino precisions are {tuple(PRECISION_CONFIG)}", "unsupported-by-backend")
+        try:
+            dev = self._device(device)
+            _optimum()
+        except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
+            return Availability(False, exc.reason, exc.kind)
+        return Availability(True, f"{dev}: {core().get_property(dev, 'FULL_DEVICE_NAME')}", details={"device": dev})
+
+    def load(self, model_dir: Path, spec, target: Target) -> OVSession:
+        avail = self.available(target.device, target.precision)
+        if not avail.ok:
+            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
+                avail.kind, Unsupported)(avail.reason)
+        if spec.task not in TASKS:
+            raise Unsupported(f"no OpenVINO route for task {spec.task!r}")
+        cls_name, _, mode = TASKS[spec.task]
+        export = openvino_export(Path(model_dir), spec)
+        ovm, _ = _optimum()
+        ov_config = dict(PRECISION_CONFIG[target.precision])
+        model = getattr(ovm, cls_name).from_pretrained(str(export.path), device=avail.details["device"],
+                                                       ov_config=ov_config, compile=True)
+        return OVSession(model, spec, target, avail.details["device"], export, mode, ov_config)
+
+    def versions(self) -> dict[str, str]:
+        return exports.dist_versions("openvino", "optimum", "optimum-intel", "nncf", "transformers", "torch", "numpy")
