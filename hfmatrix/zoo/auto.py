@@ -489,7 +489,8 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                 model = tamper("build", model)
                 m["params"] = sum(p.numel() for p in model.parameters())
             with _stage(result, "forward"):
-                inputs, notes = synthesize(model, rules)
+                used: set[str] = set()
+                inputs, notes = synthesize(model, rules, used=used)
                 m["ran_text_path_only"] = False
                 try:
                     out1 = _forward(model, inputs)
@@ -502,6 +503,7 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                     inputs, notes = text_inputs, notes + ["ran the text path only"]
                     out1 = _forward(model, inputs)
                     m["ran_text_path_only"] = True
+                m["rules"] = sorted(set(m["rules"]) | used)
                 m["inputs"] = {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
                 if notes:
                     m["input_notes"] = notes
@@ -557,6 +559,47 @@ def _changed_weights(a, b) -> list[str]:
     return out
 
 
+# ----------------------------------------------------------------------------- ablation
+def passing_types(records: Iterable[dict]) -> dict[str, set[str]]:
+    """{passing model type: names of the rules/recipes that fired for it} from sweep records."""
+    import json
+    outcomes: dict[str, list[str]] = {}
+    fired: dict[str, set[str]] = {}
+    for r in records:
+        if isinstance(r, str):
+            r = json.loads(r)
+        mt = r.get("model")
+        if not mt:
+            continue
+        outcomes.setdefault(mt, []).append(r.get("outcome"))
+        fired.setdefault(mt, set()).update((r.get("measures") or {}).get("rules") or ())
+    return {mt: fired[mt] for mt, o in outcomes.items()
+            if any(x != "skipped" for x in o) and all(x in ("passed", "skipped") for x in o)}
+
+
+def ablate(records_path: str, rule: str) -> dict[str, Any]:
+    """Rerun the passing types where ``rule`` fired with it disabled: how many did it recover?"""
+    from .auto_shrink import load_rules
+    with open(records_path) as fh:
+        targets = sorted(mt for mt, f in passing_types(fh).items() if rule in f)
+    rules = load_rules(disabled=rule)
+    lost = []
+    for mt in targets:
+        for role in ROLES:
+            name, mapping = class_name(mt, role, rules)
+            if name is None:
+                continue
+            try:
+                res = run_case(AutoCase(mt, role, name, mapping), rules)
+            except skips.TypedSkip:
+                continue
+            if not res.ok:
+                lost.append(f"{mt}@{role}: {res.failed_stage}")
+                break
+    return {"rule": rule, "fired_on_passing": len(targets), "recovered": len({x.split('@')[0] for x in lost}),
+            "without_it": lost}
+
+
 # ----------------------------------------------------------------------------- CLI (debugging one type)
 def main(argv: list[str] | None = None) -> int:
     """python -m hfmatrix.zoo.auto TYPE [TYPE...] [--role base|head]: run cases here, print one line each."""
@@ -566,10 +609,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("types", nargs="*")
     ap.add_argument("--role", choices=ROLES)
     ap.add_argument("--sample", type=int, default=0)
+    ap.add_argument("--disable", default="", help="comma list of rule / fixup / input-recipe names to turn off")
+    ap.add_argument("--ablate", metavar="RECORDS", help="records-*.jsonl of a sweep: for each --rule, rerun the "
+                    "passing types it fired on with it disabled and count the types it recovered")
+    ap.add_argument("--rule", action="append", default=[])
     args = ap.parse_args(argv)
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
-    rules = default_rules()
+    hf_logging.disable_progress_bar()
+    if args.ablate:
+        for rule in args.rule:
+            print(json.dumps(ablate(args.ablate, rule)), flush=True)
+        return 0
+    from .auto_shrink import load_rules
+    rules = load_rules(disabled=args.disable) if args.disable else default_rules()
     types = args.types or (sample_types(model_types(), args.sample) if args.sample else [])
     for mt in types:
         for role in ([args.role] if args.role else ROLES):

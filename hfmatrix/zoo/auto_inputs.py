@@ -28,6 +28,11 @@ class Context:
     batch: int
     seq: int
     notes: list[str] = field(default_factory=list)
+    #: input recipes beyond plain tensors that this synthesis used (ablation names, see auto_rules.toml)
+    recipes: set[str] = field(default_factory=set)
+
+    def enabled(self, recipe: str) -> bool:
+        return recipe not in self.rules.disabled
 
     def cfg(self, *names, default=None):
         """First attribute found, searching the config and then its sub-configs (vision/audio/text...)."""
@@ -124,12 +129,13 @@ def image_hw(ctx: Context) -> tuple[int, int]:
 
 def image(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     channels = int(ctx.cfg("num_channels", "in_channels", "in_chans", default=3))
-    if "image_grid_thw" in ctx.params or "grid_thw" in ctx.params:
+    if ("image_grid_thw" in ctx.params or "grid_thw" in ctx.params) and ctx.enabled("patch-grid"):
         # Qwen/GLM-style vision towers take flattened patches + a grid, as their processors emit them
         return patch_grid(ctx, inputs)
     h, w = image_hw(ctx)
     frames = ctx.cfg("num_frames")
-    if _is_int(frames) and is_video_model(ctx):
+    if _is_int(frames) and is_video_model(ctx) and ctx.enabled("video"):
+        ctx.recipes.add("video")
         return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
     return torch.rand((ctx.batch, channels, h, w), generator=ctx.gen) * 2 - 1
 
@@ -142,7 +148,7 @@ def is_video_model(ctx: Context) -> bool:
 
 def vision_patches(ctx: Context, name: str, inputs: dict):
     """A vision tower called on its own: hidden_states are the flattened patches, beside grid_thw."""
-    if "grid_thw" not in ctx.params:
+    if "grid_thw" not in ctx.params or not ctx.enabled("patch-grid"):
         return None
     return patch_grid(ctx, inputs)
 
@@ -154,6 +160,9 @@ def image_sizes(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
 
 def past_values(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     """Time-series history: context plus the largest lag, one column per input channel."""
+    if not ctx.enabled("time-series"):
+        return None
+    ctx.recipes.add("time-series")
     lags = ctx.cfg("lags_sequence", default=[0]) or [0]
     n = int(ctx.cfg("context_length", default=32)) + int(max(lags))
     channels = int(ctx.cfg("num_input_channels", "input_size", default=1))
@@ -169,6 +178,7 @@ def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
     merge = int(getattr(vc, "spatial_merge_size", 2) or 1)
     channels = int(getattr(vc, "in_channels", getattr(vc, "num_channels", 3)) or 3)
     g = 4 * merge
+    ctx.recipes.add("patch-grid")
     grid_name = "grid_thw" if "grid_thw" in ctx.params else "image_grid_thw"
     inputs[grid_name] = torch.tensor([[1, g, g]] * ctx.batch)
     ctx.notes.append(f"patch grid 1x{g}x{g} (patch {p}, temporal {tp}, merge {merge})")
@@ -226,7 +236,7 @@ def feature_extractor_inputs(ctx: Context, key: str) -> dict | None:
     from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
     model_type = getattr(ctx.config, "model_type", "")
     name = FEATURE_EXTRACTOR_MAPPING_NAMES.get(model_type)
-    if not name:
+    if not name or not ctx.enabled("feature-extractor"):
         return None
     cls = feature_extractor_class_from_name(name)
     if cls is None:
@@ -255,6 +265,7 @@ def feature_extractor_inputs(ctx: Context, key: str) -> dict | None:
     if key not in out:
         return None
     ctx.notes.append(f"{key} from {name}: {tuple(out[key].shape)}")
+    ctx.recipes.add("feature-extractor")
     return out
 
 
@@ -282,8 +293,10 @@ def wanted_params(ctx: Context) -> list[str]:
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order)))
 
 
-def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0) -> tuple[dict[str, Any], list[str]]:
-    """(inputs for model.forward, notes). ``text_only`` keeps the text path of a multimodal model."""
+def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0,
+               used: set[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(inputs for model.forward, notes). ``text_only`` keeps the text path of a multimodal model;
+    ``used`` collects the names of the input recipes that applied."""
     spec = rules.raw.get("inputs", {})
     ctx = Context(model=model, config=model.config, rules=rules, params=signature_params(model),
                   gen=torch.Generator().manual_seed(seed), batch=int(rules.limits.get("batch", 2)),
@@ -307,6 +320,8 @@ def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0) -> t
     for name, value in spec.get("fixed", {}).items():
         if name in ctx.params:
             inputs[name] = value
+    if used is not None:
+        used |= ctx.recipes
     return inputs, ctx.notes
 
 
@@ -326,7 +341,7 @@ def insert_image_placeholders(ctx: Context, inputs: dict) -> None:
     """
     image_id = image_token_id(ctx.config)
     getter = getattr(ctx.model, "get_image_features", None)
-    if image_id is None or getter is None:
+    if image_id is None or getter is None or not ctx.enabled("image-placeholders"):
         return
     kwargs = {"pixel_values": inputs["pixel_values"]}
     gparams = inspect.signature(getter).parameters
@@ -357,3 +372,4 @@ def insert_image_placeholders(ctx: Context, inputs: dict) -> None:
             fill = torch.ones if key == "attention_mask" else torch.zeros
             inputs[key] = fill(inputs["input_ids"].shape, dtype=torch.long)
     ctx.notes.append(f"{counts[0]} image tokens per image from get_image_features")
+    ctx.recipes.add("image-placeholders")

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 from importlib import metadata
@@ -33,6 +34,8 @@ from .spec import ModelSpec
 BUILD_VERSION = "1"
 MANIFEST = "hfmatrix-manifest.json"
 _LIBS = ("transformers", "tokenizers", "torch", "safetensors")
+#: entries this process built (not found in the cache): lets the self-tests count real builds
+BUILT: list[Path] = []
 
 
 def versions() -> dict[str, str]:
@@ -131,6 +134,7 @@ def _cached_build(spec: ModelSpec, root: Path) -> Path:
             build(spec, tmp)
             _write_manifest(spec, tmp)
             os.rename(tmp, final)  # atomic on one filesystem: the entry appears complete or not at all
+            BUILT.append(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -152,6 +156,7 @@ def _write_manifest(spec: ModelSpec, folder: Path) -> None:
             raise RuntimeError(f"{spec.id}: unexpected non-file {f.name} in the built folder")
         files[f.name] = {"size": f.stat().st_size, "sha256": _sha256(f)}
     manifest = {"id": spec.id, "spec_digest": spec.digest(), "build": BUILD_VERSION, "versions": versions(),
+                "builder": {"pid": os.getpid(), "host": socket.gethostname()},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files}
     tmp = folder / (MANIFEST + ".part")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -162,6 +167,18 @@ def _write_manifest(spec: ModelSpec, folder: Path) -> None:
 
 def build(spec: ModelSpec, out: Path) -> None:
     """Seeded random weights + local tokenizer/processor, saved as safetensors into ``out``."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars for every tiny model are noise in test logs
+    try:
+        _build(spec, out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _build(spec: ModelSpec, out: Path) -> None:
     import torch
     import transformers
 
@@ -309,3 +326,15 @@ def _from_hub(repo_id: str) -> Path:
         except Exception as exc:
             raise DependencyMissing(f"{repo_id}: download failed: {type(exc).__name__}: {exc}") from None
     return _check_folder(path, f"hub {repo_id}")
+
+
+# ``hfmatrix.zoo.materialize`` is both this module and the function: ``from hfmatrix.zoo import
+# materialize`` then ``materialize(spec)`` and ``materialize.verify(path)`` / ``materialize.BUILT``
+# both work, as does ``import hfmatrix.zoo.materialize as m`` (a plain function exported from the
+# package would shadow the module there).
+class _CallableModule(type(sys)):
+    def __call__(self, spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
+        return materialize(spec, cache_dir)
+
+
+sys.modules[__name__].__class__ = _CallableModule
