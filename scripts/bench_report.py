@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -111,12 +113,17 @@ def main(argv: list[str] | None = None) -> int:
             write_session(args.out, spec, args.records, 2 if i % 2 else 1, rng)
         print(f"wrote {args.sessions} × {args.records} records in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-m", "hfmatrix.cli", "report", "--results-dir", str(args.out), "--no-fail"],
                           capture_output=True, text=True)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(proc.stdout[-1500:], proc.stderr[-1500:], sep="")
     size = (args.out / "index.html").stat().st_size if (args.out / "index.html").exists() else 0
-    print(f"report: {took:.2f} s for {args.sessions} × {args.records} records (target ≤ {args.target:.0f} s); "
+    load = os.getloadavg()[0]
+    print(f"report: {took:.2f} s wall, {cpu:.2f} s CPU for {args.sessions} × {args.records} records "
+          f"(target ≤ {args.target:.0f} s; load average {load:.1f} on {os.cpu_count()} cores); "
           f"index.html {size / 1e6:.1f} MB; matrix.md {(args.out / 'matrix.md').stat().st_size / 1e3:.0f} kB")
     return 0 if proc.returncode == 0 and took <= args.target else 1
 

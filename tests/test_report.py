@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -173,7 +172,7 @@ def test_killed_run_is_incomplete(tmp_path: Path, capsys, how: str) -> None:
     assert not m.sessions["openvino"].complete and m.sessions["cpu"].complete
     reason = {"complete-false": "says complete=false", "no-finish": "has no finish time", "no-meta": "no meta-all.json"}[how]
     assert reason in m.sessions["openvino"].incomplete[0]
-    assert rc == 1 and f"INCOMPLETE: shard all: " in out and "FAIL: INCOMPLETE session(s): openvino" in out
+    assert rc == 1 and "INCOMPLETE: shard all: " in out and "FAIL: INCOMPLETE session(s): openvino" in out
     assert closing(out) == (2, 0, 0)
     assert report_main(["--results-dir", str(res), "--no-coverage", "--no-fail"]) == 0
 

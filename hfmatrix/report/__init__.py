@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hfmatrix.records import write_json_atomic
-
+from . import compact
 from . import coverage as cov_mod
 from .markdown import outcome_summary
 from . import merge as merge_mod
@@ -78,6 +77,13 @@ def exit_reasons(m: Matrix) -> list[str]:
     return reasons
 
 
+def _write(path: Path, text: str) -> None:
+    """Atomic: a reader (or a crash) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     results: Path = args.results_dir
@@ -96,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     (results / "coverage-badge.svg").write_text(cov_mod.badge_svg(m.coverage.get("total")), encoding="utf-8")
 
     from . import html, markdown   # after coverage: the page embeds the badge
-    write_json_atomic(results / "matrix.json", matrix_json(m))
-    (results / "matrix.md").write_text(markdown.render(m), encoding="utf-8")
+    _write(results / "matrix.json", compact.dump_document(matrix_json(m), indent=True))
+    _write(results / "matrix.md", markdown.render(m))
     page = html.render(m)
-    (results / "index.html").write_text(page, encoding="utf-8")
+    _write(results / "index.html", page)
     elapsed = time.perf_counter() - t0
 
     print(f"hfmatrix report: {len(m.sessions)} session(s), {sum(s.n_records for s in m.sessions.values())} records "

@@ -6,76 +6,20 @@ records stay a few MB and the page renders them with plain JS (aggregates are pr
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import defaultdict
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import plots
-from .markdown import fmt_err, hw_summary, outcome_summary, status_line, versions_summary
+from . import compact, plots
+from .markdown import hw_summary, outcome_summary, status_line, versions_summary
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 HERE = Path(__file__).parent
-MAX_MESSAGE = 600
-
-
-class _Strings:
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {"": 0}
-        self.table: list[str] = [""]
-
-    def __call__(self, s: str) -> int:
-        i = self.index.get(s)
-        if i is None:
-            i = self.index[s] = len(self.table)
-            self.table.append(s)
-        return i
-
-
-def _r(x: float | None, digits: int = 3) -> float | None:
-    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return None
-    return float(f"{x:.{digits}g}")
-
-
-def _err(x: float | None) -> float | str | None:
-    """An error for the page: NaN/inf stay visible as strings (JSON has no NaN)."""
-    if x is None:
-        return None
-    if not math.isfinite(x):
-        return "NaN" if x != x else "inf"
-    return _r(x)
-
-
-def _dumps(x: Any) -> str:
-    """Compact JSON for one record's pieces; sorted keys so equal dicts intern to one string."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(x, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:
-            pass
-    return json.dumps(_clean(x), separators=(",", ":"), sort_keys=True, default=str)
-
-
-def _dump_payload(x: Any) -> str:
-    if orjson is not None:
-        return orjson.dumps(x, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    try:
-        return json.dumps(x, separators=(",", ":"), default=str, allow_nan=False)
-    except ValueError:   # NaN somewhere in a hwprobe/meta: JSON has none, keep it as a string
-        return json.dumps(_clean(x), separators=(",", ":"), default=str)
-
-
-try:
-    import orjson
-except ImportError:  # plain json is only slower
-    orjson = None
 
 
 def payload(m: Matrix) -> dict[str, Any]:
-    S = _Strings()
     n = len(OUTCOMES)
     cols = []
     for c in m.columns:
@@ -85,26 +29,10 @@ def payload(m: Matrix) -> dict[str, Any]:
                      "software": c.software, "incomplete": not s.complete, "label": c.label()})
     agg = []
     for (row, col, chk), v in m.agg.items():
-        agg.append([row, col, chk, *v[:n], _err(v[n])])
-    rec = {k: [] for k in ("r", "c", "k", "o", "id", "msg", "err", "tol", "dur", "ev", "ms", "sk", "sh")}
-    ap = {k: v.append for k, v in rec.items()}
-    for row, col, chk, out, r, kind, err, measures in m.records:
-        ap["r"](row)
-        ap["c"](col)
-        ap["k"](chk)
-        ap["o"](out)
-        ap["id"](S(str(r.get("nodeid", ""))))
-        ap["msg"](S(str(r.get("message") or "")[:MAX_MESSAGE]))
-        ap["err"](_err(err))
-        tol = measures.get("tolerance")
-        ap["tol"](S(_dumps(tol)) if tol is not None else 0)
-        ap["dur"](_r(r.get("duration"), 2))
-        ev = r.get("evidence")
-        ap["ev"](S(_dumps(ev)) if ev else 0)
-        rest = {k: v for k, v in measures.items() if k not in ("tolerance", "max_abs_err")}
-        ap["ms"](S(_dumps(_round_floats(rest))) if rest else 0)
-        ap["sk"](S(kind) if kind else 0)
-        ap["sh"](S(str(r.get("shard") or "")))
+        agg.append([row, col, chk, *v[:n], compact.err(v[n])])
+    t = m.table
+    rec = {"r": t.r, "c": t.c, "k": t.k, "o": t.o, "err": [compact.err(x) for x in t.err], "idp": t.idp,
+           "id": t.id, "msg": t.msg, "tol": t.tol, "dur": t.dur, "ev": t.ev, "ms": t.ms, "sk": t.sk, "sh": t.sh}
     sessions = []
     for s in m.sessions.values():
         sessions.append({
@@ -117,37 +45,16 @@ def payload(m: Matrix) -> dict[str, Any]:
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "outcomes": list(OUTCOMES), "bad": [OUT_INDEX[o] for o in BAD],
         "columns": cols, "rows": [list(r) for r in m.rows], "checks": m.checks,
-        "agg": agg, "rec": rec, "strings": S.table, "sessions": sessions,
+        "agg": agg, "rec": rec, "strings": t.strings.table, "sessions": sessions,
         "problems": m.problems, "coverage": m.coverage,
     }
-
-
-def _round_floats(x: Any) -> Any:
-    """Measures for the page: 4 significant digits, NaN/inf kept visible as strings, long lists cut."""
-    if isinstance(x, float):
-        return float(f"{x:.4g}") if math.isfinite(x) else str(x)
-    if isinstance(x, dict):
-        return {str(k): _round_floats(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_round_floats(v) for v in x[:64]]
-    return x
-
-
-def _clean(x: Any) -> Any:
-    """Non-finite floats as strings (JSON has no NaN), nothing cut."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else str(x)
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def _parity_plot(m: Matrix) -> str:
     by_col: dict[int, tuple[list[float], list[float], list[int]]] = defaultdict(lambda: ([], [], [0]))
     bad = {OUT_INDEX[o] for o in BAD}
-    for _, col, _, out, _, _, err, _ in m.records:
+    t = m.table
+    for col, out, err in zip(t.c, t.o, t.err):
         if err is None:
             continue
         ok, failed, zero = by_col[col]
@@ -249,7 +156,7 @@ def render(m: Matrix) -> str:
     template = (HERE / "template.html").read_text(encoding="utf-8")
     css = (HERE / "report.css").read_text(encoding="utf-8")
     js = (HERE / "report.js").read_text(encoding="utf-8")
-    data = _dump_payload(payload(m)).replace("</", "<\\/")
+    data = compact.dump_document(payload(m)).replace("</", "<\\/")
     parts = _static_sections(m)
     parts.update({"CSS": css, "JS": js.replace("</", "<\\/"), "DATA": data})
     # one pass over the template: markers look like @@NAME@@ and never occur in data

@@ -18,6 +18,8 @@ from typing import Any
 
 from hfmatrix import records as rec_mod
 
+from . import compact
+
 # Outcomes that make the report (and CI) fail; "xpassed" means a strict xfail started passing.
 BAD = ("failed", "error", "crashed", "timeout", "xpassed")
 OUTCOMES = rec_mod.OUTCOMES
@@ -77,7 +79,8 @@ class Matrix:
     checks: list[str] = field(default_factory=list)
     # (row, col, check) -> [counts per OUTCOMES..., worst max_abs_err or None]
     agg: dict[tuple[int, int, int], list] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)      # slim records for the HTML
+    table: "RecordTable | None" = None                              # every record, compact (see RecordTable)
+    perf_records: list[tuple[int, int, dict]] = field(default_factory=list)   # (col, outcome, record)
     failures: list[dict[str, Any]] = field(default_factory=list)     # full records, BAD outcomes
     skips: dict[str, Counter] = field(default_factory=dict)          # kind -> Counter(reason)
     perf: list[dict[str, Any]] = field(default_factory=list)         # bench entries (normalized)
@@ -339,18 +342,41 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rec_mod.read_records(path)
 
 
-try:
-    import orjson
-    _LOADERS: tuple = (orjson.loads, json.loads)
-except ImportError:  # the report env installs it; plain json is only slower
-    orjson = None
-    _LOADERS = (json.loads,)
+_LOADERS: tuple = (compact.orjson.loads, json.loads) if compact.orjson is not None else (json.loads,)
 
 SOFTWARE_SAMPLE = 200   # evidence dicts inspected per column in full, then every 25th
 
 
+@dataclass
+class RecordTable:
+    """Every record, column-oriented and compact (what the page embeds): indices into Matrix.rows /
+    columns / checks / OUTCOMES, worst-error floats, and interned strings for the drill-down."""
+    r: list[int] = field(default_factory=list)
+    c: list[int] = field(default_factory=list)
+    k: list[int] = field(default_factory=list)
+    o: list[int] = field(default_factory=list)
+    err: list = field(default_factory=list)       # max_abs_err as measured (float, NaN, or None)
+    idp: list[int] = field(default_factory=list)  # nodeid = strings[idp] + strings[id]
+    id: list[int] = field(default_factory=list)
+    msg: list[int] = field(default_factory=list)
+    tol: list[int] = field(default_factory=list)
+    dur: list = field(default_factory=list)
+    ev: list[int] = field(default_factory=list)
+    ms: list[int] = field(default_factory=list)   # other measures, rounded
+    sk: list[int] = field(default_factory=list)
+    sh: list[int] = field(default_factory=list)
+    strings: compact.Strings = field(default_factory=compact.Strings)
+
+    def __len__(self) -> int:
+        return len(self.o)
+
+
+MAX_MESSAGE = 600
+
+
 def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
-    """One pass over all records: provisional indices in order of appearance, sorted at the end."""
+    """One pass over all records: counts, cells, skips, failures and the record table, with
+    provisional indices in order of appearance that are sorted and remapped at the end."""
     n_out = len(OUTCOMES)
     cols: dict[tuple, int] = {}
     rows: dict[tuple, int] = {}
@@ -358,16 +384,31 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
     col_soft: list[bool] = []
     col_seen: list[int] = []
     agg: dict[tuple[int, int, int], list] = {}
-    recs_out: list[tuple] = []
     skips: dict[str, Counter] = defaultdict(Counter)
     versions_seen: dict[str, Counter] = defaultdict(Counter)
     failures: list[tuple[int, str, str, dict]] = []
+    perf: list[tuple[int, int, dict]] = []
     out_index = OUT_INDEX
     bad = set(BAD)
+    t = m.table = RecordTable()
+    dumps, round_measures = compact.dumps, compact.round_measures
+    s_index, s_table = t.strings.index, t.strings.table
+
+    def S(text: str) -> int:
+        i = s_index.get(text)
+        if i is None:
+            i = s_index[text] = len(s_table)
+            s_table.append(text)
+        return i
+    T_r, T_c, T_k, T_o, T_err, T_idp, T_id, T_msg, T_tol, T_dur, T_ev, T_ms, T_sk, T_sh = (
+        t.r.append, t.c.append, t.k.append, t.o.append, t.err.append, t.idp.append, t.id.append,
+        t.msg.append, t.tol.append, t.dur.append, t.ev.append, t.ms.append, t.sk.append, t.sh.append)
+    i_skipped = out_index["skipped"]
     for name, sh, recs in raw_rows:
         s = m.sessions[name]
         counts, skip_kinds, vseen = s.counts, s.skip_kinds, versions_seen[name]
         last_v, last_vkey = None, None
+        sh_i = S(sh)
         for r in recs:
             g = r.get
             ck = (name, g("backend") or "", g("device") or "", g("precision") or "")
@@ -400,18 +441,31 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             if cell is None:
                 cell = agg[(row, col, chk)] = [0] * n_out + [None]
             cell[oi] += 1
-            measures = g("measures")
-            if type(measures) is not dict:
-                measures = {}
-            err = _num(measures.get("max_abs_err")) if measures else None
-            if err is not None:
-                worst = cell[n_out]
-                if worst is None or err > worst or err != err:
-                    if worst is None or worst == worst:   # NaN stays the worst
-                        cell[n_out] = err
             counts[outcome] += 1
+            measures = g("measures")
+            err, tol_i, ms_i = None, 0, 0
+            if measures and type(measures) is dict:
+                e = measures.get("max_abs_err")
+                if e is not None:
+                    err = _num(e)
+                    if err is not None:
+                        worst = cell[n_out]
+                        if worst is None or (worst == worst and (err > worst or err != err)):
+                            cell[n_out] = err   # NaN, once there, stays the worst
+                tol = measures.get("tolerance")
+                if tol is not None:
+                    tol_i = S(dumps(tol))
+                if len(measures) > (e is not None) + (tol is not None):
+                    rest = round_measures(measures)
+                    rest.pop("tolerance", None)
+                    rest.pop("max_abs_err", None)
+                    ms_i = S(dumps(rest))
+                if "regression" in measures or cname in PERF_CHECKS:
+                    perf.append((col, oi, r))
+            elif cname in PERF_CHECKS:
+                perf.append((col, oi, r))
             kind = None
-            if oi == 2:   # skipped
+            if oi == i_skipped:
                 kind = g("skip_kind") or UNTYPED_SKIP
                 skip_kinds[kind] += 1
                 skips[kind][_reason(g("message") or "")] += 1
@@ -426,31 +480,51 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
                 vseen[last_vkey] += 1
             if outcome in bad:
                 failures.append((col, name, sh, r))
-            recs_out.append((row, col, chk, oi, r, kind, err, measures))
+            nodeid = g("nodeid") or ""
+            cut = nodeid.find("[") + 1
+            T_r(row)
+            T_c(col)
+            T_k(chk)
+            T_o(oi)
+            T_err(err)
+            x = nodeid[:cut]
+            T_idp(s_index.get(x) or S(x))
+            x = nodeid[cut:]
+            T_id(s_index.get(x) or S(x))
+            message = g("message")
+            T_msg(S(message[:MAX_MESSAGE]) if message else 0)
+            T_tol(tol_i)
+            d = g("duration")
+            T_dur(round(d, 3) if type(d) is float else d if type(d) is int else None)
+            T_ev(S(dumps(ev)) if ev else 0)
+            T_ms(ms_i)
+            T_sk(S(kind) if kind else 0)
+            T_sh(sh_i)
         s.n_records += len(recs)
 
     # sort columns, rows and checks, then remap the provisional indices (keys made str for sorting)
-    cols = {tuple(map(str, k)): v for k, v in cols.items()}
-    rows = {tuple(map(str, k)): v for k, v in rows.items()}
-    checks = {str(k): v for k, v in checks.items()}
-    col_keys = sorted(cols)
+    col_keys = sorted(cols, key=lambda k: tuple(map(str, k)))
     col_map = [0] * len(cols)
     for new, k in enumerate(col_keys):
         col_map[cols[k]] = new
-        m.columns.append(Column(key=k, software=col_soft[cols[k]]))
-    row_keys = sorted(rows)
+        m.columns.append(Column(key=tuple(map(str, k)), software=col_soft[cols[k]]))
+    row_keys = sorted(rows, key=lambda k: tuple(map(str, k)))
     row_map = [0] * len(rows)
     for new, k in enumerate(row_keys):
         row_map[rows[k]] = new
-    m.rows = row_keys
-    m.checks = sorted(checks)
+    m.rows = [tuple(map(str, k)) for k in row_keys]
+    chk_keys = sorted(checks, key=str)
     chk_map = [0] * len(checks)
-    for new, k in enumerate(m.checks):
+    for new, k in enumerate(chk_keys):
         chk_map[checks[k]] = new
+    m.checks = [str(k) for k in chk_keys]
     m.agg = {(row_map[r], col_map[c], chk_map[k]): v for (r, c, k), v in agg.items()}
-    m.records = [(row_map[r], col_map[c], chk_map[k], *rest) for r, c, k, *rest in recs_out]
+    t.r = [row_map[x] for x in t.r]
+    t.c = [col_map[x] for x in t.c]
+    t.k = [chk_map[x] for x in t.k]
     m.failures = [{"session": name, "shard": sh, "column": m.columns[col_map[c]].label(), **r}
                   for c, name, sh, r in failures]
+    m.perf_records = [(col_map[c], oi, r) for c, oi, r in perf]
     for name, c in versions_seen.items():
         m.sessions[name].versions = Counter({json.dumps(dict(k), sort_keys=True, default=str): n for k, n in c.items()})
     m.skips = dict(sorted(skips.items()))
@@ -496,15 +570,15 @@ def _read_perf(results: Path, m: Matrix, session_dirs: list[Path]) -> None:
                     entry = _perf_entry(e, session, str(bp.relative_to(results)))
                     with_bench.add(entry["session"])
                     m.perf.append(entry)
-    for row, col, chk, out, r, _, _, measures in m.records:
-        if m.checks[chk] in PERF_CHECKS or "regression" in measures:
-            session = m.columns[col].session
-            if session in with_bench:
-                continue
-            m.perf.append(_perf_entry({**measures, "model": r.get("model"), "backend": r.get("backend"),
-                                       "device": r.get("device"), "precision": r.get("precision"),
-                                       "metric": r.get("check"), "outcome": OUTCOMES[out]},
-                                      session, "records"))
+    for col, out, r in m.perf_records:
+        session = m.columns[col].session
+        if session in with_bench:
+            continue
+        measures = r.get("measures") if isinstance(r.get("measures"), dict) else {}
+        m.perf.append(_perf_entry({**measures, "model": r.get("model"), "backend": r.get("backend"),
+                                   "device": r.get("device"), "precision": r.get("precision"),
+                                   "metric": r.get("check"), "outcome": OUTCOMES[out]},
+                                  session, "records"))
 
 
 def _first(e: dict[str, Any], keys: tuple[str, ...]) -> float | None:

@@ -167,7 +167,7 @@ function recordDetail(i) {
   const pretty = (j) => j ? esc(JSON.stringify(JSON.parse(S[j]), null, 2)) : "";
   const vers = (sess.versions && sess.versions[0]) ? esc(JSON.stringify(sess.versions[0][0], null, 2)) : "";
   return `<tr class="detail"><td colspan="7">` +
-    `<div class="kv">nodeid <code>${esc(S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
+    `<div class="kv">nodeid <code>${esc(S[R.idp[i]] + S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
     (R.sk[i] ? ` · skip kind <span class="kind">${esc(S[R.sk[i]])}</span>` : "") + `</div>` +
     (R.msg[i] ? `<h4>message</h4><pre>${esc(S[R.msg[i]])}</pre>` : "") +
     `<h4>measured</h4><pre>max_abs_err  ${fmtErr(R.err[i]) || "—"}\ntolerance    ${R.tol[i] ? esc(tolText(JSON.parse(S[R.tol[i]]))) + "  (" + esc(tolWhy(JSON.parse(S[R.tol[i]]))) + ")" : "—"}` +
