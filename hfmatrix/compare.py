@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +38,7 @@ def _table(path: str) -> dict[str, Any]:
 
 def tolerance(model: str, backend: str, device: str, precision: str, path: Path | None = None) -> Tolerance:
     """The tolerance for one cell: the most specific override, else the target default."""
-    table = _table(str(path or TOLERANCES))
+    table = _table(str(path or os.environ.get("HFMATRIX_TOLERANCES") or TOLERANCES))
     best, best_score = None, -1
     for entry in table.get("override", []):
         keys = {"model": model, "backend": backend, "precision": precision, "device": device}
@@ -122,7 +123,7 @@ def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol
 def known_failure(check: str, model: str, backend: str, device: str, precision: str,
                   path: Path | None = None) -> str | None:
     """The reason if (check, model, target) is a recorded known bug, else None."""
-    table = _table(str(path or KNOWN_FAILURES))
+    table = _table(str(path or os.environ.get("HFMATRIX_KNOWN_FAILURES") or KNOWN_FAILURES))
     keys = {"check": check, "model": model, "backend": backend, "device": device, "precision": precision}
     for entry in table.get("known_bug", []):
         if all(fnmatch.fnmatch(keys[k], str(entry.get(k, "*"))) for k in keys):

@@ -1,0 +1,133 @@
+"""The plugin itself (pytester): parametrization, typed skips, known bugs, shards, records."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import read_records
+
+ZOO = """
+[[model]]
+id = "alpha"
+arch_class = "encoder"
+model_type = "bert"
+task = "feature-extraction"
+capabilities = ["text"]
+
+[[model]]
+id = "beta"
+arch_class = "decoder"
+model_type = "gpt2"
+task = "text-generation"
+capabilities = ["text"]
+generate = { max_new_tokens = 2 }
+
+[[model]]
+id = "gamma"
+arch_class = "vision"
+model_type = "vit"
+task = "image-classification"
+capabilities = ["vision"]
+"""
+
+CHECKS = """
+import pytest
+from hfmatrix import skips
+
+def test_any(case, measure):
+    measure(max_abs_err=0.5, seen=case.id)
+    assert case.spec.id in ("alpha", "beta", "gamma")
+
+@pytest.mark.hfm_needs("generate")
+def test_gen(case):
+    assert case.spec.generate
+
+def test_typed_skip(case):
+    raise skips.HardwareAbsent("no widget on this machine")
+
+def test_fails(case):
+    assert case.spec.id != "gamma", "gamma is broken"
+"""
+
+
+@pytest.fixture
+def project(pytester):
+    pytester.makefile(".toml", zoo=ZOO)
+    pytester.makepyfile(test_checks=CHECKS)
+    return pytester
+
+
+def _run(pytester, *args):
+    res = pytester.path / "results"
+    session = next((a.split("=", 1)[1] for a in args if a.startswith("--session-name=")), "torch")
+    result = pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
+                                           "-p", "no:cacheprovider", *args)
+    return result, read_records(res / session)
+
+
+def test_parametrized_from_zoo_with_typed_outcomes(project):
+    result, records = _run(project)
+    by = {(r["check"], r["model"]): r for r in records}
+    assert {m for c, m in by if c == "any"} == {"alpha", "beta", "gamma"}
+    assert {m for c, m in by if c == "gen"} == {"beta"}  # hfm_needs selects, it does not skip
+    assert by[("typed_skip", "alpha")]["outcome"] == "skipped"
+    assert by[("typed_skip", "alpha")]["skip_kind"] == "hardware-absent"
+    assert by[("typed_skip", "alpha")]["message"] == "no widget on this machine"
+    assert by[("fails", "gamma")]["outcome"] == "failed" and "gamma is broken" in by[("fails", "gamma")]["message"]
+    rec = by[("any", "beta")]
+    assert rec["measures"] == {"max_abs_err": 0.5, "seen": "beta@torch-cpu-fp32"}
+    assert (rec["backend"], rec["device"], rec["precision"], rec["arch_class"]) == ("torch", "cpu", "fp32", "decoder")
+    assert rec["versions"].get("torch")
+    assert result.ret == 1
+    assert "hfmatrix: 6 passed, 1 failed, 3 skipped (hardware-absent: 3)" in result.stdout.str()
+    meta = json.loads((project.path / "results" / "torch" / "meta-all.json").read_text())
+    assert meta["complete"] is True and meta["counts"]["failed"] == 1
+
+
+def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
+    kf = project.path / "kf.toml"
+    kf.write_text('[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nreason = "gamma defect #1"\n'
+                  '[[known_bug]]\ncheck = "any"\nmodel = "alpha"\nreason = "alpha was broken, now fixed"\n')
+    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    result, records = _run(project, "-k", "fails or any")
+    by = {(r["check"], r["model"]): r for r in records}
+    assert by[("fails", "gamma")]["outcome"] == "xfailed"
+    assert by[("fails", "gamma")]["skip_kind"] == "known-bug"
+    assert by[("any", "alpha")]["outcome"] == "xpassed"  # strict: the unexpected pass fails the run
+    assert result.ret == 1
+
+
+def test_shards_partition_the_models(project):
+    seen = []
+    for i in (1, 2, 3):
+        _, records = _run(project, f"--shard={i}/3", "-k", "any", f"--session-name=s{i}")
+        seen.append({r["model"] for r in records if r["model"]})
+        assert all(r["shard"] == f"{i}of3" for r in records)
+    assert set().union(*seen) == {"alpha", "beta", "gamma"}
+    assert sum(len(s) for s in seen) == 3  # disjoint
+    again = [{r["model"] for r in _run(project, f"--shard={i}/3", "-k", "any", f"--session-name=t{i}")[1]
+              if r["model"]} for i in (1, 2, 3)]
+    assert again == seen  # deterministic
+
+
+def test_bad_shard_is_a_usage_error(project):
+    result, _ = _run(project, "--shard=4/3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--shard 4/3" in result.stderr.str()
+
+
+def test_unknown_hub_model_skips_not_available_offline(project, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project.makepyfile(test_load="def test_load(case, model_dir):\n    assert model_dir.is_dir()\n")
+    result, records = _run(project, "test_load.py", "--models=nobody/no-such-model-xyz")
+    assert len(records) == 1
+    assert records[0]["outcome"] == "skipped" and records[0]["skip_kind"] == "dependency-missing"
+    assert "not available offline" in records[0]["message"]
+
+
+def test_xdist_controller_writes_every_record(project):
+    result, records = _run(project, "-n", "2", "-k", "any or gen")
+    assert sorted((r["check"], r["model"]) for r in records) == sorted(
+        [("any", "alpha"), ("any", "beta"), ("any", "gamma"), ("gen", "beta")])
+    assert {r["worker"] for r in records} <= {"gw0", "gw1"}
