@@ -107,6 +107,38 @@ def mps(session: nox.Session) -> None:
     _accelerator(session, "mps")
 
 
+# Exported backends: the suites run on optimum exports (cached under $HFMATRIX_CACHE/exports, next to
+# the zoo), so a second run reuses them. `nox -s backendtests` runs their own self-tests per env.
+@nox.session(python=PYTHON, tags=["hosted", "backend"])
+def openvino(session: nox.Session) -> None:
+    """OpenVINO CPU via optimum-intel: fp32 (f32 hint + f32 KV cache) and auto (device default, bf16 on avx512_bf16)."""
+    run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="fp32,auto")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend"])
+def onnxruntime(session: nox.Session) -> None:
+    """ONNX Runtime CPU EP via optimum-onnx: fp32 and fp16 (optimum's fp16 export)."""
+    run_suites(session, env="onnxruntime", backend="onnxruntime", device="cpu", precisions="fp32,fp16")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend"])
+def qnn(session: nox.Session) -> None:
+    """QNN EP plugin (onnxruntime-qnn) on the HTP backend, fp16; on x86 hosts the HTP is QNN's simulator."""
+    run_suites(session, env="qnn", backend="qnn", device="htp", precisions="fp16")
+
+
+@nox.session(python=PYTHON, tags=["hosted"])
+@nox.parametrize("env", ["onnxruntime", "openvino", "qnn"])
+def backendtests(session: nox.Session, env: str) -> None:
+    """Self-tests of the export cache and the exported backends (tests/test_backends_export.py) in one env."""
+    _install(session, env)
+    out = RESULTS / f"backendtests-{env}"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", "-m", "pytest", "tests/test_backends_export.py", "--results-dir=none",
+                f"--junitxml={out / 'junit.xml'}", *session.posargs,
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
 # Web backend: onnxruntime-web in Chromium, driven by Playwright; one session per device
 # (`nox -s wasm`, `nox -s webgpu`, `nox -s webnn`), plus `nox -s webtests` for its own tests.
 WEB_DIR = ROOT / "hfmatrix" / "web"

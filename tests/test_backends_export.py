@@ -1,0 +1,231 @@
+"""Self-tests of the export cache and the ONNX Runtime / OpenVINO / QNN backends.
+
+The cache tests need only the standard stack. Backend tests run in that backend's env (nox -s
+backendtests) on real exports of zoo models; a library that is not installed skips at the boundary
+(pytest.importorskip). Nothing here fakes a model, framework or backend: parity is checked with the
+real session and the real compare, and a planted defect (perturbed outputs) must make it fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hfmatrix import exports
+from hfmatrix.backends import Target, get
+from hfmatrix.compare import compare, tolerance
+from hfmatrix.skips import HardwareAbsent, Unsupported
+
+
+@pytest.fixture
+def export_cache(tmp_path, monkeypatch):
+    """A private export cache; the zoo stays where it is (materialize before switching)."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("HFMATRIX_CACHE", str(root))
+    return root
+
+
+# ------------------------------------------------------------------------------ cache mechanics
+def _writer(calls: list):
+    def make(out: Path) -> None:
+        calls.append(out)
+        (out / "model.bin").write_bytes(b"weights")
+    return make
+
+
+def test_export_made_once_then_reused(export_cache):
+    calls: list = []
+    first = exports.cached_export("demo", {"model": "abc", "opt": 1}, _writer(calls))
+    second = exports.cached_export("demo", {"model": "abc", "opt": 1}, _writer(calls))
+    assert len(calls) == 1 and not first.cached and second.cached
+    assert first.path == second.path and (second.path / "model.bin").read_bytes() == b"weights"
+    assert json.loads((first.path / exports.META).read_text())["parts"] == {"model": "abc", "opt": 1}
+    assert not list(first.path.parent.glob(".tmp-*")), "temp dir left behind"
+
+
+def test_key_changes_with_options_and_versions(export_cache):
+    calls: list = []
+    a = exports.cached_export("demo", {"model": "abc", "versions": {"x": "1"}}, _writer(calls))
+    b = exports.cached_export("demo", {"model": "abc", "versions": {"x": "2"}}, _writer(calls))
+    c = exports.cached_export("demo", {"model": "abd", "versions": {"x": "1"}}, _writer(calls))
+    assert len({a.key, b.key, c.key}) == 3 and len(calls) == 3
+
+
+def test_refusal_cached_as_unsupported(export_cache):
+    calls: list = []
+
+    def refuse(out: Path) -> None:
+        calls.append(out)
+        raise ValueError("Trying to export a foo model, that is a custom or unsupported architecture")
+
+    classify = lambda exc: f"refused: {exc}" if "unsupported architecture" in str(exc) else None  # noqa: E731
+    for _ in range(2):
+        with pytest.raises(Unsupported, match="unsupported architecture"):
+            exports.cached_export("demo", {"model": "foo"}, refuse, unsupported=classify)
+    assert len(calls) == 1, "the refusal was not cached"
+    assert not list((export_cache / "exports" / "demo").glob(".tmp-*"))
+
+
+def test_crash_is_a_failure_not_a_skip_and_is_cached(export_cache):
+    calls: list = []
+
+    def crash(out: Path) -> None:
+        calls.append(out)
+        raise RuntimeError("Type Error: LayerNormalization bound to different types")
+
+    with pytest.raises(RuntimeError, match="LayerNormalization"):
+        exports.cached_export("demo", {"model": "bar"}, crash)
+    with pytest.raises(exports.ExportFailed, match="LayerNormalization"):
+        exports.cached_export("demo", {"model": "bar"}, crash)
+    assert len(calls) == 1
+    assert not issubclass(exports.ExportFailed, Unsupported)
+
+
+def test_folder_digest_follows_content(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 10)
+    before = exports.folder_digest(tmp_path)
+    assert exports.folder_digest(tmp_path) == before
+    time.sleep(0.01)
+    (tmp_path / "model.safetensors").write_bytes(b"b" * 10)
+    assert exports.folder_digest(tmp_path) != before
+
+
+# ------------------------------------------------------------------------------ backend helpers
+def _zoo(model_id: str):
+    from hfmatrix.zoo import materialize
+    from hfmatrix.zoo.spec import load_specs
+
+    spec = load_specs()[model_id]
+    return spec, materialize(spec)
+
+
+def _parity(backend: str, device: str, precision: str, model_id: str, perturb: float):
+    """(ok, comparison) of the real backend vs the CPU fp32 torch reference, outputs scaled by 1+perturb."""
+    from hfmatrix.zoo.inputs import example
+
+    spec, model_dir = _zoo(model_id)
+    target = Target(backend, device, precision)
+    session = get(backend).load(model_dir, spec, target)
+    reference = get("torch").load(model_dir, spec, Target("torch", "cpu", "fp32"))
+    inputs = example(spec, model_dir)
+    actual = {k: v * (1.0 + perturb) if v.dtype.kind == "f" else v for k, v in session.run(inputs).items()}
+    tol = tolerance(spec.id, backend, device, precision)
+    result = compare(actual, reference.run(inputs), tol, spec.outputs)
+    evidence = session.evidence()
+    session.close()
+    return result, tol, evidence
+
+
+# ------------------------------------------------------------------------------ onnxruntime
+@pytest.mark.parametrize("perturb,ok", [(0.0, True), (1e-3, False)])
+def test_onnxruntime_parity_catches_perturbation(perturb, ok):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("optimum.onnxruntime")
+    result, tol, evidence = _parity("onnxruntime", "cpu", "fp32", "bert", perturb)
+    assert result.ok is ok, result.message(tol)
+    assert evidence["sessions"]["model"]["providers"][0] == "CPUExecutionProvider"
+
+
+def test_onnxruntime_missing_ep_is_hardware_absent():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("optimum.onnxruntime")
+    from hfmatrix.backends.onnxruntime_backend import EP_FOR_DEVICE
+
+    backend = get("onnxruntime")
+    missing = [d for d, eps in EP_FOR_DEVICE.items() if not any(ep in ort.get_available_providers() for ep in eps)]
+    if not missing:
+        pytest.skip("[hardware-absent] every EP this backend knows is available here")
+    avail = backend.available(missing[0], "fp32")
+    assert not avail.ok and avail.kind == "hardware-absent", avail
+    spec, model_dir = _zoo("bert")
+    with pytest.raises(HardwareAbsent, match="available providers"):
+        backend.load(model_dir, spec, Target("onnxruntime", missing[0], "fp32"))
+
+
+def test_onnxruntime_export_cache_reused(export_cache):
+    pytest.importorskip("optimum.onnxruntime")
+    spec, model_dir = _zoo("bert")
+    n = len(exports.EXPORTED)
+    t0 = time.perf_counter()
+    first = get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    second = get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
+    warm = time.perf_counter() - t0
+    assert len(exports.EXPORTED) == n + 1, "second load exported again"
+    assert not first.export.cached and second.export.cached and first.export.path == second.export.path
+    assert warm < cold, (cold, warm)
+    print(f"onnxruntime bert load: cold {cold:.2f}s (export {first.export.seconds:.2f}s), warm {warm:.2f}s")
+
+
+def test_onnxruntime_unsupported_export_cached(export_cache):
+    pytest.importorskip("optimum.onnxruntime")
+    spec, model_dir = _zoo("mixtral")
+    n = len(exports.EXPORTED)
+    with pytest.raises(Unsupported, match="mixtral"):
+        get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
+    t0 = time.perf_counter()
+    with pytest.raises(Unsupported, match="cached verdict"):
+        get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
+    assert time.perf_counter() - t0 < 5 and len(exports.EXPORTED) == n
+
+
+# ------------------------------------------------------------------------------ openvino
+@pytest.mark.parametrize("perturb,ok", [(0.0, True), (1e-3, False)])
+def test_openvino_parity_catches_perturbation(perturb, ok):
+    pytest.importorskip("openvino")
+    pytest.importorskip("optimum.intel.openvino")
+    result, tol, evidence = _parity("openvino", "cpu", "fp32", "bert", perturb)
+    assert result.ok is ok, result.message(tol)
+    assert evidence["execution_devices"] == ["CPU"] and evidence["inference_precision"] == "f32"
+
+
+def test_openvino_auto_reads_device_default():
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("optimum.intel.openvino")
+    spec, model_dir = _zoo("bert")
+    session = get("openvino").load(model_dir, spec, Target("openvino", "cpu", "auto"))
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    assert session.evidence()["inference_precision"] == default  # bf16 on avx512_bf16 CPUs, f32 elsewhere
+
+
+def test_openvino_missing_device_is_hardware_absent():
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("optimum.intel.openvino")
+    missing = [d for d in ("GPU", "NPU") if not any(a.startswith(d) for a in ov.Core().available_devices)]
+    if not missing:
+        pytest.skip("[hardware-absent] GPU and NPU both present")
+    avail = get("openvino").available(missing[0].lower(), "fp32")
+    assert not avail.ok and avail.kind == "hardware-absent", avail
+
+
+# ------------------------------------------------------------------------------ qnn
+def test_qnn_minilm_fully_on_qnn():
+    pytest.importorskip("onnxruntime_qnn")
+    pytest.importorskip("optimum.onnxruntime")
+    result, tol, evidence = _parity("qnn", "htp", "fp16", "minilm", 0.0)
+    assert result.ok, result.message(tol)
+    assert set(evidence["nodes_by_ep"]) == {"QNNExecutionProvider"} and evidence["nodes_by_ep"]["QNNExecutionProvider"] > 0
+    assert evidence["backend_path"].endswith("libQnnHtp.so")
+
+
+def test_qnn_parity_catches_perturbation_beyond_fp16_noise():
+    """fp16 noise is ~4e-3 relative here, so a 1e-3 plant is inside it; 5e-2 must fail."""
+    pytest.importorskip("onnxruntime_qnn")
+    pytest.importorskip("optimum.onnxruntime")
+    result, tol, _ = _parity("qnn", "htp", "fp16", "bert", 5e-2)
+    assert not result.ok
+
+
+def test_qnn_missing_backend_library_is_hardware_absent():
+    qnn = pytest.importorskip("onnxruntime_qnn")
+    pytest.importorskip("optimum.onnxruntime")
+    if os.path.exists(qnn.get_qnn_cpu_path()):
+        pytest.skip("[hardware-absent] this onnxruntime-qnn ships libQnnCpu.so")
+    avail = get("qnn").available("cpu", "fp16")
+    assert not avail.ok and avail.kind == "hardware-absent" and "libQnnCpu.so" in avail.reason
