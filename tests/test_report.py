@@ -224,12 +224,14 @@ def test_exit_codes_and_closing_line(tmp_path: Path, capsys) -> None:
 def test_untyped_skip_and_software_device_are_visible(tmp_path: Path, capsys) -> None:
     res = tmp_path / "results"
     gpu = {"adapter": {"vendor": "google", "architecture": "swiftshader", "isFallbackAdapter": True}}
-    write_session(res, "webgpu", [rec("webgpu", "tiny-bert", "passed", backend="web", device="webgpu", evidence=gpu),
+    write_session(res, "webgpu", [rec("webgpu", "tiny-bert", "passed", backend="web", device="webgpu", evidence=gpu, err=0.0),
                                   rec("webgpu", "tiny-vit", "skipped", backend="web", device="webgpu", msg="no reason kind")])
     run_report(res, capsys)
     md = (res / "matrix.md").read_text()
     assert "webgpu · web · webgpu (SOFTWARE) · fp32" in md
     assert "### untyped (1) — a skip without a typed kind" in md
+    page = (res / "index.html").read_text()
+    assert "exactly 0 (bit-identical to the reference)" in page and "SOFTWARE" in page
 
 
 def test_bench_json_regressions(matrix_results: Path, capsys) -> None:

@@ -118,7 +118,7 @@ function render() {
   shown.dataset.rows = shownRows; shown.dataset.passed = tot[IP]; shown.dataset.failed = bad;
   shown.dataset.skipped = tot[IS]; shown.dataset.xfailed = tot[IXF];
   shown.innerHTML = shownRows ? `Showing <b>${shownRows}</b> models × <b>${cols.length}</b> columns: ` +
-    `<span class="n-bad">${bad} did not pass</span> · <span class="n-ok">${tot[IP]} passed</span> · ` +
+    `<span class="${bad ? "n-bad" : "n-sk"}">${bad} did not pass</span> · <span class="n-ok">${tot[IP]} passed</span> · ` +
     `<span class="n-sk">${tot[IS]} skipped</span> · <span class="n-xf">${tot[IXF]} xfailed</span>` : "No checks match these filters.";
   renderFailures();
 }
