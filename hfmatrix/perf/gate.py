@@ -61,7 +61,10 @@ class Comparison:
 
 def min_attainable_p(n: int, m: int) -> float:
     """Smallest two-sided-relevant p a rank test can give with these sizes (asv's p_min)."""
-    return 1.0 / math.comb(n + m, min(n, m)) if n and m else 1.0
+    if not (n and m):
+        return 1.0
+    k = min(n, m)  # 1 / C(n + m, k), in logs: the binomial overflows a float from a few hundred samples
+    return math.exp(-(math.lgamma(n + m + 1) - math.lgamma(k + 1) - math.lgamma(n + m - k + 1)))
 
 
 def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float:
