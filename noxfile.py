@@ -45,7 +45,7 @@ def _install(session: nox.Session, env: str) -> None:
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
-               device: str = "cpu", extra: tuple[str, ...] = ()) -> None:
+               device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",)) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<session>/."""
     _install(session, env)
     out = RESULTS / session.name
@@ -53,7 +53,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     session.run("python", "-m", "hwprobe", "--json", "--out", str(out / "hwprobe.json"))
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
-        "python", "-m", "pytest", "suites",
+        "python", "-m", "pytest", *paths,
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
@@ -223,6 +223,33 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+# `nox -s baseline` records baselines/<fingerprint>/<backend>-<device>-<precision>.json for one env
+# ($HFMATRIX_BASELINE_ENV, default cpu): the perf suite alone, under the same conditions as the backend
+# session (xdist, coverage tracing, pinned threads), with more samples. Perf knobs for every session:
+# HFMATRIX_THREADS, HFMATRIX_PERF_ITERS / _MIN_TIME / _BATCH / _FACTOR / _REGRESSION (see --help).
+BASELINE_TARGETS = {  # env -> (backend, device, precisions), as its backend session runs them
+    "cpu": ("torch", "cpu", "fp32"),
+    "openvino": ("openvino", "cpu", "fp32,auto"),
+    "onnxruntime": ("onnxruntime", "cpu", "fp32,fp16"),
+}
+
+
+@nox.session(python=PYTHON, tags=["perf"])
+def baseline(session: nox.Session) -> None:
+    """Record/update the perf baselines of this machine's fingerprint for one env (default cpu)."""
+    env = os.environ.get("HFMATRIX_BASELINE_ENV", "cpu")
+    if env not in BASELINE_TARGETS:
+        session.error(f"HFMATRIX_BASELINE_ENV={env!r}: known {sorted(BASELINE_TARGETS)}")
+    backend, device, precisions = BASELINE_TARGETS[env]
+    run_suites(session, env=env, backend=backend, device=device, precisions=precisions,
+               paths=("suites/test_perf.py",),
+               extra=(f"--perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
+                      f"--perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '1.0')}",
+                      f"--perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",
+                      "--perf-regression=warn"))
+    session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(ROOT / "baselines"))
 
 
 @nox.session(python=PYTHON, tags=["hosted", "zoo"])

@@ -72,6 +72,7 @@ def test_gate_refuses_to_judge_tiny_samples():
 
 
 # ----------------------------------------------------------------------------- the gate on real timings
+@pytest.mark.hfm_perf  # timing: runs alone under xdist (hfmatrix.perf.plugin's lock)
 def test_gate_aa_on_real_timings_raises_no_alarm():
     """Identical interleaved workloads on this (noisy, shared) machine: no false alarm in 5 tries."""
     trials = [gate_trial(0.0) for _ in range(5)]
@@ -79,6 +80,7 @@ def test_gate_aa_on_real_timings_raises_no_alarm():
     assert not alarms, alarms
 
 
+@pytest.mark.hfm_perf
 def test_gate_detects_a_real_25_percent_slowdown():
     """The same workload with 25% more work, interleaved: flagged in at least 2 of 3 tries."""
     trials = [gate_trial(0.25) for _ in range(3)]
@@ -203,6 +205,7 @@ def test_fingerprint_is_hwprobes():
 
 
 # ----------------------------------------------------------------------------- fidelity
+@pytest.mark.hfm_perf
 def test_harness_p50_matches_a_bare_loop():
     """Harness p50 / bare model(**inputs) p50 on MiniLM, interleaved per call. The target is 3%
     (scripts/bench_fidelity.py prints the exact ratio); the tolerance here allows for 2 shared cores."""
