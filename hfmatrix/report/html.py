@@ -100,7 +100,8 @@ def _static_sections(m: Matrix) -> dict[str, str]:
     if m.skips:
         parts = []
         for kind, reasons in m.skips.items():
-            items = "".join(f"<li><b>{n}</b> × {e(reason)}</li>" for reason, n in reasons.most_common(40))
+            items = "".join(f"<li><b>{n}</b> × {e(reason)} <span class='kv'>{e(', '.join(sorted(m.skip_sessions.get((kind, reason), ()))))}</span></li>"
+                            for reason, n in reasons.most_common(40))
             more = f"<li>… {len(reasons) - 40} more reasons</li>" if len(reasons) > 40 else ""
             note = " <span class='warn'>(no typed kind)</span>" if kind == "untyped" else ""
             parts.append(f"<details open><summary><span class='kind'>{e(kind)}</span> "

@@ -242,7 +242,8 @@ def _skips(m: Matrix) -> list[str]:
         out.append(f"### {kind} ({sum(reasons.values())})" + (" — a skip without a typed kind" if kind == "untyped" else ""))
         out.append("")
         for reason, n in reasons.most_common(MAX_REASONS):
-            out.append(f"- {n} × {_md(reason)}")
+            where = sorted(m.skip_sessions.get((kind, reason), ()))
+            out.append(f"- {n} × {_md(reason)}" + (f" — {_md(', '.join(where[:8]))}{' …' if len(where) > 8 else ''}" if where else ""))
         if len(reasons) > MAX_REASONS:
             out.append(f"- … {len(reasons) - MAX_REASONS} more reasons")
         out.append("")

@@ -83,6 +83,7 @@ class Matrix:
     perf_records: list[tuple[int, int, dict]] = field(default_factory=list)   # (col, outcome, record)
     failures: list[dict[str, Any]] = field(default_factory=list)     # full records, BAD outcomes
     skips: dict[str, Counter] = field(default_factory=dict)          # kind -> Counter(reason)
+    skip_sessions: dict[tuple[str, str], set] = field(default_factory=dict)   # (kind, reason) -> sessions
     perf: list[dict[str, Any]] = field(default_factory=list)         # bench entries (normalized)
     problems: list[str] = field(default_factory=list)                # corrupt files etc.
     corrupt: list[str] = field(default_factory=list)                 # files that could not be read whole
@@ -388,6 +389,7 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
     versions_seen: dict[str, Counter] = defaultdict(Counter)
     failures: list[tuple[int, str, str, dict]] = []
     perf: list[tuple[int, int, dict]] = []
+    skip_where: dict[tuple[str, str], set] = {}
     out_index = OUT_INDEX
     bad = set(BAD)
     t = m.table = RecordTable()
@@ -468,7 +470,12 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             if oi == i_skipped:
                 kind = g("skip_kind") or UNTYPED_SKIP
                 skip_kinds[kind] += 1
-                skips[kind][_reason(g("message") or "")] += 1
+                reason = _reason(g("message") or "")
+                skips[kind][reason] += 1
+                where = skip_where.get((kind, reason))
+                if where is None:
+                    where = skip_where[(kind, reason)] = set()
+                where.add(name)
             v = g("versions")
             if v:
                 if v != last_v:   # consecutive records almost always share their versions
@@ -528,6 +535,7 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
     for name, c in versions_seen.items():
         m.sessions[name].versions = Counter({json.dumps(dict(k), sort_keys=True, default=str): n for k, n in c.items()})
     m.skips = dict(sorted(skips.items()))
+    m.skip_sessions = skip_where
 
 
 def _reason(message: str) -> str:
