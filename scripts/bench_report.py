@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=10_000)
     ap.add_argument("--out", type=Path, default=Path("/tmp/hfm-bench/results"))
     ap.add_argument("--keep", action="store_true", help="reuse existing synthetic results")
-    ap.add_argument("--target", type=float, default=10.0, help="seconds the report may take")
+    ap.add_argument("--target", type=float, default=10.0, help="CPU seconds the report may take")
     args = ap.parse_args(argv)
     if not args.keep or not args.out.exists():
         shutil.rmtree(args.out, ignore_errors=True)
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {took:.2f} s wall, {cpu:.2f} s CPU for {args.sessions} × {args.records} records "
           f"(target ≤ {args.target:.0f} s; load average {load:.1f} on {os.cpu_count()} cores); "
           f"index.html {size / 1e6:.1f} MB; matrix.md {(args.out / 'matrix.md').stat().st_size / 1e3:.0f} kB")
-    return 0 if proc.returncode == 0 and took <= args.target else 1
+    # the gate is CPU time: on a shared machine, wall time measures the neighbours as much as the report
+    return 0 if proc.returncode == 0 and cpu <= args.target else 1
 
 
 if __name__ == "__main__":

@@ -134,16 +134,18 @@ function recordMatches(i, keep) {
   return true;
 }
 
-function recordRows(idx, limit) {
+function recordRows(idx, limit, inCell) {
+  // inCell: the drawer of one cell, where model and column are the same for every row
   const rows = idx.slice(0, limit).map((i) => {
     const o = O[R.o[i]];
     const tol = R.tol[i] ? tolText(JSON.parse(S[R.tol[i]])) : "";
     return `<tr class="rec" data-i="${i}"><td><span class="oc ${o}">${o}</span></td><td>${esc(D.checks[R.k[i]])}</td>` +
-      `<td class="mono">${esc(D.rows[R.r[i]][1])}</td><td>${esc(D.columns[R.c[i]].label)}</td>` +
-      `<td class="mono">${fmtErr(R.err[i])}</td><td class="mono">${esc(tol)}</td>` +
+      (inCell ? "" : `<td class="mono">${esc(D.rows[R.r[i]][1])}</td><td>${esc(D.columns[R.c[i]].label)}</td>`) +
+      `<td class="mono">${fmtErr(R.err[i])}</td><td class="mono nw">${esc(tol)}</td>` +
       `<td class="msg" title="${esc(S[R.msg[i]])}">${esc(S[R.msg[i]])}</td></tr>`;
   });
-  return `<table class="rt"><thead><tr><th>outcome</th><th>check</th><th>model</th><th>column</th><th>max |Δ|</th><th>tolerance</th><th>message</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  const head = ["outcome", "check", ...(inCell ? [] : ["model", "column"]), "max |Δ|", "tolerance", "message"];
+  return `<table class="rt"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
 function tolText(t) {
@@ -161,12 +163,12 @@ function tolWhy(t) {
   return t && typeof t === "object" ? [t.reason, t.source].filter(Boolean).join("; ") : "";
 }
 
-function recordDetail(i) {
+function recordDetail(i, span) {
   const col = D.columns[R.c[i]];
   const sess = D.sessions.find((s) => s.name === col.session) || {};
   const pretty = (j) => j ? esc(JSON.stringify(JSON.parse(S[j]), null, 2)) : "";
   const vers = (sess.versions && sess.versions[0]) ? esc(JSON.stringify(sess.versions[0][0], null, 2)) : "";
-  return `<tr class="detail"><td colspan="7">` +
+  return `<tr class="detail"><td colspan="${span}">` +
     `<div class="kv">nodeid <code>${esc(S[R.idp[i]] + S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
     (R.sk[i] ? ` · skip kind <span class="kind">${esc(S[R.sk[i]])}</span>` : "") + `</div>` +
     (R.msg[i] ? `<h4>message</h4><pre>${esc(S[R.msg[i]])}</pre>` : "") +
@@ -182,7 +184,7 @@ function attachDetails(root) {
     const tr = ev.target.closest("tr.rec"); if (!tr) return;
     const next = tr.nextElementSibling;
     if (next && next.classList.contains("detail")) { next.remove(); return; }
-    tr.insertAdjacentHTML("afterend", recordDetail(+tr.dataset.i));
+    tr.insertAdjacentHTML("afterend", recordDetail(+tr.dataset.i, tr.children.length));
   });
 }
 
@@ -196,7 +198,7 @@ function openCell(r, c) {
     `${esc(col.label)} ${col.software ? '<span class="tag sw">SOFTWARE</span>' : ""} ${col.incomplete ? '<span class="tag inc">INCOMPLETE</span>' : ""}` +
     `<div class="kv">${idx.length} records${sess.incomplete && sess.incomplete.length ? " · " + esc(sess.incomplete.join("; ")) : ""}</div>`;
   const body = document.getElementById("dbody");
-  body.innerHTML = recordRows(idx, 500) + (idx.length > 500 ? `<p class="kv">first 500 of ${idx.length}</p>` : "");
+  body.innerHTML = recordRows(idx, 500, true) + (idx.length > 500 ? `<p class="kv">first 500 of ${idx.length}</p>` : "");
   document.getElementById("drawer").hidden = false;
 }
 
