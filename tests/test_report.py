@@ -109,8 +109,9 @@ def test_shards_merge_into_one_session(matrix_results: Path, capsys) -> None:
     rc, out, _ = run_report(matrix_results, capsys)
     assert rc == 1
     assert closing(out) == (5, 2, 3)     # failed counts the crash too; xfailed is not a skip
-    assert re.search(r"onnxruntime\s+2 passed, 0 failed, 1 skipped \(dependency-missing 1\), 1 crashed", out)
-    assert re.search(r"cpu\s+3 passed, 1 failed, 2 skipped \(hardware-absent 1, unsupported-by-backend 1\), 1 xfailed", out)
+    assert re.search(r"onnxruntime\s+2 passed, 0 failed, 1 skipped \(dependency-missing 1\), 1 crashed, 0 timed out\n", out)
+    assert re.search(r"cpu\s+3 passed, 1 failed, 2 skipped \(hardware-absent 1, unsupported-by-backend 1\), "
+                     r"0 crashed, 0 timed out, 1 xfailed\n", out)
     assert "FAIL: checks did not pass: 1 failed, 1 crashed" in out
     data = json.loads((matrix_results / "matrix.json").read_text())
     assert data["totals"]["passed"] == 5 and data["sessions"]["onnxruntime"]["complete"] is True

@@ -83,8 +83,8 @@ def outcome_summary(counts, kinds=None) -> str:
     if kinds:
         sk += " (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
     bits.append(sk)
-    for o, word in (("crashed", "crashed"), ("timeout", "timed out"), ("error", "errors"),
-                    ("xpassed", "xpassed"), ("xfailed", "xfailed")):
+    bits += [f"{counts.get('crashed', 0)} crashed", f"{counts.get('timeout', 0)} timed out"]
+    for o, word in (("error", "errors"), ("xpassed", "xpassed"), ("xfailed", "xfailed")):
         if counts.get(o):
             bits.append(f"{counts[o]} {word}")
     return ", ".join(bits)
@@ -211,7 +211,7 @@ def _failures(m: Matrix) -> list[str]:
 
 def _perf(m: Matrix) -> list[str]:
     if not m.perf:
-        return []
+        return ["## Perf regressions", "", "No benchmark data in this run (results/<session>/bench-*.json).", ""]
     reg = [p for p in m.perf if p["regression"]]
     out = ["## Perf regressions", ""]
     if not reg:
