@@ -53,7 +53,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     session.run("python", "-m", "hwprobe", "--json", "--out", str(out / "hwprobe.json"))
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
-        "python", "-m", "pytest", *paths,
+        "python", "-m", "coverage", "run", "-m", "pytest", *paths,
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
@@ -61,7 +61,6 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
         # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
         f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
         f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
-        "--cov=hfmatrix", "--cov=hwprobe", "--cov-report=",
         f"--junitxml={out / 'junit.xml'}",
         *extra, *session.posargs,
         env={"COVERAGE_FILE": str(out / ".coverage"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},

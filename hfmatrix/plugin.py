@@ -170,7 +170,9 @@ class _State:
         if self.results is None:
             return
         self.results.mkdir(parents=True, exist_ok=True)
-        self.writer = RecordWriter(self.results / f"records-{self.shard_tag}.jsonl")
+        path = self.results / f"records-{self.shard_tag}.jsonl"
+        path.unlink(missing_ok=True)  # a rerun of this session/shard replaces its records, never adds to them
+        self.writer = RecordWriter(path)
         self.write_meta(complete=False)
 
     def write_meta(self, complete: bool, exitstatus: int | None = None, **extra: Any) -> None:
