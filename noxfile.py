@@ -50,6 +50,8 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     _install(session, env)
     out = RESULTS / session.name
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".coverage*"):  # this run's coverage only
+        stale.unlink()
     session.run("python", "-m", "hwprobe", "--json", "--out", str(out / "hwprobe.json"))
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
@@ -153,11 +155,8 @@ def _apt_install(session: nox.Session, package: str, why: str) -> None:
     session.run(*APT_INSTALL, package, external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
 
 
-def _web_prerequisites(session: nox.Session) -> None:
-    """Debian's Chromium (apt-get when /usr/bin/chromium is missing; HFMATRIX_CHROMIUM points elsewhere)
-    and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
-    import json
-    import shutil
+def _chromium(session: nox.Session) -> None:
+    """Debian's Chromium at /usr/bin/chromium (apt-get when missing; HFMATRIX_CHROMIUM points elsewhere)."""
     chromium = os.environ.get("HFMATRIX_CHROMIUM", "/usr/bin/chromium")
     if not os.access(chromium, os.X_OK):
         if "HFMATRIX_CHROMIUM" in os.environ:
@@ -166,6 +165,14 @@ def _web_prerequisites(session: nox.Session) -> None:
         if not os.access(chromium, os.X_OK):
             session.error(f"apt-get installed chromium but {chromium} is still not executable")
     session.run(chromium, "--version", external=True)
+
+
+def _web_prerequisites(session: nox.Session) -> None:
+    """Debian's Chromium (apt-get when /usr/bin/chromium is missing; HFMATRIX_CHROMIUM points elsewhere)
+    and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
+    import json
+    import shutil
+    _chromium(session)
     if shutil.which("npm") is None:
         _apt_install(session, "npm", "npm is missing (needed for onnxruntime-web)")
     lock, installed = WEB_DIR / "package-lock.json", WEB_DIR / "node_modules" / ".package-lock.json"
@@ -216,6 +223,7 @@ def tests(session: nox.Session) -> None:
     """The harness's own tests (tests/): plugin via pytester, probes, zoo, report, self-tests."""
     _install(session, "cpu")
     session.install("-r", "envs/tests.txt")
+    _chromium(session)  # the report page is opened in headless Chromium
     out = RESULTS / "tests"
     out.mkdir(parents=True, exist_ok=True)
     # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept)
