@@ -130,15 +130,24 @@ def _graph_dtypes(path: Path) -> dict[str, int]:
     return dict(count)
 
 
+def implied_input(name: str, inputs: Arrays) -> np.ndarray | None:
+    """Inputs a graph may take that the model computes itself when absent (as transformers does)."""
+    if name in inputs:
+        return np.asarray(inputs[name])
+    if name == "token_type_ids" and "input_ids" in inputs:
+        return np.zeros_like(inputs["input_ids"])
+    if name == "position_ids" and "attention_mask" in inputs:  # left/right padding aware, like generate()
+        mask = np.asarray(inputs["attention_mask"]).astype(np.int64)
+        return np.where(mask == 0, 1, np.cumsum(mask, axis=-1) - 1)
+    return None
+
+
 def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
-    """The session's inputs from ours: dtype of the graph's declaration, zero token_type_ids if absent."""
+    """The session's inputs from ours: dtype of the graph's declaration, implied inputs filled in."""
     feeds = {}
     for arg in session.get_inputs():
-        if arg.name in inputs:
-            value = np.asarray(inputs[arg.name])
-        elif arg.name == "token_type_ids" and "input_ids" in inputs:
-            value = np.zeros_like(inputs["input_ids"])
-        else:
+        value = implied_input(arg.name, inputs)
+        if value is None:
             raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
         if arg.type in ONNX_FLOAT:
             value = value.astype(ONNX_FLOAT[arg.type])
@@ -275,8 +284,10 @@ class OnnxRuntimeBackend:
 # ----------------------------------------------------------------------------------------- QNN
 QNN_EP = "QNNExecutionProvider"
 QNN_BACKEND_LIBS = {"htp": "libQnnHtp.so", "cpu": "libQnnCpu.so", "gpu": "libQnnGpu.so"}
-# tasks whose export is one graph that QNN can take with static shapes
-QNN_TASKS = {t for t, (_, _, mode) in TASKS.items() if mode == "graph"}
+# task -> export task for QNN: single graphs that take static shapes. Decoders use the export without
+# KV cache (one graph); generate() re-runs it at one fixed length (right padding, causal attention).
+QNN_TASKS = {t: task for t, (_, task, mode) in TASKS.items() if mode == "graph"}
+QNN_TASKS["text-generation"] = "text-generation"
 QNN_DEFAULT_OPTIONS = {"soc_model": "60", "enable_htp_fp16_precision": "1"}
 
 
@@ -313,9 +324,7 @@ def fixed_dims(session_inputs, inputs: Arrays) -> dict[str, int]:
     """dim_param -> size from the actual inputs (all graph inputs that share a name must agree)."""
     dims: dict[str, int] = {}
     for arg in session_inputs:
-        value = inputs.get(arg.name)
-        if value is None and arg.name == "token_type_ids":
-            value = inputs.get("input_ids")
+        value = implied_input(arg.name, inputs)
         if value is None:
             raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
         for axis, dim in enumerate(arg.shape):
@@ -390,7 +399,37 @@ class QnnSession:
         return {n: _as_float32(np.asarray(v)) for n, v in zip(names, values)}
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
-        raise Unsupported("qnn backend runs static-shape single-graph exports; KV-cache decoding is not wired")
+        """Greedy decoding on one static-shape graph: the prompt is right-padded to prompt + new tokens and
+        the whole sequence re-run per step (no KV cache; causal attention keeps the padding out). EOS is
+        suppressed until max_new_tokens, like the reference's min_new_tokens = max_new_tokens."""
+        if self.spec.task != "text-generation":
+            raise Unsupported(f"qnn generate is wired for text-generation only, not {self.spec.task}")
+        ids = np.asarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)), dtype=np.int64)
+        batch, prompt = ids.shape
+        total = prompt + max_new_tokens
+        ids = np.concatenate([ids, np.zeros((batch, max_new_tokens), np.int64)], axis=1)
+        mask = np.concatenate([mask, np.zeros((batch, max_new_tokens), np.int64)], axis=1)
+        eos = self._eos_ids()
+        for cur in range(prompt, total):
+            logits = self.run({"input_ids": ids, "attention_mask": mask})["logits"][:, cur - 1].astype(np.float64)
+            logits[:, eos] = -np.inf
+            ids[:, cur] = logits.argmax(-1)
+            mask[:, cur] = 1
+        self.generate_note = (f"greedy, {max_new_tokens} steps on one static graph of length {total} "
+                              "(no KV cache), EOS suppressed as min_new_tokens does")
+        return ids
+
+    def _eos_ids(self) -> list[int]:
+        import json
+
+        for name in ("generation_config.json", "config.json"):
+            path = self.export.path / name
+            if path.is_file():
+                eos = json.loads(path.read_text()).get("eos_token_id")
+                if eos is not None:
+                    return list(eos) if isinstance(eos, list) else [int(eos)]
+        return []
 
     def evidence(self) -> dict[str, Any]:
         ort, qnn = _ort(), _qnn()
@@ -407,6 +446,7 @@ class QnnSession:
             "cpu_ep_fallback": "disabled (session.disable_cpu_ep_fallback=1)",
             "nodes_by_ep": dict(nodes), "static_sessions": shapes, "compile_seconds": self.compile_seconds,
             "precision_note": "fp32 graph, HTP computes in fp16 (enable_htp_fp16_precision=1)",
+            "generate": getattr(self, "generate_note", None),
             "export": self.export.evidence(),
         }
 
@@ -446,8 +486,8 @@ class QnnBackend:
                 avail.kind, Unsupported)(avail.reason)
         if spec.task not in QNN_TASKS:
             raise Unsupported(f"qnn backend runs single-graph tasks {sorted(QNN_TASKS)} with static shapes; "
-                              f"{spec.task} needs a multi-graph / KV-cache export")
-        export = onnx_export(Path(model_dir), spec, "fp32")
+                              f"{spec.task} needs a multi-graph encoder-decoder export")
+        export = onnx_export(Path(model_dir), spec, "fp32", task=QNN_TASKS[spec.task])
         options = {**QNN_DEFAULT_OPTIONS, **(provider_options or {})}
         return QnnSession(export, spec, target, avail.details["backend_path"], options)
 
