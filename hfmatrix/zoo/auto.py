@@ -380,13 +380,30 @@ def compare(a: dict, b: dict) -> tuple[bool, str, float]:
     return not first, first, worst
 
 
+def _close(a: dict, b: dict) -> bool:
+    """torch.testing.assert_close with fp32 defaults (rtol 1.3e-6, atol 1e-5) on every tensor."""
+    import torch
+    try:
+        for k in a:
+            torch.testing.assert_close(a[k], b[k])
+    except (AssertionError, KeyError):
+        return False
+    return True
+
+
 def _check_finite(outs: dict) -> None:
     import torch
     if not outs:
         raise STAGE_ERRORS["forward"]("forward returned no tensors")
     bad = [k for k, t in outs.items() if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all()]
     if bad:
-        raise STAGE_ERRORS["forward"](f"non-finite values in {bad[:5]}")
+        kinds = {"nan": 0, "+inf": 0, "-inf": 0}
+        for k in bad:
+            t = outs[k]
+            kinds["nan"] += int(torch.isnan(t).sum())
+            kinds["+inf"] += int(torch.isposinf(t).sum()) if not t.is_complex() else 0
+            kinds["-inf"] += int(torch.isneginf(t).sum()) if not t.is_complex() else 0
+        raise STAGE_ERRORS["forward"](f"non-finite values in {bad[:5]} ({kinds})")
 
 
 def _forward(model, inputs: dict) -> dict:
@@ -500,8 +517,11 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                             and "input_ids" in text_inputs):
                         raise
                     m["full_path_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+                    try:
+                        out1 = _forward(model, text_inputs)
+                    except Exception:
+                        raise exc from None  # the text path fails too: report the full path's error
                     inputs, notes = text_inputs, notes + ["ran the text path only"]
-                    out1 = _forward(model, inputs)
                     m["ran_text_path_only"] = True
                 m["rules"] = sorted(set(m["rules"]) | used)
                 m["inputs"] = {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
@@ -532,9 +552,14 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                     if missing or unexpected:
                         m["loading_info"] = {"missing": missing[:10], "unexpected": unexpected[:10]}
                 with _stage(result, "reload"):
+                    # weights must come back bitwise; outputs bitwise or within fp32 assert_close
+                    # (a reloaded tensor may get another memory layout and so another kernel)
                     out3 = _forward(loaded, inputs)
                     same, why, diff = compare(out1, out3)
                     m["reload_max_abs"] = diff
+                    m["reload_bitwise"] = same
+                    if not same and _close(out1, out3):
+                        same = True
                     changed = _changed_weights(model, loaded)
                     if not same or changed:
                         raise STAGE_ERRORS["reload"](
@@ -557,6 +582,32 @@ def _changed_weights(a, b) -> list[str]:
         if k in sb and (v.shape != sb[k].shape or not torch.equal(v, sb[k])):
             out.append(k)
     return out
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """Coverage per class plus the sweep's time and memory figures (per-type seconds: base + head)."""
+    per_type: dict[str, float] = {}
+    for r in records:
+        if r.get("model"):
+            per_type[r["model"]] = per_type.get(r["model"], 0.0) + float(r.get("duration") or 0)
+    times = sorted(per_type.values())
+    rss = [(r.get("measures") or {}).get("peak_rss_mb") or 0 for r in records]
+    outcomes: dict[str, int] = {}
+    for r in records:
+        outcomes[r.get("outcome", "?")] = outcomes.get(r.get("outcome", "?"), 0) + 1
+    stages: dict[str, int] = {}
+    for r in records:
+        if r.get("outcome") == "failed":
+            st = (r.get("measures") or {}).get("stage") or "?"
+            stages[st] = stages.get(st, 0) + 1
+    slow = sorted(per_type.items(), key=lambda kv: -kv[1])[:5]
+    return {
+        "coverage": coverage_table(records), "outcomes": outcomes, "failed_by_stage": stages,
+        "types": len(per_type), "test_seconds_total": round(sum(times), 1),
+        "type_seconds_median": round(times[len(times) // 2], 2) if times else 0,
+        "type_seconds_max": round(times[-1], 2) if times else 0, "slowest": slow,
+        "peak_rss_mb_max": max(rss) if rss else 0,
+    }
 
 
 # ----------------------------------------------------------------------------- ablation
@@ -613,7 +664,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablate", metavar="RECORDS", help="records-*.jsonl of a sweep: for each --rule, rerun the "
                     "passing types it fired on with it disabled and count the types it recovered")
     ap.add_argument("--rule", action="append", default=[])
+    ap.add_argument("--summary", metavar="RECORDS", help="coverage table, timings and memory of a sweep's records")
     args = ap.parse_args(argv)
+    if args.summary:
+        with open(args.summary) as fh:
+            print(json.dumps(summarize([json.loads(line) for line in fh if line.strip()]), indent=1))
+        return 0
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

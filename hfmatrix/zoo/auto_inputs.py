@@ -137,7 +137,21 @@ def image(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     if _is_int(frames) and is_video_model(ctx) and ctx.enabled("video"):
         ctx.recipes.add("video")
         return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
+    five_d = ctx.rules.raw.get("inputs", {}).get("five_d_with", ())
+    if any(p in ctx.params for p in five_d) and ctx.enabled("image-stack"):
+        ctx.recipes.add("image-stack")
+        return torch.rand((ctx.batch, 1, channels, h, w), generator=ctx.gen) * 2 - 1
     return torch.rand((ctx.batch, channels, h, w), generator=ctx.gen) * 2 - 1
+
+
+def video(ctx: Context, name: str, inputs: dict) -> torch.Tensor | None:
+    if not ctx.enabled("video"):
+        return None
+    ctx.recipes.add("video")
+    channels = int(ctx.cfg("num_channels", "in_channels", "in_chans", default=3))
+    h, w = image_hw(ctx)
+    frames = int(ctx.cfg("frames_per_clip", "num_frames", default=4))
+    return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
 
 
 def is_video_model(ctx: Context) -> bool:
@@ -187,7 +201,9 @@ def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
 
 def image_mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     pv = inputs.get("pixel_values")
-    h, w = (pv.shape[-2], pv.shape[-1]) if pv is not None and pv.dim() == 4 else image_hw(ctx)
+    h, w = (pv.shape[-2], pv.shape[-1]) if pv is not None and pv.dim() >= 4 else image_hw(ctx)
+    if pv is not None and pv.dim() == 5 and name == "pixel_attention_mask":
+        return torch.ones((pv.shape[0], pv.shape[1], h, w), dtype=torch.bool)
     return torch.ones((ctx.batch, h, w), dtype=torch.long)
 
 
@@ -214,7 +230,17 @@ def waveform(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     n = int(sampling_rate(ctx) * ctx.rules.limits.get("audio_seconds", 1.0))
     t = torch.arange(n) / sampling_rate(ctx)
     tone = torch.sin(2 * torch.pi * 440.0 * t)
-    return (0.5 * tone + 0.1 * torch.randn((ctx.batch, n), generator=ctx.gen)).float()
+    wave = (0.5 * tone + 0.1 * torch.randn((ctx.batch, n), generator=ctx.gen)).float()
+    channels = ctx.cfg("audio_channels")
+    return wave[:, None, :].repeat(1, channels, 1) if _is_int(channels) else wave  # codecs: (B, channels, T)
+
+
+def features_mask(ctx: Context, name: str, inputs: dict):
+    feats = inputs.get("input_features")
+    if feats is None or name in inputs:
+        return inputs.get(name)
+    frames = feats.shape[-1] if feats.shape[1] < feats.shape[-1] else feats.shape[1]
+    return torch.ones((feats.shape[0], frames), dtype=torch.long)
 
 
 def audio_features(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
@@ -273,7 +299,7 @@ KINDS = {
     "tokens": tokens, "mask": mask, "zeros-like-tokens": zeros_like_tokens, "boxes": boxes,
     "image": image, "image-mask": image_mask, "patch-noise": patch_noise,
     "waveform": waveform, "audio-features": audio_features, "vision-patches": vision_patches,
-    "image-sizes": image_sizes, "past-values": past_values, "ones-like-past": lambda ctx, name, inputs: (
+    "image-sizes": image_sizes, "features-mask": features_mask, "video": video, "past-values": past_values, "ones-like-past": lambda ctx, name, inputs: (
         torch.ones_like(inputs["past_values"]) if "past_values" in inputs else None),
 }
 
@@ -289,7 +315,7 @@ def wanted_params(ctx: Context) -> list[str]:
         if p.default is inspect.Parameter.empty or name in optional:
             names.append(name)
     # order: tokens first (masks follow them), images before their masks
-    order = ["input_ids", "decoder_input_ids", "pixel_values"]
+    order = ["input_ids", "decoder_input_ids", "pixel_values", "input_values", "input_features", "past_values"]
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order)))
 
 
@@ -303,7 +329,11 @@ def synthesize(model, rules: Rules, text_only: bool = False, seed: int = 0,
                   seq=int(rules.limits.get("seq_len", 16)))
     text_names = set(spec.get("text", ()))
     inputs: dict[str, Any] = {}
-    for name in wanted_params(ctx):
+    names = wanted_params(ctx)
+    for group in spec.get("exclusive", ()):
+        present = [n for n in group if n in names]
+        names = [n for n in names if n not in present[1:]]
+    for name in names:
         if text_only and name not in text_names:
             continue
         if name in inputs:

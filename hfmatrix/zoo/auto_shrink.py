@@ -159,46 +159,47 @@ _LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "
 
 
 def _fix_per_layer_lists(orig: dict, new: dict, rules: Rules) -> bool:
-    """Per-layer lists (layer_types, block types, index lists) follow the new layer count.
+    """Per-layer lists (layer_types, block types, per-layer sizes, index lists) follow the new layer count.
 
     A list as long as the old layer count keeps one entry of each distinct kind (first occurrences,
     in order): a hybrid model keeps its attention *and* its mamba/linear layers, and the layer count
     grows to the number of kinds (at most 4) when two layers cannot hold them all. A sorted list of
-    layer indices keeps the indices below the new count.
+    layer indices keeps the indices below the new count; a {layer index: ...} dict likewise.
     """
     changed = False
     for count_key in _LAYER_COUNT_KEYS:
         old_n, new_n = orig.get(count_key), new.get(count_key)
         if not (_is_int(old_n) and _is_int(new_n)) or new_n >= old_n or old_n <= 1:
             continue
+        per_layer = {}
+        for key, value in new.items():
+            if key == count_key or key in _LAYER_COUNT_KEYS or not isinstance(value, list) or len(value) != old_n:
+                continue
+            rule = rules.rule_for(key, new)
+            if rule is not None and rule.name in ("width", "stage-depths"):
+                continue
+            if _looks_like_indices(value, old_n):
+                continue
+            kinds = []
+            for v in value:
+                if v not in kinds:
+                    kinds.append(v)
+            per_layer[key] = kinds[:4]
+        n = max([new_n] + [len(k) for k in per_layer.values()])
+        if n != new_n:
+            new[count_key] = n
+            changed = True
+        for key, kinds in per_layer.items():
+            new[key] = [kinds[i % len(kinds)] for i in range(n)]
+            changed = True
         for key, value in list(new.items()):
-            if key == count_key or not isinstance(value, list) or key in _LAYER_COUNT_KEYS:
-                continue
-            rule = rules.rule_for(key)
-            if rule is not None and rule.name != "layers":
-                continue
-            if len(value) == old_n and not _looks_like_indices(value, old_n):
-                kinds = []
-                for v in value:
-                    if v not in kinds:
-                        kinds.append(v)
-                kinds = kinds[:4]
-                n = max(new[count_key], len(kinds))
-                if n != new[count_key]:
-                    new[count_key] = n
-                    changed = True
-                new[key] = (kinds * n)[:n] if len(kinds) < n else kinds[:n]
+            if isinstance(value, list) and value and _looks_like_indices(value, old_n) and max(value) >= n:
+                new[key] = [i for i in value if i < n]
                 changed = True
-            elif _looks_like_indices(value, old_n) and value != [i for i in value if i < new[count_key]]:
-                new[key] = [i for i in value if i < new[count_key]]
+            elif isinstance(value, dict) and value and all(str(k).isdigit() for k in value) \
+                    and any(int(k) >= n for k in value):
+                new[key] = {k: v for k, v in value.items() if int(k) < n}
                 changed = True
-        for key, value in list(new.items()):  # {layer index: overrides}
-            if isinstance(value, dict) and value and all(str(k).isdigit() for k in value) \
-                    and any(int(k) >= new[count_key] for k in value):
-                new[key] = {k: v for k, v in value.items() if int(k) < new[count_key]}
-                changed = True
-    # A list sized by the old count that we truncated above may have raised the count: re-truncate
-    # the other per-layer lists to it.
     return changed
 
 
@@ -244,7 +245,7 @@ def _fix_ssm_heads(orig: dict, new: dict, rules: Rules) -> bool:
         h, d, e, w = (new.get(k) for k in (heads_key, dim_key, expand_key, hidden_key))
         if not (_is_int(h) and _is_int(d) and isinstance(e, (int, float)) and _is_int(w)):
             continue
-        inner = int(e * w)
+        inner = new["mamba_d_ssm"] if _is_int(new.get("mamba_d_ssm")) else int(e * w)
         if h * d != inner and inner % d == 0:
             new[heads_key] = inner // d
             changed = True
@@ -350,7 +351,8 @@ def _fix_rope_sections(orig: dict, new: dict, rules: Rules) -> bool:
             new["hidden_size"] // heads if _is_int(new.get("hidden_size")) and _is_int(heads) and heads else None)
         if not head_dim:
             continue
-        sections, target = rp["mrope_section"], head_dim // 2
+        factor = new.get("partial_rotary_factor", rp.get("partial_rotary_factor", 1.0)) or 1.0
+        sections, target = rp["mrope_section"], int(head_dim * factor) // 2
         if sum(sections) == target:
             continue
         scaled = [max(1, s * target // sum(sections)) for s in sections]
@@ -375,7 +377,52 @@ def _fix_hierarchical_resolution(orig: dict, new: dict, rules: Rules) -> bool:
     return True
 
 
+_FEATURE_LAYER_KEYS = ("vision_feature_layer", "vision_feature_layers", "feature_layers", "select_layer",
+                       "mm_vision_select_layer", "vision_feature_layer_indices")
+
+
+def clamp_feature_layers(root: dict) -> bool:
+    """Indices of vision layers whose features a projector reads (vipllava's [-2, -5, -8, -11, 6])
+    point at layers that still exist: positive ones at most the last layer, negative ones at most
+    the embedding output. The number of indices (the projector's input width) is kept."""
+    layers = None
+    for d in _walk_dicts(root):
+        for key in ("vision_config", "vision_tower_config"):
+            sub = d.get(key)
+            if isinstance(sub, dict) and _is_int(sub.get("num_hidden_layers")):
+                layers = sub["num_hidden_layers"]
+    if layers is None:
+        return False
+    changed = False
+
+    def clamp(i):
+        return min(i, layers - 1) if i >= 0 else max(i, -(layers + 1))
+    for d in _walk_dicts(root):
+        for key in _FEATURE_LAYER_KEYS:
+            v = d.get(key)
+            new = clamp(v) if _is_int(v) else [clamp(i) for i in v] if _is_int_list(v) else v
+            if new != v:
+                d[key] = new
+                changed = True
+    return changed
+
+
+def _fix_feature_layers(orig: dict, new: dict, rules: Rules) -> bool:
+    return False  # needs the vision layer count from a sibling sub-config: shrink_config runs clamp_feature_layers
+
+
+def _fix_layout_2d(orig: dict, new: dict, rules: Rules) -> bool:
+    c, sh, w = new.get("coordinate_size"), new.get("shape_size"), new.get("hidden_size")
+    if not (_is_int(c) and _is_int(sh) and _is_int(w)) or 4 * c + 2 * sh == w:
+        return False
+    new["coordinate_size"] = w // 6
+    new["shape_size"] = (w - 4 * (w // 6)) // 2
+    return 4 * new["coordinate_size"] + 2 * new["shape_size"] == w
+
+
 FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
+    "layout-2d": _fix_layout_2d,
+    "feature-layers": _fix_feature_layers,
     "hierarchical-resolution": _fix_hierarchical_resolution,
     "backbone-stages": _fix_backbone_stages,
     "rope-sections": _fix_rope_sections,
@@ -397,19 +444,34 @@ def code_mrope_default(config_class) -> list[int] | None:
     import inspect as _inspect
     try:
         mod = importlib.import_module(config_class.__module__.replace(".configuration_", ".modeling_"))
-        found = _MROPE_DEFAULT.search(_inspect.getsource(mod))
+        source = _inspect.getsource(mod)
     except Exception:
         return None
+    found = _MROPE_DEFAULT.search(source)
+    if not found:  # modular models reuse another model's rotary class: look there too
+        for other in re.findall(r"from \.\.(\w+)\.modeling_\w+ import", source):
+            try:
+                found = _MROPE_DEFAULT.search(_inspect.getsource(importlib.import_module(
+                    f"transformers.models.{other}.modeling_{other}")))
+            except Exception:
+                continue
+            if found:
+                break
     return [int(x) for x in found.group(1).split(",") if x.strip()] if found else None
 
 
-def _add_code_mrope(root: dict, default: list[int]) -> bool:
-    """Give the shrunk text config the model code's default RoPE sections explicitly, so the
+def _add_code_mrope(root: dict, config_class) -> bool:
+    """Give each (sub-)config the RoPE sections its model code falls back to, explicitly, so the
     rope-sections fixup can scale them to the new head_dim."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     changed = False
     for d in _walk_dicts(root):
         rp = d.get("rope_parameters")
-        if isinstance(rp, dict) and "mrope_section" not in rp and _is_int(d.get("num_attention_heads")):
+        if not (isinstance(rp, dict) and "mrope_section" not in rp and _is_int(d.get("num_attention_heads"))):
+            continue
+        cls = CONFIG_MAPPING[d["model_type"]] if d.get("model_type") in CONFIG_MAPPING else config_class
+        default = code_mrope_default(cls) or (code_mrope_default(config_class) if cls is not config_class else None)
+        if default:
             d["rope_parameters"] = {**rp, "mrope_section": list(default)}
             changed = True
     return changed
@@ -422,11 +484,11 @@ def shrink_config(config_class, rules: Rules | None = None):
     fired: set[str] = set()
     original = base.to_dict()
     if "rope-sections" in rules.fixups and "rope-sections" not in rules.disabled:
-        default = code_mrope_default(config_class)
-        if default:
-            _add_code_mrope(original, default)
+        _add_code_mrope(original, config_class)
     small = shrink_dict(original, rules, fired)
     if "token-ids" in rules.fixups and "token-ids" not in rules.disabled and remap_token_ids(small):
         fired.add("token-ids")
+    if "feature-layers" in rules.fixups and "feature-layers" not in rules.disabled and clamp_feature_layers(small):
+        fired.add("feature-layers")
     small.pop("transformers_version", None)
     return config_class.from_dict(small), sorted(fired)
