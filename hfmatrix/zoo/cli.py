@@ -1,4 +1,9 @@
-"""`hfmatrix zoo list | build [IDS...] | verify [IDS...]`: look at and pre-build the model zoo."""
+"""`hfmatrix zoo list | build | verify | check [IDS...]`: look at, pre-build and smoke-run the model zoo.
+
+``check`` = build + load through the Auto class (no missing/unexpected keys) + a torch forward on
+example(0) and example(1) with finite outputs + greedy generation with its smallest top-1/top-2 gap;
+it is how a backend env shows its transformers version can build and run the whole zoo.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from .materialize import cache_root, versions
 
     p = argparse.ArgumentParser(prog="hfmatrix zoo")
-    p.add_argument("action", choices=("list", "build", "verify"))
+    p.add_argument("action", choices=("list", "build", "verify", "check"))
     p.add_argument("ids", nargs="*", help="zoo ids (default: all)")
     p.add_argument("--zoo-file", default=None)
     p.add_argument("--cache", default=None, help="zoo cache dir (default $HFMATRIX_CACHE/zoo or the user cache)")
@@ -42,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             path = materialize(spec, cache_dir=args.cache)
             problems = verify(path) if args.action == "verify" and spec.source == "random" else []
             status = "ok" if not problems else "bad: " + "; ".join(problems)
+            if args.action == "check":
+                status = check(spec, path)
             rc |= bool(problems)
         except TypedSkip as exc:
             path, status = None, f"skipped [{exc.kind}] {exc.reason}"
@@ -55,3 +62,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     return rc
+
+
+def check(spec, path) -> str:
+    """Load + forward + generate with torch; raises on any defect, returns a one-line summary."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from .inputs import example, generation_inputs
+    from .materialize import loading_problems
+
+    transformers.utils.logging.disable_progress_bar()
+    t = time.perf_counter()
+    model, info = getattr(transformers, spec.auto_class).from_pretrained(path, output_loading_info=True)
+    bad = loading_problems(model, info)
+    if bad:
+        raise RuntimeError(f"loading info not clean: {bad}")
+    model.eval()
+    shapes = []
+    for index in (0, 1):
+        x = example(spec, path, index)
+        with torch.no_grad():
+            out = model(**{k: torch.from_numpy(v) for k, v in x.items()})
+        for name in spec.outputs:
+            if not np.isfinite(out[name].numpy()).all():
+                raise RuntimeError(f"{name} not finite for example {index}")
+        shapes.append(",".join(f"{k}{list(v.shape)}" for k, v in x.items()))
+    summary = f"ok  in {shapes[0]}  out " + ",".join(f"{n}{list(out[n].shape)}" for n in spec.outputs)
+    if spec.generate:
+        gen = generation_inputs(spec, path)
+        with torch.no_grad():
+            res = model.generate(**{k: torch.from_numpy(v) for k, v in gen.items()}, do_sample=False,
+                                 max_new_tokens=int(spec.generate["max_new_tokens"]),
+                                 output_scores=True, return_dict_in_generate=True)
+        gap = min(float((lambda v: v[0] - v[1])(torch.topk(s[0].float(), 2).values)) for s in res.scores)
+        summary += f"  gen {res.sequences[0].tolist()[-int(spec.generate['max_new_tokens']):]} min-gap {gap:.3f}"
+    return summary + f"  ({time.perf_counter() - t:.1f}s)"

@@ -254,6 +254,22 @@ def _build_processor(cfg: dict[str, Any], tokenizer):
     return cls(**kwargs)
 
 
+def loading_problems(model, info: dict) -> dict:
+    """Missing / unexpected / mismatched keys from ``from_pretrained(..., output_loading_info=True)``.
+
+    An "unexpected" key naming a buffer the model itself registers (e.g. BERT's
+    ``embeddings.position_ids``, which all-MiniLM-L6-v2's checkpoint carries) loses no data:
+    transformers 5.3 reports it, 4.57 and 5.24 do not. Everything else counts.
+    """
+    buffers = {name for name, _ in model.named_buffers()}
+    bad = {}
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        values = [v for v in (info.get(key) or ()) if not (key == "unexpected_keys" and v in buffers)]
+        if values:
+            bad[key] = sorted(map(str, values))
+    return bad
+
+
 def _check_reload(spec: ModelSpec, folder: Path, built) -> None:
     """Refuse to publish a folder the Auto classes cannot load back without missing/unexpected keys."""
     import torch
@@ -261,7 +277,7 @@ def _check_reload(spec: ModelSpec, folder: Path, built) -> None:
 
     auto = getattr(transformers, spec.auto_class)
     loaded, info = auto.from_pretrained(folder, output_loading_info=True)
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    bad = loading_problems(loaded, info)
     if bad:
         raise RuntimeError(f"{spec.id}: reload through {spec.auto_class} is not clean: {bad}")
     ref = built.state_dict()
