@@ -220,8 +220,9 @@ class OrtSession:
             }
             if self.target.precision == "fp16":
                 self._evidence["precision_note"] = (
-                    "fp16 export (weights and activations fp16); ORT inserts Cast nodes around ops the EP "
-                    "has no fp16 kernel for (cast_nodes_by_ep vs Cast_nodes_in_export)")
+                    "optimum fp16 export: fp16 weights and activations between ops; where the EP has no fp16 "
+                    "kernel ORT computes through Cast nodes (InsertCastTransformer). nodes_by_ep and "
+                    "cast_nodes_by_ep count the graph after ORT's optimizations, Cast_nodes_in_export before")
         return self._evidence
 
     def close(self) -> None:
