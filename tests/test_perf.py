@@ -307,3 +307,22 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     svg = plot_latency(tmp_path / "results-2", tmp_path / "perf.svg")
     text = svg.read_text()
     assert "bert" in text and "gpt2" in text and "regression" in text
+
+
+def test_coverage_is_paused_while_measuring():
+    coverage = pytest.importorskip("coverage", reason="[dependency-missing] coverage not installed")
+    from hfmatrix.perf.measure import coverage_paused
+    from hfmatrix.perf.runner import tracing
+    if sys.gettrace() is not None:
+        pytest.skip("[unsupported-by-backend] this run is traced already (coverage/debugger): the pause is not observable")
+    cov = coverage.Coverage(data_file=None)
+    cov.start()
+    try:
+        assert tracing()
+        with coverage_paused() as paused:
+            assert paused and not tracing()
+        assert tracing() and coverage.Coverage.current() is cov
+    finally:
+        cov.stop()
+    with coverage_paused() as paused:
+        assert not paused

@@ -20,6 +20,7 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
           "threads": {"requested": 1, "intra_op": 1, "inter_op": 2, "applied_by": "torch.set_num_threads"},
           "timer": "wall" | "cuda-event",
           "conditions": {"threads", "timer", "tracing", "inputs": {name: [shape, dtype]}, "batch_inputs"},
+          "machine": {"before"|"after": {"loadavg_1m", "usable_cores"}},   # how busy the machine was
           "config": {"warmup", "min_iters", "min_time", "batch_size", "batch_iters", "threads", "factor",
                      "alpha", "on_regression", "confirm", ...},
           "evidence": {...},                                    # Session.evidence(): where it ran
@@ -48,6 +49,8 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
            "min", "max", "p50", "p90", "p95", "p99"}
     MEM = {"unit": "MB", "max_ram" (peak RSS of the process during the block), "ram_before",
            "ram_after", "ram_delta", "rss_samples", "rss_interval_s",
+           "sampled_over": "warm-up calls" (forward*: RSS is sampled over the untimed warm-up calls of
+           the same work, never during timed calls),
            + device counters where the backend exposes them: "max_allocated", "allocated", "reserved"}
     CMP = {"verdict", "ratio", "p_value", "baseline_median", "current_median", "n_baseline",
            "n_current", "factor", "alpha", "reason"}

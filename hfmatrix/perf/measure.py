@@ -5,7 +5,9 @@
   wall clock (``perf_counter_ns``) with the device synchronized inside the timed region, or CUDA
   events on torch cuda/rocm (recorded around each call, read once after a final synchronize).
 * ``RssSampler``: a daemon thread reading this process's RSS (psutil) every ``interval`` s; the
-  peak is what the block needed at most, ``before`` what it started from.
+  peak is what the block needed at most, ``before`` what it started from. Keep it off timed calls
+  that are compared: on 2 busy cores a sampler thread competing for the GIL added ~8% to MiniLM's
+  p50 (the runner samples the warm-up calls instead; load and the single first call are sampled).
 * ``pinned_threads(backend, n)``: sets the intra-op thread count where the backend lets us
   (torch.set_num_threads) and exports HFMATRIX_THREADS for backends that read it at load time.
 """
@@ -102,6 +104,31 @@ def pinned_threads(backend: str, n: int) -> Iterator[dict[str, Any]]:
             os.environ.pop(THREADS_ENV, None)
         else:
             os.environ[THREADS_ENV] = old_env
+
+
+# ----------------------------------------------------------------------------- tracers
+@contextmanager
+def coverage_paused() -> Iterator[bool]:
+    """Stop every active coverage.py collector for the block (yields whether any was stopped).
+
+    Coverage's tracer runs on every Python call, also in transformers' code: under it a MiniLM
+    forward took about twice as long here. Benchmarks measure the code, not the tracer. (An xdist
+    worker under pytest-cov has two nested collectors: all are stopped, then restarted in order.)"""
+    import sys
+    stopped = []
+    if "coverage" in sys.modules:
+        current = getattr(sys.modules["coverage"].Coverage, "current", None)
+        for _ in range(8):
+            cov = current() if current else None
+            if cov is None:
+                break
+            cov.stop()
+            stopped.append(cov)
+    try:
+        yield bool(stopped)
+    finally:
+        for cov in reversed(stopped):
+            cov.start()
 
 
 # ----------------------------------------------------------------------------- timers

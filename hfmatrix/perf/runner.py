@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import baselines, gate
-from .measure import (RssSampler, pinned_threads, run_timed, summarize, time_once, timer_for)
+from .measure import (RssSampler, coverage_paused, pinned_threads, run_timed, summarize, time_once, timer_for)
 
 #: metrics the gate compares (the others are single samples: reported, never gated)
 GATED = ("forward", "forward_batch")
@@ -145,7 +145,7 @@ def measure(load: Callable[[], Any], inputs: dict, batch_inputs: dict | None, cf
     reset_peak, read_memory = device_memory_ops(backend)
     report: dict[str, Any] = {}
     load_before = machine_load()
-    with pinned_threads(backend, cfg.threads) as threads:
+    with coverage_paused() as paused, pinned_threads(backend, cfg.threads) as threads:
         gc.collect()
         with RssSampler(cfg.rss_interval / 4) as rss:
             t0 = time.perf_counter()
@@ -161,11 +161,12 @@ def measure(load: Callable[[], Any], inputs: dict, batch_inputs: dict | None, cf
         if batch_inputs is not None:
             report["forward_batch"] = _steady(session, batch_inputs, cfg.batch_size, 1, cfg.batch_iters, cfg,
                                               make_timer, reset_peak, read_memory, device)
+        traced = tracing()  # after pausing coverage: a debugger or profiler still counts
     timer_name = make_timer().name
     conditions = {"threads": threads.get("intra_op") or threads["requested"], "timer": timer_name,
-                  "tracing": tracing(), "inputs": input_signature(inputs),
+                  "tracing": traced, "inputs": input_signature(inputs),
                   "batch_inputs": input_signature(batch_inputs) if batch_inputs is not None else None}
-    machine = {"before": load_before, "after": machine_load()}
+    machine = {"before": load_before, "after": machine_load(), "coverage_paused": paused}
     return session, {"threads": threads, "timer": timer_name, "conditions": conditions, "machine": machine,
                      "report": report}
 
@@ -174,7 +175,7 @@ def remeasure(measured: Measured, metric: str, cfg: PerfConfig, *, backend: str,
     """Fresh steady-state samples of one gated metric (the session is reloaded if it was closed)."""
     inputs = measured.inputs if metric == "forward" else measured.batch_inputs
     iters = cfg.min_iters if metric == "forward" else cfg.batch_iters
-    with pinned_threads(backend, cfg.threads):
+    with coverage_paused(), pinned_threads(backend, cfg.threads):
         session = measured.open_session()
         gc.collect()
         timed = run_timed(lambda: session.run(inputs), warmup=cfg.warmup, min_iters=iters, min_time=cfg.min_time,
@@ -264,8 +265,9 @@ def _busy(machine: dict[str, Any], max_load: float) -> str:
     """A reason when the 1-min load average per usable core exceeded max_load while measuring."""
     if not max_load:
         return ""
-    worst = max((m.get("loadavg_1m") or 0.0) for m in machine.values()) if machine else 0.0
-    cores = next((m.get("usable_cores") for m in machine.values() if m.get("usable_cores")), 1)
+    loads = [m for m in machine.values() if isinstance(m, dict)]
+    worst = max(((m.get("loadavg_1m") or 0.0) for m in loads), default=0.0)
+    cores = next((m.get("usable_cores") for m in loads if m.get("usable_cores")), 1)
     if worst > max_load * cores:
         return f"machine busy while measuring (1-min load {worst:.1f} on {cores} cores > {max_load:g} per core)"
     return ""
