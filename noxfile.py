@@ -52,7 +52,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
-    session.run("python", "-m", "hwprobe", "--json", "--out", str(out / "hwprobe.json"))
+    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"))  # table in the log, JSON in the file
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
         "python", "-m", "coverage", "run", "-m", "pytest", *paths,
