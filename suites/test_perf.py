@@ -52,6 +52,8 @@ def _headline(entry: dict) -> dict:
     if "forward_batch" in r:
         out.update(batch_size=r["forward_batch"]["batch_size"], throughput_batch=r["forward_batch"]["throughput"]["value"],
                    p50_batch_ms=r["forward_batch"]["latency"]["p50"] * 1e3)
+    if "cold_load" in r:
+        out["cold_load_s"] = r["cold_load"]["latency"]["values"][0]
     if "max_allocated" in r["forward"]["memory"]:
         out["device_peak_mb"] = r["forward"]["memory"]["max_allocated"]
     return out
@@ -98,6 +100,8 @@ def test_perf_vs_baseline(request, case, model_dir, perf_config, measure):
         numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
         numbers[f"{metric}_verdict"] = block["verdict"]
     numbers["regression"] = verdict == gate.REGRESSION
+    if cmp.get("undecided"):
+        numbers["undecided"] = cmp["undecided"]
     measure(**numbers)
     if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
         # the gate could not decide: say why (the missing piece is a usable baseline for this machine)

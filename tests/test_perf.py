@@ -3,7 +3,6 @@ harness's fidelity, the lock, and the perf suite end to end with planted baselin
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -264,7 +263,8 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     doc = bench.read(tmp_path / "results" / "torch" / "bench-all.json")
     assert doc["fingerprint"]["id"] == baselines.fingerprint()["id"]
     (e,) = [x for x in doc["benchmarks"] if x["model"] == "bert"]
-    assert set(e["report"]) == {"load", "first_call", "forward", "forward_batch"}
+    assert set(e["report"]) - {"cold_load"} == {"load", "first_call", "forward", "forward_batch"}
+    assert any("cold_load" in x["report"] for x in doc["benchmarks"])  # the process's first load, timed apart
     assert e["report"]["forward"]["latency"]["count"] >= 5 and e["report"]["forward_batch"]["batch_size"] == 2
     assert e["status"] == gate.NO_BASELINE and e["versions"]["torch"]
 

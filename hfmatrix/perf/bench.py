@@ -26,6 +26,8 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
           "evidence": {...},                                    # Session.evidence(): where it ran
           "notes": ["no forward_batch: spec lacks the batch capability"],
           "report": {
+            "cold_load":  {"latency": LAT},                    # only the process's first load of this backend:
+                                                               # framework imports included, untimed otherwise
             "load":       {"latency": LAT, "memory": MEM},     # one sample: backend.load() of a fresh session
             "first_call": {"batch_size": 1, "latency": LAT, "memory": MEM},   # one sample
             "forward":    {"batch_size": 1, "warmup", "loop_wall_s", "latency": LAT,
@@ -38,7 +40,7 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
           # present when the baseline check ran (test_perf_vs_baseline):
           "baseline_ms": baseline median of forward, "ratio": median ratio of forward, "p_value",
           "threshold": factor,
-          "comparison": {"verdict", "reason", "baseline_file", "fingerprint", "baseline_recorded",
+          "comparison": {"verdict", "reason", "undecided": {metric: why}, "baseline_file", "fingerprint", "baseline_recorded",
                          "baseline_versions", "metrics": {"forward": {"verdict", "summary",
                          "first": CMP, "confirmations": [CMP...], "final": CMP}, "forward_batch": {...}}}
         }

@@ -54,7 +54,11 @@ def plot_latency(source, out: Path | str, *, backend: str | None = None, metric:
                       + (f", {verdict}" if verdict and verdict != "measured" else "") + ")")
         colors.append({"regression": "#d62728", "improvement": "#2ca02c"}.get(verdict, "#1f77b4"))
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.38 * len(rows)))
-    box = ax.boxplot(rows, vert=False, whis=(0, 100), widths=0.6, patch_artist=True, showfliers=False)
+    style = dict(whis=(0, 100), widths=0.6, patch_artist=True, showfliers=False)
+    try:  # matplotlib >= 3.10 spells it orientation=, older ones vert=
+        box = ax.boxplot(rows, orientation="horizontal", **style)
+    except TypeError:
+        box = ax.boxplot(rows, vert=False, **style)
     for patch, c in zip(box["boxes"], colors):
         patch.set_facecolor(c)
         patch.set_alpha(0.55)
