@@ -42,7 +42,10 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
           "threshold": factor,
           "comparison": {"verdict", "reason", "undecided": {metric: why}, "baseline_file", "fingerprint", "baseline_recorded",
                          "baseline_versions", "metrics": {"forward": {"verdict", "summary",
-                         "first": CMP, "confirmations": [CMP...], "final": CMP}, "forward_batch": {...}}}
+                         "first": CMP, "confirmations": [CMP + "values": re-measured samples (s)], "final": CMP},
+                         "forward_batch": {...}}}
+          # report.<metric>.latency.values are the FIRST measurement; when a flagged regression was
+          # re-measured, the verdict ("final") comes from the last confirmation's values
         }
       ]
     }

@@ -4,7 +4,8 @@
 horizontal box per model × device × precision of that backend: the raw samples in milliseconds
 (log scale when they span more than a decade), the p50 marked, and — where a baseline file is
 found for the entry's fingerprint — the baseline's samples as a grey box right under it, with the
-verdict in the label. ``plot_all(source, out_dir)`` writes one file per backend.
+verdict in the label; a flagged regression's re-measurements get their own rows (the last one is
+what the verdict was decided on). ``plot_all(source, out_dir)`` writes one file per backend.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import Any, Iterable
 
 from . import baselines as _baselines
 from . import bench as _bench
+
+
+_COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "incomparable": "#ff7f0e"}
 
 
 def _entries(source) -> list[dict[str, Any]]:
@@ -47,12 +51,22 @@ def plot_latency(source, out: Path | str, *, backend: str | None = None, metric:
             rows.append([v * 1e3 for v in base])
             labels.append("  baseline")
             colors.append("#bbbbbb")
-        verdict = (e.get("comparison") or {}).get("metrics", {}).get(metric, {}).get("verdict") or e.get("status", "")
+        block = (e.get("comparison") or {}).get("metrics", {}).get(metric, {})
+        verdict = block.get("verdict") or e.get("status", "")
+        confirmations = block.get("confirmations") or []
         lat = e["report"][metric]["latency"]
+        first = (block.get("first") or {}).get("verdict", verdict) if confirmations else verdict
         rows.append([v * 1e3 for v in lat["values"]])
         labels.append(f"{e['model']} {e['device']} {e['precision']} (n={lat['count']}"
-                      + (f", {verdict}" if verdict and verdict != "measured" else "") + ")")
-        colors.append({"regression": "#d62728", "improvement": "#2ca02c"}.get(verdict, "#1f77b4"))
+                      + (f", {first}" if first and first != "measured" else "") + ")")
+        colors.append(_COLORS.get(first, "#1f77b4"))
+        for i, c in enumerate(confirmations, 1):  # a flagged regression's re-measurements, the last decides
+            if not c.get("values"):
+                continue
+            rows.append([v * 1e3 for v in c["values"]])
+            final = i == len(confirmations)
+            labels.append(f"  re-measured (n={c.get('n_current')}, {verdict if final else c.get('verdict')})")
+            colors.append(_COLORS.get(verdict if final else c.get("verdict"), "#1f77b4"))
     fig, ax = plt.subplots(figsize=(9, 1.0 + 0.38 * len(rows)))
     style = dict(whis=(0, 100), widths=0.6, patch_artist=True, showfliers=False)
     try:  # matplotlib >= 3.10 spells it orientation=, older ones vert=
@@ -66,8 +80,8 @@ def plot_latency(source, out: Path | str, *, backend: str | None = None, metric:
         ys = [i + ((j % 7) - 3) * 0.04 for j in range(len(vals))]
         ax.scatter(vals, ys, s=6, color=c, alpha=0.7, zorder=3)
     ax.set_yticks(range(1, len(rows) + 1), labels, fontsize=8)
-    lo = min(min(r) for r in rows)
-    hi = max(max(r) for r in rows)
+    lo = min(min(r) for r in rows if r)
+    hi = max(max(r) for r in rows if r)
     if lo > 0 and hi / lo > 10:
         ax.set_xscale("log")
     ax.set_xlabel(f"{metric} latency per call (ms); box: quartiles, whiskers: min–max, dots: samples")

@@ -247,9 +247,9 @@ def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, A
         final = first
         for i in range(cfg.confirm if first.flagged else 0):
             # a real regression survives a fresh measurement; a burst of load from neighbours does not
-            again = gate.compare(ref, remeasure(measured, metric, cfg, backend=e["backend"], device=e["device"]),
-                                 cfg.factor, cfg.alpha)
-            block.setdefault("confirmations", []).append(again.as_dict())
+            samples = remeasure(measured, metric, cfg, backend=e["backend"], device=e["device"])
+            again = gate.compare(ref, samples, cfg.factor, cfg.alpha)
+            block.setdefault("confirmations", []).append({**again.as_dict(), "values": samples})
             if not again.flagged:
                 final = again
                 break
