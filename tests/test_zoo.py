@@ -109,6 +109,17 @@ def test_materialize_is_content_addressed(zoo_cache):
     assert verify(first) == []
 
 
+@pytest.mark.parametrize("spec_id", ["bert", "t5"])  # WordPiece and Unigram: the trainers were not reproducible
+def test_builds_are_reproducible(spec_id, tmp_path):
+    """Same spec + same versions → byte-identical files, whoever builds it and wherever."""
+    sums = []
+    for cache in ("a", "b"):
+        path = materialize(SPECS[spec_id], cache_dir=tmp_path / cache)
+        files = json.loads((path / mat.MANIFEST).read_text())["files"]
+        sums.append({name: meta["sha256"] for name, meta in files.items()})
+    assert sums[0] == sums[1]
+
+
 def test_cache_location_follows_env_then_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("HFMATRIX_CACHE", str(tmp_path / "env"))
     assert mat.cache_root() == tmp_path / "env" / "zoo"

@@ -512,9 +512,10 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                 try:
                     out1 = _forward(model, inputs)
                 except Exception as exc:
+                    # a model that also takes optional image/audio inputs gets a second try on its text path
+                    # alone; the record says so (ran_text_path_only) and keeps the full path's error
                     text_inputs, _ = synthesize(model, rules, text_only=True)
-                    if not (text_only_fallback and m["arch_class"] == "multimodal" and text_inputs.keys() != inputs.keys()
-                            and "input_ids" in text_inputs):
+                    if not (text_only_fallback and text_inputs.keys() != inputs.keys() and "input_ids" in text_inputs):
                         raise
                     m["full_path_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
                     try:

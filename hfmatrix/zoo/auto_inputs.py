@@ -137,6 +137,9 @@ def image(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     if _is_int(frames) and is_video_model(ctx) and ctx.enabled("video"):
         ctx.recipes.add("video")
         return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
+    if _in_mappings(ctx, "pair_mappings") and ctx.enabled("image-pairs"):
+        ctx.recipes.add("image-pairs")
+        return torch.rand((ctx.batch, 2, channels, h, w), generator=ctx.gen) * 2 - 1
     five_d = ctx.rules.raw.get("inputs", {}).get("five_d_with", ())
     if any(p in ctx.params for p in five_d) and ctx.enabled("image-stack"):
         ctx.recipes.add("image-stack")
@@ -154,10 +157,14 @@ def video(ctx: Context, name: str, inputs: dict) -> torch.Tensor | None:
     return torch.rand((ctx.batch, frames, channels, h, w), generator=ctx.gen) * 2 - 1
 
 
-def is_video_model(ctx: Context) -> bool:
+def _in_mappings(ctx: Context, key: str) -> bool:
     import transformers.models.auto.modeling_auto as ma
     mt = getattr(ctx.config, "model_type", "")
-    return any(mt in getattr(ma, m, {}) for m in ctx.rules.raw.get("inputs", {}).get("video_mappings", ()))
+    return any(mt in getattr(ma, m, {}) for m in ctx.rules.raw.get("inputs", {}).get(key, ()))
+
+
+def is_video_model(ctx: Context) -> bool:
+    return _in_mappings(ctx, "video_mappings")
 
 
 def vision_patches(ctx: Context, name: str, inputs: dict):
@@ -188,7 +195,7 @@ def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
     """Flattened patches the way Qwen2-VL-style processors emit them, with image_grid_thw beside."""
     vc = getattr(ctx.config, "vision_config", ctx.config)
     p = int(getattr(vc, "patch_size", 14))
-    tp = int(getattr(vc, "temporal_patch_size", 2) or 1)
+    tp = int(getattr(vc, "temporal_patch_size", 1) or 1)
     merge = int(getattr(vc, "spatial_merge_size", 2) or 1)
     channels = int(getattr(vc, "in_channels", getattr(vc, "num_channels", 3)) or 3)
     g = 4 * merge
@@ -208,10 +215,20 @@ def image_mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
 
 
 def patch_noise(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+    """The noise that orders random masking (ViT-MAE style), given so forward is reproducible:
+    one value per patch, or per mask unit where the model masks units of patches (Hiera)."""
     h, w = image_hw(ctx)
-    p = ctx.cfg("patch_size", default=16)
-    p = p[0] if isinstance(p, (list, tuple)) else p
-    return torch.rand((ctx.batch, (h // p) * (w // p)), generator=ctx.gen)
+    stride = ctx.cfg("patch_stride")
+    unit = ctx.cfg("masked_unit_size")
+    if stride and unit:
+        stride = stride if isinstance(stride, (list, tuple)) else [stride, stride]
+        unit = unit if isinstance(unit, (list, tuple)) else [unit, unit]
+        n = (h // stride[0] // unit[0]) * (w // stride[-1] // unit[-1])
+    else:
+        p = ctx.cfg("patch_size", default=16)
+        p = p[0] if isinstance(p, (list, tuple)) else p
+        n = (h // p) * (w // p)
+    return torch.rand((ctx.batch, max(n, 1)), generator=ctx.gen)
 
 
 def sampling_rate(ctx: Context) -> int:

@@ -35,6 +35,8 @@ class Rule:
     has_set: bool = False
     #: the rule applies only in a config dict that also has one of these keys
     only_with: frozenset = frozenset()
+    #: value for the attribute when its default is None (a size the config class leaves to the user)
+    if_none: Any = None
 
     def matches(self, key: str, d: dict | None = None) -> bool:
         if key in self.exclude:
@@ -47,7 +49,9 @@ class Rule:
         """New value for an attribute this rule owns (the value itself when the rule leaves it)."""
         if self.has_set:
             return self.set
-        if _is_int(value) and self.cap is not None:
+        if value is None and self.if_none is not None:
+            return self.if_none
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self.cap is not None:
             return min(value, self.cap)
         if _is_int_list(value):
             if self.fill_lists is not None:
@@ -97,7 +101,7 @@ def load_rules(path: Path | str | None = None, disabled: str | None = None) -> R
             patterns=tuple(re.compile(p) for p in entry.get("patterns", ())),
             exclude=frozenset(entry.get("exclude", ())), cap=entry.get("cap"),
             fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry,
-            only_with=frozenset(entry.get("only_with", ()))))
+            only_with=frozenset(entry.get("only_with", ())), if_none=entry.get("if_none")))
     seen = set()
     for r in rules:
         if r.name in seen:
@@ -193,6 +197,8 @@ def _fix_per_layer_lists(orig: dict, new: dict, rules: Rules) -> bool:
             new[key] = [kinds[i % len(kinds)] for i in range(n)]
             changed = True
         for key, value in list(new.items()):
+            if "out_indices" in key or "out_features" in key:
+                continue  # backbone outputs: the backbone-stages fixup moves them
             if isinstance(value, list) and value and _looks_like_indices(value, old_n) and max(value) >= n:
                 new[key] = [i for i in value if i < n]
                 changed = True
@@ -322,11 +328,18 @@ def _fix_backbone_stages(orig: dict, new: dict, rules: Rules) -> bool:
     count_key = next((k for k in ("num_hidden_layers", "num_layers") if _is_int(new.get(k)) and _is_int(orig.get(k))), None)
     if count_key is None or new[count_key] >= orig[count_key]:
         return False
+    changed = False
+    bidx = new.get("backbone_out_indices")
+    if _is_int_list(bidx) and max(bidx) >= new[count_key]:  # DPT: hidden-state indices read by the neck
+        n = max(new[count_key], len(bidx))
+        new[count_key] = n
+        new["backbone_out_indices"] = list(range(n - len(bidx), n))
+        changed = True
     idx = new.get("out_indices")
     feats = new.get("out_features")
     k = len(idx) if isinstance(idx, list) and idx else len(feats) if isinstance(feats, list) and feats else 0
     if not k:
-        return False
+        return changed
     n = max(new[count_key], k)
     new[count_key] = n
     stages = list(range(n - k + 1, n + 1))

@@ -63,8 +63,10 @@ def batch(spec: ModelSpec, model_dir: Path | str, indices: Sequence[int] = (0, 1
 
 
 def lengths(spec: ModelSpec, model_dir: Path | str, indices: Sequence[int] = (0, 1)) -> list[int] | None:
-    """Real (unpadded) sequence length of each row of ``batch(indices)``; None when no row is padded
-    along a sequence axis that outputs share (vision, whisper, clip's single image)."""
+    """Real (unpadded) length of each row of ``batch(indices)``'s attention_mask; None when nothing is
+    padded (vision, whisper). Trim only outputs aligned with the input sequence: those whose axis 1
+    has the padded length (last_hidden_state, decoder logits), e.g. ``out[row, :lengths[row]]``;
+    t5's logits follow decoder_input_ids and need no trimming."""
     kind = _kind(spec, Path(model_dir))
     if kind not in ("text", "seq2seq", "llava"):
         return None
@@ -129,9 +131,11 @@ def _build(spec: ModelSpec, model_dir: Path, indices: tuple[int, ...]) -> Arrays
     if kind == "clip":
         if len(indices) != 1:
             raise ValueError(f"{spec.id}: clip inputs are one image against the label prompts; batch not defined")
-        out = _text(model_dir, list(LABEL_PROMPTS))
-        out.update(_vision(spec, model_dir, indices))
-        return out
+        proc = _processor(model_dir)
+        enc = proc(text=list(LABEL_PROMPTS), images=_images(spec, model_dir, indices), padding=True,
+                   return_tensors="np")
+        names = list(getattr(proc.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
+        return _np(enc, [*names, "pixel_values"])
     if kind == "whisper":
         out = _whisper(spec, model_dir, indices)
         out["decoder_input_ids"] = _decoder_start(model_dir, len(indices))

@@ -9,7 +9,10 @@ Cache layout (``<cache>`` = the ``cache_dir`` argument, else ``$HFMATRIX_CACHE/z
     <cache>/.tmp-<id>-<key>-<pid>-<rnd> a build in progress (or left by a killed builder)
 
 ``key`` hashes the spec digest, the library versions that shape the files (transformers,
-tokenizers, torch, safetensors) and BUILD_VERSION, so every backend env gets its own copy.
+tokenizers, torch, safetensors), BUILD_VERSION and the build code (this file and
+tiny_tokenizers.py), so every backend env gets its own copy and a recipe edit never reuses an old
+build. Weight init differs between transformers versions, so the same spec gives different
+weights per env: compare outputs against a reference computed in the same env only.
 A temp dir is never read; stale ones are removed by the next builder holding the lock.
 """
 from __future__ import annotations
@@ -58,8 +61,18 @@ def cache_root(cache_dir: Path | str | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("hfmatrix")) / "zoo"
 
 
+def _recipe_digest() -> str:
+    """The build code itself is part of the key: editing the recipe or the tokenizer corpus can never
+    serve a folder built by the old code (the tiny zoo rebuilds in seconds)."""
+    h = hashlib.sha256()
+    for name in ("materialize.py", "tiny_tokenizers.py"):
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def entry_name(spec: ModelSpec) -> str:
-    blob = json.dumps({"spec": spec.digest(), "versions": versions(), "build": BUILD_VERSION}, sort_keys=True)
+    blob = json.dumps({"spec": spec.digest(), "versions": versions(), "build": BUILD_VERSION,
+                       "recipe": _recipe_digest()}, sort_keys=True)
     return f"{spec.id}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -155,7 +168,8 @@ def _write_manifest(spec: ModelSpec, folder: Path) -> None:
         if not f.is_file():
             raise RuntimeError(f"{spec.id}: unexpected non-file {f.name} in the built folder")
         files[f.name] = {"size": f.stat().st_size, "sha256": _sha256(f)}
-    manifest = {"id": spec.id, "spec_digest": spec.digest(), "build": BUILD_VERSION, "versions": versions(),
+    manifest = {"id": spec.id, "spec_digest": spec.digest(), "build": BUILD_VERSION, "recipe": _recipe_digest(),
+                "versions": versions(),
                 "builder": {"pid": os.getpid(), "host": socket.gethostname()},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files}
     tmp = folder / (MANIFEST + ".part")

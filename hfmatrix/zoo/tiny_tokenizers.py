@@ -1,5 +1,7 @@
 """Tiny tokenizers trained locally with the `tokenizers` library (no hub access).
 
+Changing CORPUS or the learner changes every built tokenizer: the cache key hashes this file.
+
 A zoo entry names a ``style``; each style fixes its special tokens at ids 0..k (in the order listed
 below), so models.toml can state pad/bos/eos/image token ids without guessing. The trained vocab
 is small (≤ the requested size) and every id is < the model's vocab_size (materialize checks).
@@ -30,6 +32,7 @@ CORPUS = (
     "The robot learned to count from one to ten.",
     "Why is the sky blue? Because of scattering.",
     "Good tests are small, fast and honest.",
+    "Hello world! What is in the photo?\nDescribe the photo.\nWhat color is it?",
 )
 
 # style -> (model kind, special tokens in id order, role -> token, post-processing template or None)
@@ -100,35 +103,91 @@ STYLES: dict[str, dict[str, Any]] = {
 }
 
 
+def _learn_merges(words: dict[str, int], vocab_size: int, n_fixed: int, prefix: str = ""):
+    """Deterministic BPE merge learning (most frequent pair, ties broken by the pair's text).
+
+    The `tokenizers` trainers are not reproducible here: WordPiece and Unigram training on the same
+    corpus gives a different vocab on every run (even single-threaded), which would break the
+    content-addressed cache's promise (same spec + versions → same files). So we learn the merges
+    ourselves and hand the finished vocab to the `tokenizers` models. ``prefix`` = WordPiece's
+    continuing-subword prefix ("##"), empty for byte-level BPE / Metaspace unigram.
+    """
+    splits = {w: [c if i == 0 else prefix + c for i, c in enumerate(w)] for w in words}
+    counts: dict[str, int] = {}
+    for w, freq in words.items():
+        for sym in splits[w]:
+            counts[sym] = counts.get(sym, 0) + freq
+    alphabet = sorted(counts)
+    learned: list[str] = []
+    merges: list[tuple[str, str]] = []
+    while n_fixed + len(alphabet) + len(learned) < vocab_size:
+        pairs: dict[tuple[str, str], int] = {}
+        for w, freq in words.items():
+            sym = splits[w]
+            for pair in zip(sym, sym[1:]):
+                pairs[pair] = pairs.get(pair, 0) + freq
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        a, b = best
+        merged = a + (b[len(prefix):] if prefix and b.startswith(prefix) else b)
+        merges.append(best)
+        if merged not in counts:
+            learned.append(merged)
+        counts[merged] = counts.get(merged, 0) + pairs[best]
+        for w in words:
+            sym, out, i = splits[w], [], 0
+            while i < len(sym):
+                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            splits[w] = out
+    return alphabet, learned, merges, counts
+
+
 def _train(style: dict, vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    import math
+
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     kind = style["model"]
-    specials = style["specials"]
+    specials = list(style["specials"])
+    unk = style["roles"].get("unk_token")
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=style["roles"]["unk_token"]))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1)
+        normalizer, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        decoder, prefix = decoders.WordPiece(), "##"
     elif kind == "bpe-bytelevel":
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        # no initial alphabet: keeps the vocab tiny; bytes unseen in CORPUS are dropped (fine for tests)
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1,
-                                      show_progress=False)
+        # no initial 256-byte alphabet: keeps the vocab tiny; bytes absent from CORPUS are dropped
+        normalizer, pre = None, pre_tokenizers.ByteLevel(add_prefix_space=False)
+        decoder, prefix = decoders.ByteLevel(), ""
     elif kind == "unigram":
-        tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                          unk_token=style["roles"]["unk_token"], show_progress=False)
+        normalizer, pre, decoder, prefix = None, pre_tokenizers.Metaspace(), decoders.Metaspace(), ""
     else:
         raise ValueError(f"unknown tokenizer model {kind!r}")
+    words: dict[str, int] = {}
+    for line in CORPUS:
+        text = normalizer.normalize_str(line) if normalizer else line
+        for word, _ in pre.pre_tokenize_str(text):
+            words[word] = words.get(word, 0) + 1
+    alphabet, learned, merges, counts = _learn_merges(words, vocab_size, len(specials), prefix)
+    pieces = specials + alphabet + learned
+    vocab = {t: i for i, t in enumerate(pieces)}
     if kind == "wordpiece":
-        trainer.show_progress = False
-    tok.train_from_iterator(CORPUS, trainer=trainer)
+        model = models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##")
+    elif kind == "bpe-bytelevel":
+        model = models.BPE(vocab=vocab, merges=merges)
+    else:
+        total = sum(counts[p] for p in alphabet)
+        scores = [(t, 0.0) for t in specials] + [(t, math.log(counts[t] / total)) for t in alphabet + learned]
+        model = models.Unigram(scores, unk_id=specials.index(unk), byte_fallback=False)
+    tok = Tokenizer(model)
+    if normalizer:
+        tok.normalizer = normalizer
+    tok.pre_tokenizer, tok.decoder = pre, decoder
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     if style.get("template"):
         single, pair = style["template"]
         names = {t.split(":")[0] for t in (single + " " + pair).split() if not t.startswith("$")}
