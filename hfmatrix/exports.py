@@ -9,8 +9,8 @@ Layout, next to the zoo (``<root>`` = ``$HFMATRIX_CACHE``, else ``platformdirs.u
     <root>/exports/<kind>/<key>.lock                filelock: one exporter per key across processes
     <root>/exports/<kind>/.tmp-<key>-<pid>-<rnd>    an export in progress (or left by a killed one)
 
-``key`` hashes the model folder's content digest (the zoo manifest when there is one, else the
-sha256 of every file), the exporter/library versions, the options and FORMAT_VERSION. A refusal is
+``key`` hashes the model folder's content (sha256 of every file, never a manifest's word for it),
+the exporter/library versions, the options and FORMAT_VERSION. A refusal is
 cached only when the caller classifies the exception as "the exporter does not support this"
 (``unsupported(exc) -> message``); any other error propagates and is retried next time.
 """
@@ -31,7 +31,6 @@ from .skips import Unsupported
 #: bump when the cache layout or what goes into the key changes
 FORMAT_VERSION = "1"
 META = "hfmatrix-export.json"
-ZOO_MANIFEST = "hfmatrix-manifest.json"
 #: every export this process made (not found in the cache): lets self-tests count real exports
 EXPORTED: list[Path] = []
 
@@ -56,9 +55,9 @@ _DIGESTS: dict[tuple, str] = {}
 
 
 def folder_digest(model_dir: Path) -> str:
-    """Content digest of a model folder. A zoo entry's manifest already lists every file's sha256
-    (and is written last), so hashing it is enough; other folders are hashed file by file.
-    Memoised per process on (path, size, mtime) of every file."""
+    """sha256 over every file's name and bytes. Never trusts a manifest: a copy of a zoo folder with a
+    corrupted weight file keeps the manifest, and must not reuse the good folder's export (the
+    negative suite does exactly that). Memoised per process on (path, size, mtime) of every file."""
     model_dir = Path(model_dir).resolve()
     files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     stamp = tuple((str(p.relative_to(model_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
@@ -66,16 +65,12 @@ def folder_digest(model_dir: Path) -> str:
     if memo in _DIGESTS:
         return _DIGESTS[memo]
     h = hashlib.sha256()
-    manifest = model_dir / ZOO_MANIFEST
-    if manifest.is_file():
-        h.update(b"manifest\0" + manifest.read_bytes())
-    else:
-        for p in files:
-            h.update(str(p.relative_to(model_dir)).encode() + b"\0")
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            h.update(b"\0")
+    for p in files:
+        h.update(str(p.relative_to(model_dir)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
     _DIGESTS[memo] = h.hexdigest()
     return _DIGESTS[memo]
 

@@ -229,3 +229,18 @@ def test_qnn_missing_backend_library_is_hardware_absent():
         pytest.skip("[hardware-absent] this onnxruntime-qnn ships libQnnCpu.so")
     avail = get("qnn").available("cpu", "fp16")
     assert not avail.ok and avail.kind == "hardware-absent" and "libQnnCpu.so" in avail.reason
+
+
+def test_corrupted_copy_does_not_reuse_the_export(tmp_path):
+    """A copy of a folder with one weight byte flipped gets its own key, manifest or not."""
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "hfmatrix-manifest.json").write_text('{"files": {"model.safetensors": "abc"}}')
+    (good / "model.safetensors").write_bytes(bytes(range(64)))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "hfmatrix-manifest.json").write_text((good / "hfmatrix-manifest.json").read_text())
+    data = bytearray((good / "model.safetensors").read_bytes())
+    data[10] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    assert exports.folder_digest(good) != exports.folder_digest(bad)
