@@ -241,3 +241,25 @@ def test_known_failures_are_well_formed():
         assert mt in types, f"auto_known.toml names {mt!r}, not a model type of this transformers"
         assert k.stage in auto.STAGES and k.reason
         assert auto.class_name(mt, role)[0] is not None, f"{mt}/{role} has no class to fail"
+
+
+@pytest.mark.parametrize("mt,check", [
+    # backbone outputs name stages that survive the layer cut (DPT-style necks keep their four)
+    ("dinov2", lambda c: set(c.out_features) <= set(c.stage_names)),
+    ("depth_anything", lambda c: len(c.backbone_config.out_indices) == 4
+        and max(c.backbone_config.out_indices) <= c.backbone_config.num_hidden_layers),
+    # RoPE sections of multimodal text towers add up to half the shrunk head_dim (code default made explicit)
+    ("qwen2_vl_text", lambda c: sum(c.rope_parameters["mrope_section"]) == (c.hidden_size // c.num_attention_heads) // 2),
+    # swin: the last of 4 stages still holds one attention window
+    ("swin", lambda c: c.image_size // c.patch_size // 2 ** (len(c.depths) - 1) >= c.window_size),
+    # vision feature layers index layers that exist
+    ("vipllava", lambda c: all(-(c.vision_config.num_hidden_layers + 1) <= i < c.vision_config.num_hidden_layers
+                               for i in c.vision_feature_layers)),
+    # a size the config class leaves None gets one
+    ("esm", lambda c: c.vocab_size == 256),
+    # mamba2: heads * head_dim == expand * hidden
+    ("mamba2", lambda c: c.num_heads * c.head_dim == c.expand * c.hidden_size),
+])
+def test_fixups(mt, check):
+    cfg, _ = shrink_config(CONFIG_MAPPING[mt])
+    assert check(cfg), cfg.to_dict()

@@ -456,8 +456,9 @@ def run_case(case: AutoCase, rules: Rules | None = None, workdir: str | Path | N
     result = Result(case)
     try:
         _run(case, rules or default_rules(), workdir, text_only_fallback, tamper, result)
-    except StageFailure:
-        pass
+    except StageFailure as exc:  # raised outside a stage block (resolve_class): name its stage here
+        if not result.failed_stage:
+            result.failed_stage, result.error = exc.stage, exc.message
     finally:
         result.measures["stage"] = result.failed_stage or "passed"
     return result

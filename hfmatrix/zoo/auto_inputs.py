@@ -94,10 +94,11 @@ def tokens(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     return pool[idx]
 
 
-def mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
+def mask(ctx: Context, name: str, inputs: dict) -> torch.Tensor | None:
     like = inputs.get(name.replace("attention_mask", "input_ids"))
-    shape = tuple(like.shape[:2]) if like is not None else (ctx.batch, ctx.seq)
-    return torch.ones(shape, dtype=torch.long)
+    if like is None:
+        return None  # a mask for tokens this model was not given (audio/vision encoders)
+    return torch.ones(tuple(like.shape[:2]), dtype=torch.long)
 
 
 def zeros_like_tokens(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
@@ -189,6 +190,16 @@ def past_values(ctx: Context, name: str, inputs: dict) -> torch.Tensor:
     channels = int(ctx.cfg("num_input_channels", "input_size", default=1))
     shape = (ctx.batch, n, channels) if channels > 1 or "num_input_channels" in ctx.config.to_dict() else (ctx.batch, n)
     return torch.randn(shape, generator=ctx.gen)
+
+
+def time_features(ctx: Context, name: str, inputs: dict) -> torch.Tensor | None:
+    """Date features beside a time series: history length for past_*, prediction length for future_*."""
+    past = inputs.get("past_values")
+    n_feat = int(ctx.cfg("num_time_features", default=0) or 0) + int(ctx.cfg("num_dynamic_real_features", default=0) or 0)
+    if past is None:
+        return None
+    n = past.shape[1] if name.startswith("past") else int(ctx.cfg("prediction_length", default=4))
+    return torch.randn((ctx.batch, n, n_feat), generator=ctx.gen)
 
 
 def patch_grid(ctx: Context, inputs: dict) -> torch.Tensor:
@@ -316,7 +327,7 @@ KINDS = {
     "tokens": tokens, "mask": mask, "zeros-like-tokens": zeros_like_tokens, "boxes": boxes,
     "image": image, "image-mask": image_mask, "patch-noise": patch_noise,
     "waveform": waveform, "audio-features": audio_features, "vision-patches": vision_patches,
-    "image-sizes": image_sizes, "features-mask": features_mask, "video": video, "past-values": past_values, "ones-like-past": lambda ctx, name, inputs: (
+    "image-sizes": image_sizes, "features-mask": features_mask, "video": video, "time-features": time_features, "past-values": past_values, "ones-like-past": lambda ctx, name, inputs: (
         torch.ones_like(inputs["past_values"]) if "past_values" in inputs else None),
 }
 

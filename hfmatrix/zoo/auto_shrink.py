@@ -175,6 +175,8 @@ def _fix_per_layer_lists(orig: dict, new: dict, rules: Rules) -> bool:
         old_n, new_n = orig.get(count_key), new.get(count_key)
         if not (_is_int(old_n) and _is_int(new_n)) or new_n >= old_n or old_n <= 1:
             continue
+        if isinstance(orig.get("depths"), list) and len(orig["depths"]) == old_n:
+            continue  # swin-style: this "layer count" is the stage count; per-stage lists keep their length
         per_layer = {}
         for key, value in new.items():
             if key == count_key or key in _LAYER_COUNT_KEYS or not isinstance(value, list) or len(value) != old_n:
