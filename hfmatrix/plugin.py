@@ -57,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
     config.addinivalue_line("markers", "hfm_devices(*names): only these devices (accelerator-only checks)")
+    config.addinivalue_line("markers", "hfm_per_case(argname, provider): a second axis whose values depend on "
+                            "the case: provider(case) yields pytest.param values for argname (none = not applicable)")
     if config.getoption("--zoo-cache"):
         os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)
@@ -88,6 +90,7 @@ class Case:
 def parse_case_id(param_id: str) -> dict[str, str]:
     """'bert-cls@torch-cpu-fp32' -> {model, backend, device, precision} (for records of crashed tests)."""
     model, _, target = param_id.partition("@")
+    target = target.partition("+")[0]  # hfm_per_case ids: <case id>+<sub id>
     parts = target.split("-")
     if len(parts) < 3:
         return {"model": model}
@@ -224,11 +227,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if reason:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"[{skips.KNOWN_BUG}] {reason}"))
             params.append(pytest.param(case, id=case.id, marks=marks))
+    per_case = metafunc.definition.get_closest_marker("hfm_per_case")
+    if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case
+        argname, provider = per_case.args
+        params = [pytest.param(p.values[0], *sub.values, id=f"{p.id}+{sub.id}", marks=[*p.marks, *sub.marks])
+                  for p in params for sub in provider(p.values[0])]
     if not params:
         # No applicable model in this selection: say so instead of silently collecting nothing.
-        params = [pytest.param(None, id="no-applicable-model",
+        params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
                                marks=pytest.mark.skip(reason=f"[{skips.UNSUPPORTED}] no selected model has {needs or 'a matching target'}"))]
-    metafunc.parametrize("case", params)
+    metafunc.parametrize(("case", per_case.args[0]) if per_case else "case", params)
 
 
 # ----------------------------------------------------------------------------- fixtures

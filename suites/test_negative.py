@@ -1,0 +1,55 @@
+"""The bad-input catalogue (hfmatrix/negative_cases.toml) for every model × backend it applies to.
+
+Each case asserts exactly what the catalogue says this backend does: a named error with a message
+pattern, or a documented behaviour (e.g. NaN propagates and the finite check reports it). A
+backend that returns numbers for garbage fails here with the evidence in the record; a real backend
+defect gets a strict known-bug entry (check "negative:<case id>") in hfmatrix/known_failures.toml.
+Artifact cases corrupt a copy of the materialized folder under tmp_path, never the cache.
+"""
+from __future__ import annotations
+
+import pytest
+
+from hfmatrix import negative, skips
+from hfmatrix.compare import known_failure
+from hfmatrix.plugin import load_session
+
+DEFAULT_TIMEOUT = 300  # seconds per case: a corrupt artifact may be exported (ORT/OpenVINO) before it fails
+
+
+def _applicable(case):
+    for neg in negative.catalogue().values():
+        if not neg.applies(case.spec):
+            continue
+        t = case.target
+        marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
+        reason = known_failure(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.precision)
+        if reason:
+            marks.append(pytest.mark.xfail(strict=True, reason=f"[{skips.KNOWN_BUG}] {reason}"))
+        yield pytest.param(neg, id=neg.id, marks=marks)
+
+
+@pytest.mark.hfm_per_case("neg", _applicable)
+def test_negative(case, neg, model_dir, tmp_path, request, measure):
+    t = case.target
+    expect = neg.expectation(case.spec.id, t.backend, t.device, t.precision)
+    if neg.stage == "load":
+        outcome = negative.run_load_case(neg, case.spec, model_dir, tmp_path,
+                                         lambda folder: load_session(case, folder, fresh=True))
+    elif neg.stage == "run":
+        outcome = negative.run_input_case(neg, case.spec, model_dir, request.getfixturevalue("backend_session"))
+    elif neg.stage == "inputs":
+        outcome = negative.run_raw_case(neg, case.spec, model_dir, tmp_path)
+    else:
+        timeout = float(neg.args.get("timeout", DEFAULT_TIMEOUT)) - 30
+        outcome = negative.run_subprocess_case(neg, case, model_dir, timeout=timeout)
+    measure(negative_case=neg.id, stage=neg.stage, description=neg.description,
+            expected=expect.describe() if expect else None, **outcome.evidence())
+    if isinstance(outcome.error, skips.TypedSkip) and not (expect and negative.judge(expect, outcome)[0]):
+        # a corrupt input must not turn into a skip: that would hide it as "unsupported"
+        pytest.fail(f"{neg.id}: the backend answered with a typed skip [{outcome.error.kind}] "
+                    f"{outcome.error.reason[:500]} instead of an error")
+    assert expect is not None, (f"{neg.id}: no expectation for backend {t.backend} in negative_cases.toml; "
+                                f"observed: it {outcome.describe()}")
+    held, why = negative.judge(expect, outcome)
+    assert held, f"{neg.id} ({neg.description}): {why}"
