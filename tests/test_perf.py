@@ -279,7 +279,7 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     assert cmp.returncode == 1 and "regression" in cmp.stdout and "improvement" in cmp.stdout, cmp.stdout
 
     (tmp_path / "results").rename(tmp_path / "results-1")
-    gated = _run_suite(tmp_path, "--models=bert,gpt2", "--perf-confirm=0", "--perf-max-load=0")
+    gated = _run_suite(tmp_path, "--models=bert,gpt2", "--perf-confirm=1", "--perf-max-load=0")
     assert gated.returncode == 1, gated.stdout[-3000:]
     recs = _records(tmp_path)
     bad = recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]
@@ -291,6 +291,8 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     doc = bench.read(tmp_path / "results" / "torch" / "bench-all.json")
     by_model = {x["model"]: x for x in doc["benchmarks"]}
     assert by_model["bert"]["regression"] is True and by_model["bert"]["ratio"] > gate.FACTOR
+    (confirmed,) = by_model["bert"]["comparison"]["metrics"]["forward"]["confirmations"]  # re-measured, reloaded
+    assert confirmed["verdict"] == "regression" and len(confirmed["values"]) >= 8
     assert by_model["gpt2"]["status"] == "improvement"
 
     (tmp_path / "results").rename(tmp_path / "results-2")
@@ -299,14 +301,32 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     recs = _records(tmp_path)
     assert recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]["measures"]["verdict"] == "regression"
 
-    # the plot the report embeds: one per backend, from the bench JSON
+
+def _bench_doc() -> dict:
+    """A bench document as the suite writes it (hfmatrix.perf.bench), from known samples."""
+    rng = np.random.default_rng(7)
+    entries = []
+    for backend, model, scale, verdict in (("torch", "bert", 0.002, "unchanged"), ("torch", "whisper", 0.2, "regression"),
+                                           ("onnxruntime", "bert", 0.001, "no-baseline")):
+        values = list(scale * (1 + rng.gamma(2.0, 0.05, 20)))
+        e = {"name": f"{model}@{backend}-cpu-fp32", "model": model, "backend": backend, "device": "cpu",
+             "precision": "fp32", "report": {"forward": {"batch_size": 1, "latency": summarize(values)}}}
+        entries.append(bench.apply_comparison(e, {"verdict": verdict, "metrics": {"forward": {"verdict": verdict}}}))
+    return bench.document(entries, session="cpu", shard="all", run_id="t", fingerprint={"id": "test-2c-0"})
+
+
+def test_plot_latency_per_backend(tmp_path):
     pytest.importorskip("matplotlib", reason="[dependency-missing] matplotlib not installed")
-    from hfmatrix.perf.plot import plot_latency
-    png = plot_latency(tmp_path / "results-2", tmp_path / "perf.png", baselines_dir=tmp_path / "baselines")
+    from hfmatrix.perf.plot import plot_all, plot_latency
+    path = bench.write(tmp_path / "results" / "cpu" / "bench-all.json", _bench_doc())
+    assert bench.read(path)["schema"] == bench.SCHEMA
+    png = plot_latency(tmp_path / "results", tmp_path / "torch.png", backend="torch")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    svg = plot_latency(tmp_path / "results-2", tmp_path / "perf.svg")
-    text = svg.read_text()
-    assert "bert" in text and "gpt2" in text and "regression" in text
+    svg = plot_latency(path, tmp_path / "torch.svg", backend="torch").read_text()
+    assert "bert" in svg and "whisper" in svg and "regression" in svg and "onnxruntime" not in svg
+    assert sorted(p.name for p in plot_all(bench.read(path), tmp_path / "plots")) == ["perf-onnxruntime.svg", "perf-torch.svg"]
+    with pytest.raises(ValueError, match="no 'forward' samples"):
+        plot_latency(path, tmp_path / "x.png", backend="openvino")
 
 
 def test_coverage_is_paused_while_measuring():

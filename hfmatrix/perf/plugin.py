@@ -42,8 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="and at least this many seconds of timed calls (env HFMATRIX_PERF_MIN_TIME, default 0.2)")
     g.addoption("--perf-batch", type=int, default=int(_env("HFMATRIX_PERF_BATCH", "4")),
                 help="the larger batch for throughput; 1 disables (env HFMATRIX_PERF_BATCH, default 4)")
-    g.addoption("--perf-batch-iters", type=int, default=int(_env("HFMATRIX_PERF_BATCH_ITERS", "3")),
-                help="at least this many timed calls at the larger batch (env HFMATRIX_PERF_BATCH_ITERS, default 3)")
+    g.addoption("--perf-batch-iters", type=int, default=int(_env("HFMATRIX_PERF_BATCH_ITERS", "4")),
+                help="at least this many timed calls at the larger batch (env HFMATRIX_PERF_BATCH_ITERS, default 4)")
     g.addoption("--perf-threads", default=_env(THREADS_ENV, "auto"),
                 help=f"intra-op threads, pinned and recorded; 'auto' = physical cores, one fewer on machines "
                      f"with <= 4 (env {THREADS_ENV}, which other backends read too)")

@@ -29,7 +29,7 @@ class PerfConfig:
     min_iters: int = 10
     min_time: float = 0.2
     batch_size: int = 4
-    batch_iters: int = 3
+    batch_iters: int = 4                 # 4 vs a 10-sample baseline: smallest attainable p 1/1001 < alpha
     threads: int = 1
     threads_source: str = "default"
     rss_interval: float = 0.02           # RSS sampling period while running (load: a quarter of it)
