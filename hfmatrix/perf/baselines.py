@@ -6,7 +6,8 @@ catch). One file per target holds every model measured for it, with raw samples 
 
     {"schema": "hfmatrix-baseline/1", "fingerprint": {...}, "target": {"backend", "device", "precision"},
      "models": {"<model id>": {"recorded": ISO time, "run_id": ..., "session": ..., "versions": {...},
-                               "conditions": {...}, "metrics": {"forward": {"unit": "s", "values": [...]},
+                               "conditions": {...}, "machine": {load average while recording},
+                               "metrics": {"forward": {"unit": "s", "values": [...]},
                                                                 "forward_batch": {...}, "load": {...},
                                                                 "first_call": {...}}}}}
 
@@ -98,7 +99,7 @@ def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[
                 data["models"][e["model"]] = {
                     "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "run_id": e.get("run_id"), "session": e.get("session"), "versions": e.get("versions", {}),
-                    "conditions": e.get("conditions", {}),
+                    "conditions": e.get("conditions", {}), "machine": e.get("machine", {}),
                     "metrics": {m: {"unit": e["report"][m]["latency"]["unit"],
                                     "values": e["report"][m]["latency"]["values"],
                                     **({"batch_size": e["report"][m]["batch_size"]} if "batch_size" in e["report"][m] else {})}
