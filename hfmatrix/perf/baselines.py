@@ -97,7 +97,7 @@ def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[
             data["fingerprint"] = fingerprint_doc
             for e in group:
                 data["models"][e["model"]] = {
-                    "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "recorded": e.get("measured_at") or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "run_id": e.get("run_id"), "session": e.get("session"), "versions": e.get("versions", {}),
                     "conditions": e.get("conditions", {}), "machine": e.get("machine", {}),
                     "metrics": {m: {"unit": e["report"][m]["latency"]["unit"],
