@@ -21,7 +21,8 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
 # then the report. Accelerator sessions skip as a whole (hardware-absent) where the hardware is missing.
-nox.options.sessions = ["cpu", "report"]
+nox.options.sessions = ["cpu", "openvino", "onnxruntime", "qnn", "wasm", "webgpu", "webnn",
+                        "cuda", "rocm", "mps", "zoo", "report"]
 
 # Where each tagged session runs in CI; the workflow reads these through `nox --list --json`.
 RUNNERS = {
@@ -39,16 +40,26 @@ ACCELERATORS = {
 }
 
 
+_INSTALLED: set[tuple[str, str]] = set()
+
+
 def _install(session: nox.Session, env: str) -> None:
+    key = (str(getattr(session.virtualenv, "location", session.name)), env)
+    if key in _INSTALLED:  # several suite runs in one session share one install
+        return
     session.install("-r", f"envs/{env}.txt")
     session.install("--no-deps", "-e", ".")
+    _INSTALLED.add(key)
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
-               device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",)) -> None:
-    """Install env, probe the hardware, run the shared suites for one backend into results/<session>/."""
+               device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
+               name: str | None = None) -> None:
+    """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
+    (name defaults to the nox session's)."""
+    name = name or session.name
     _install(session, env)
-    out = RESULTS / session.name
+    out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
@@ -57,7 +68,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     session.run(
         "python", "-m", "coverage", "run", "-m", "pytest", *paths,
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
-        f"--session-name={session.name}", f"--results-dir={RESULTS}",
+        f"--session-name={name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
         # isolation (hfmatrix/isolation.py): a per-test timeout through SIGALRM, the native-hang watchdog
         # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
@@ -114,24 +125,33 @@ def mps(session: nox.Session) -> None:
 def openvino(session: nox.Session) -> None:
     """OpenVINO CPU via optimum-intel: fp32 (f32 hint + f32 KV cache) and auto (device default, bf16 on avx512_bf16)."""
     run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="fp32,auto")
+    _backend_selftests(session, "openvino")
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
 def onnxruntime(session: nox.Session) -> None:
     """ONNX Runtime CPU EP via optimum-onnx: fp32 and fp16 (optimum's fp16 export)."""
     run_suites(session, env="onnxruntime", backend="onnxruntime", device="cpu", precisions="fp32,fp16")
+    _backend_selftests(session, "onnxruntime")
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
 def qnn(session: nox.Session) -> None:
     """QNN EP plugin (onnxruntime-qnn) on the HTP backend, fp16; on x86 hosts the HTP is QNN's simulator."""
     run_suites(session, env="qnn", backend="qnn", device="htp", precisions="fp16")
+    _backend_selftests(session, "qnn")
 
 
-@nox.session(python=PYTHON, tags=["hosted"])
+@nox.session(python=PYTHON, tags=["selftests"])
 @nox.parametrize("env", ["onnxruntime", "openvino", "qnn"])
 def backendtests(session: nox.Session, env: str) -> None:
-    """Self-tests of the export cache and the exported backends (tests/test_backends_export.py) in one env."""
+    """Only the exported backends' self-tests (tests/test_backends_export.py) in one env; the backend
+    sessions run them too, after their suites."""
+    _backend_selftests(session, env)
+
+
+def _backend_selftests(session: nox.Session, env: str) -> None:
+    """The exported backends' own self-tests, in the env the backend session already installed."""
     _install(session, env)
     out = RESULTS / f"backendtests-{env}"
     out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +219,7 @@ def wasm(session: nox.Session) -> None:
 def webgpu(session: nox.Session) -> None:
     """onnxruntime-web WebGPU EP; without a GPU Chromium's adapter is SwiftShader, recorded as software: true."""
     _web(session, "webgpu")
+    _web_selftests(session)  # the web backend's own tests, in the env this session installed
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend", "web"])
@@ -207,15 +228,19 @@ def webnn(session: nox.Session) -> None:
     _web(session, "webnn")
 
 
-@nox.session(python=PYTHON, tags=["hosted", "web"])
-def webtests(session: nox.Session) -> None:
-    """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
-    _web_prerequisites(session)
-    _install(session, "web")
+def _web_selftests(session: nox.Session) -> None:
     out = RESULTS / "webtests"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["web"])
+def webtests(session: nox.Session) -> None:
+    """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
+    _web_prerequisites(session)
+    _install(session, "web")
+    _web_selftests(session)
 
 
 @nox.session(python=PYTHON, tags=["hosted"])
