@@ -80,7 +80,7 @@ def check(spec, path) -> str:
     if bad:
         raise RuntimeError(f"loading info not clean: {bad}")
     model.eval()
-    shapes = []
+    shapes, out_shapes = [], []
     for index in (0, 1):
         x = example(spec, path, index)
         with torch.no_grad():
@@ -89,7 +89,8 @@ def check(spec, path) -> str:
             if not np.isfinite(out[name].numpy()).all():
                 raise RuntimeError(f"{name} not finite for example {index}")
         shapes.append(",".join(f"{k}{list(v.shape)}" for k, v in x.items()))
-    summary = f"ok  in {shapes[0]}  out " + ",".join(f"{n}{list(out[n].shape)}" for n in spec.outputs)
+        out_shapes.append(",".join(f"{n}{list(out[n].shape)}" for n in spec.outputs))
+    summary = f"ok  in {shapes[0]}  out {out_shapes[0]}"
     if spec.generate:
         gen = generation_inputs(spec, path)
         with torch.no_grad():
