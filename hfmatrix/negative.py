@@ -193,7 +193,7 @@ def _b_nonfinite(o: Outcome) -> bool:
 
 
 def _b_empty(o: Outcome) -> bool:
-    return o.error is None and bool(o.outputs) and all(v.shape[:1] == (0,) for v in o.outputs.values())
+    return o.error is None and bool(o.outputs) and all(v.size == 0 for v in o.outputs.values())
 
 
 def _b_same(o: Outcome) -> bool:
@@ -211,7 +211,7 @@ def _b_missing_keys(o: Outcome) -> bool:
 BEHAVIOURS: dict[str, tuple[Callable[[Outcome], bool], str]] = {
     "runs": (_b_runs, "accepted: runs and every output is finite"),
     "nonfinite-output": (_b_nonfinite, "runs; NaN/inf propagates to the outputs, where the finite check reports it"),
-    "empty-output": (_b_empty, "runs; every output has batch 0"),
+    "empty-output": (_b_empty, "runs; every output is empty (0 rows or 0 positions)"),
     "same-as-intact": (_b_same, "runs and every output equals the intact input's, value for value (folded shapes allowed)"),
     "detected-by-manifest": (_b_manifest, "loads (the format has no checksum); hfmatrix's manifest sha256 catches it"),
     "reports-missing-keys": (_b_missing_keys, "loads; the loader reports the missing tensor (test_load_session fails it)"),
