@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from hfmatrix.zoo import verify
+from hfmatrix.zoo.materialize import build_model, loading_problems
 
 
+@pytest.mark.hfm_needs("built")
 def test_artifact_integrity(case, model_dir, measure):
     """Every file of a built entry matches its manifest (sha256): an altered weight file fails here."""
-    if case.spec.source != "random":
-        pytest.skip(f"[unsupported-by-backend] {case.spec.id} comes from {case.spec.source}: no build manifest")
     problems = verify(model_dir)
     measure(files_checked=len(list(model_dir.iterdir())))
     assert not problems, f"{model_dir} does not match its manifest: {problems}"
@@ -23,20 +23,16 @@ def test_load_session(case, backend_session, measure):
     assert evidence, f"{case.target.backend} session gave no evidence of where it runs"
     info = getattr(backend_session, "loading_info", None)
     if info is not None:  # loaders that report it (torch): nothing missing, unexpected or mismatched
-        bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        bad = loading_problems(backend_session.model, info)
         assert not bad, f"loader reported {bad}"
 
 
+@pytest.mark.hfm_needs("built")
 @pytest.mark.hfm_backends("torch")
 def test_weights_match_build(case, backend_session):
     """Weights loaded from disk are bit-identical to a fresh in-memory build from the same seed."""
-    if case.spec.source != "random":
-        pytest.skip(f"[unsupported-by-backend] {case.spec.id} has real weights: covered by the golden checks")
     import torch
-    import transformers
-    config = transformers.AutoConfig.for_model(case.spec.model_type, **case.spec.config)
-    torch.manual_seed(case.spec.seed)
-    built = getattr(transformers, case.spec.auto_class).from_config(config).state_dict()
+    built = build_model(case.spec).state_dict()
     loaded = backend_session.model.state_dict()
     dtype = next(iter(loaded.values())).dtype
     differing = [k for k, v in loaded.items() if k in built and not torch.equal(built[k].to(v.dtype).cpu(), v.cpu())]

@@ -192,17 +192,24 @@ def build(spec: ModelSpec, out: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def _build(spec: ModelSpec, out: Path) -> None:
+def build_model(spec: ModelSpec):
+    """The seeded random model of a "random" spec, in memory (what materialize saves)."""
     import torch
     import transformers
-
-    from .tiny_tokenizers import build as build_tokenizer
 
     config = transformers.AutoConfig.for_model(spec.model_type, **spec.config)
     auto = getattr(transformers, spec.auto_class)
     torch.manual_seed(spec.seed)
     model = auto.from_config(config)
     model.eval()
+    return model
+
+
+def _build(spec: ModelSpec, out: Path) -> None:
+    from .tiny_tokenizers import build as build_tokenizer
+
+    model = build_model(spec)
+    config = model.config
 
     tokenizer = None
     if spec.tokenizer:

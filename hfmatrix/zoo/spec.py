@@ -71,6 +71,8 @@ class ModelSpec:
     def has(self, capability: str) -> bool:
         if capability == "generate":
             return bool(self.generate)
+        if capability == "built":  # built here from a seeded config, so it has a build manifest
+            return self.source == "random"
         return capability in self.capabilities
 
     def digest(self) -> str:
