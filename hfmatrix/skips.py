@@ -15,7 +15,9 @@ HARDWARE_ABSENT = "hardware-absent"
 DEPENDENCY_MISSING = "dependency-missing"
 UNSUPPORTED = "unsupported-by-backend"
 KNOWN_BUG = "known-bug"
-KINDS = (HARDWARE_ABSENT, DEPENDENCY_MISSING, UNSUPPORTED, KNOWN_BUG)
+#: the perf gate could not decide (no baseline for this fingerprint, or none comparable): neither pass nor fail
+NO_BASELINE = "no-baseline"
+KINDS = (HARDWARE_ABSENT, DEPENDENCY_MISSING, UNSUPPORTED, KNOWN_BUG, NO_BASELINE)
 
 _PREFIX = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
 

@@ -105,7 +105,7 @@ def test_perf_vs_baseline(request, case, model_dir, perf_config, measure):
     measure(**numbers)
     if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
         # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
-        skips.skip(skips.DEPENDENCY_MISSING, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
+        skips.skip(skips.NO_BASELINE, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
     regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
     if regressions:
         msg = f"{case.id} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)
