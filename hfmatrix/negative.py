@@ -587,14 +587,35 @@ MUTATIONS: dict[str, dict[str, Callable]] = {
 }
 
 
-def run_load_case(neg: NegCase, spec, model_dir: Path, workdir: Path, load: Callable[[Path], Any]) -> Outcome:
+def neutral_dir(workdir: Path) -> Path:
+    """A folder for a corrupted copy whose path names no model: transformers 4.x AutoConfig guesses the
+    architecture from the PATH when config.json is missing (a pytest tmp_path holds the test id, e.g.
+    .../test_negative_gpt2_torch_cpu_f0/, and turned "no config.json" into a full-size default GPT-2)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="hfm-neg-", dir=os.environ.get("HFMATRIX_NEG_TMP") or None))
+
+
+def run_load_case(neg: NegCase, spec, model_dir: Path, workdir: Path, load: Callable[[Path], Any],
+                  keep: bool = False) -> Outcome:
     """Corrupt a copy, then load it fresh and run one example through it."""
     from .zoo import example
 
-    folder = copy_folder(Path(model_dir), workdir / "model")
+    scratch = neutral_dir(workdir)
+    try:
+        return _run_load_case(neg, spec, model_dir, scratch / "model", load)
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_load_case(neg: NegCase, spec, model_dir: Path, folder: Path, load: Callable[[Path], Any]) -> Outcome:
+    from .zoo import example
+
+    copy_folder(Path(model_dir), folder)
     facts = MUTATIONS["load"][neg.mutation](folder, spec, neg.args)
     inputs = example(spec, Path(model_dir))  # inputs from the intact folder: the load is under test
-    outcome = Outcome(facts=dict(facts))
+    outcome = Outcome(facts={**facts, "copy": str(folder)})
     session = None
     try:
         session = load(folder)
@@ -640,8 +661,10 @@ def run_input_case(neg: NegCase, spec, model_dir: Path, session) -> Outcome:
 def run_raw_case(neg: NegCase, spec, model_dir: Path, workdir: Path) -> Outcome:
     folder = Path(model_dir)
     facts: dict[str, Any] = {}
+    scratch = None
     if neg.args.get("delete"):
-        folder = copy_folder(folder, workdir / "model")
+        scratch = neutral_dir(workdir)
+        folder = copy_folder(folder, scratch / "model")
         facts = m_delete(folder, spec, {"files": neg.args["delete"]})
     outcome = Outcome(facts=facts)
     try:
@@ -649,6 +672,9 @@ def run_raw_case(neg: NegCase, spec, model_dir: Path, workdir: Path) -> Outcome:
         outcome.outputs = {k: np.asarray(v) for k, v in dict(encoded).items()}
     except Exception as exc:
         outcome.error = exc
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return outcome
 
 

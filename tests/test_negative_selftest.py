@@ -3,6 +3,7 @@
 corrupting a copy never touches the model cache."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,15 @@ def test_corrupting_a_copy_leaves_the_cache_intact(tmp_path):
     model_dir = materialize(spec)
     case = negative.load_catalogue()["weights-truncated"]
     outcome = negative.run_load_case(case, spec, model_dir, tmp_path,
-                                     lambda folder: TorchBackend().load(folder, spec, Target("torch")))
+                                     lambda folder: TorchBackend().load(folder, spec, Target("torch")), keep=True)
     assert type(outcome.error).__name__ == "SafetensorError"
-    copy = tmp_path / "model" / "model.safetensors"
-    assert not copy.is_symlink() and copy.stat().st_size < (Path(model_dir) / "model.safetensors").stat().st_size
+    copy = Path(outcome.facts["copy"]) / "model.safetensors"
+    try:
+        assert "bert" not in str(copy), "the copy's path must not name the model (AutoConfig guesses from paths)"
+        assert not copy.is_symlink() and copy.stat().st_size < (Path(model_dir) / "model.safetensors").stat().st_size
+        assert (copy.parent / "tokenizer.json").is_file()
+    finally:
+        shutil.rmtree(copy.parent.parent)
     assert verify(model_dir) == [], "the materialized cache entry changed"
 
 
