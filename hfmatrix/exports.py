@@ -161,3 +161,26 @@ def dist_versions(*dists: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "absent"
     return out
+
+
+class SourceRejected(ValueError):
+    """The model folder is not something we export: unsafe weights, or weights that do not fit the model."""
+
+
+def check_source(model_dir: Path, auto_class: str) -> dict[str, Any]:
+    """What the torch backend enforces, before an exporter loads the folder its own way: safetensors
+    only, no remote code (hfmatrix.safeload), and no missing/unexpected/mismatched weights (an
+    exporter would otherwise export freshly initialised tensors without a word)."""
+    import transformers
+
+    from .safeload import pretrained_kwargs
+
+    kwargs = pretrained_kwargs(Path(model_dir))
+    kwargs.pop("weights_only", None)
+    model, info = getattr(transformers, auto_class).from_pretrained(str(model_dir), output_loading_info=True, **kwargs)
+    del model
+    bad = {k: sorted(map(str, v)) for k, v in info.items()
+           if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise SourceRejected(f"{model_dir}: weights do not match {auto_class}: {bad}")
+    return {"weights": "safetensors", "loading_info": "clean"}

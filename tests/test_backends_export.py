@@ -244,3 +244,20 @@ def test_corrupted_copy_does_not_reuse_the_export(tmp_path):
     data[10] ^= 0xFF
     (bad / "model.safetensors").write_bytes(bytes(data))
     assert exports.folder_digest(good) != exports.folder_digest(bad)
+
+
+def test_source_with_missing_tensor_is_rejected_before_export(tmp_path):
+    """An exporter loads the folder itself and would export a freshly initialised tensor silently."""
+    pytest.importorskip("transformers")
+    st = pytest.importorskip("safetensors.numpy")
+    import shutil
+
+    spec, model_dir = _zoo("bert")
+    copy = tmp_path / "bert"
+    shutil.copytree(model_dir, copy)
+    tensors = st.load_file(str(copy / "model.safetensors"))
+    tensors.pop("embeddings.word_embeddings.weight")
+    st.save_file(tensors, str(copy / "model.safetensors"), metadata={"format": "pt"})
+    assert exports.check_source(model_dir, spec.auto_class)["loading_info"] == "clean"
+    with pytest.raises(exports.SourceRejected, match="missing_keys"):
+        exports.check_source(copy, spec.auto_class)

@@ -92,9 +92,11 @@ def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None
     _, main_export = _optimum()
     task = task or TASKS[spec.task][1]
     parts = {"model": exports.folder_digest(model_dir), "task": task, "dtype": precision,
-             "model_type": spec.model_type, "versions": export_versions()}
+             "model_type": spec.model_type, "versions": export_versions(),
+             "source_checks": "safeload+loading-info"}
 
     def make(out: Path) -> None:
+        exports.check_source(model_dir, spec.auto_class)
         main_export(str(model_dir), output=out, task=task, do_validation=False, no_post_process=True,
                     dtype=precision, library_name="transformers")
 
@@ -148,7 +150,7 @@ def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
     for arg in session.get_inputs():
         value = implied_input(arg.name, inputs)
         if value is None:
-            raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
+            raise ValueError(f"graph input {arg.name!r} missing from the inputs {sorted(inputs)}")
         if arg.type in ONNX_FLOAT:
             value = value.astype(ONNX_FLOAT[arg.type])
         elif arg.type == "tensor(int64)":
@@ -327,12 +329,14 @@ def fixed_dims(session_inputs, inputs: Arrays) -> dict[str, int]:
     for arg in session_inputs:
         value = implied_input(arg.name, inputs)
         if value is None:
-            raise Unsupported(f"graph input {arg.name!r} not in the example inputs {sorted(inputs)}")
+            raise ValueError(f"graph input {arg.name!r} missing from the inputs {sorted(inputs)}")
+        if np.ndim(value) != len(arg.shape):
+            raise ValueError(f"input {arg.name!r} has rank {np.ndim(value)}, the graph takes {len(arg.shape)}")
         for axis, dim in enumerate(arg.shape):
             if isinstance(dim, str):
                 size = int(np.shape(value)[axis])
                 if dims.setdefault(dim, size) != size:
-                    raise Unsupported(f"dim {dim!r} is {dims[dim]} and {size} in the inputs: no static shape fits")
+                    raise ValueError(f"inconsistent inputs: dim {dim!r} is {dims[dim]} and {size}")
     return dims
 
 

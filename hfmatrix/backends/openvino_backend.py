@@ -87,9 +87,11 @@ def openvino_export(model_dir: Path, spec) -> exports.Export:
     _, main_export = _optimum()
     task = TASKS[spec.task][1]
     parts = {"model": exports.folder_digest(model_dir), "task": task, "stateful": True, "weights": "fp32",
-             "model_type": spec.model_type, "versions": export_versions()}
+             "model_type": spec.model_type, "versions": export_versions(),
+             "source_checks": "safeload+loading-info"}
 
     def make(out: Path) -> None:
+        exports.check_source(model_dir, spec.auto_class)
         main_export(str(model_dir), output=out, task=task, library_name="transformers")
 
     return exports.cached_export("openvino", parts, make, unsupported=_refusal)
@@ -159,7 +161,7 @@ class OVSession:
                 elif name == "token_type_ids" and "input_ids" in inputs:
                     value = np.zeros_like(inputs["input_ids"])
                 else:
-                    raise Unsupported(f"graph input {name!r} not in the example inputs {sorted(inputs)}")
+                    raise ValueError(f"graph input {name!r} missing from the inputs {sorted(inputs)}")
                 et = port.get_element_type().get_type_name()
                 value = value.astype(OV_FLOAT[et]) if et in OV_FLOAT else value.astype(np.int64) if et == "i64" else value
                 feeds[name] = np.ascontiguousarray(value)
