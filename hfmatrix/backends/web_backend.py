@@ -234,12 +234,13 @@ class WebSession:
     _ids = itertools.count()
 
     def __init__(self, graphs: dict[str, Path] | Path, spec: Any, target: Target, export: Any = None,
-                 model_dir: Path | None = None):
+                 model_dir: Path | None = None, session_options: dict[str, Any] | None = None):
         self.graphs = {"model": graphs} if isinstance(graphs, Path) else dict(graphs)
         folders = {p.parent for p in self.graphs.values()}
         if len(folders) != 1:
             raise ValueError(f"graphs must share one folder, got {folders}")
         self.target, self.spec, self.export, self.model_dir = target, spec, export, model_dir
+        self.session_options = dict(session_options or {})  # ORT-web SessionOptions, e.g. graphOptimizationLevel
         hb, origin, browser = _require_runtime()
         self._browser, self._origin = browser, origin
         self._prefix = f"m{next(self._ids)}-{os.getpid()}"
@@ -312,7 +313,8 @@ class WebSession:
             self._evidence.update(adapter=adapter, software=software, gpu=bool(adapter) and not software)
 
     def _create(self, name: str, url: str, data: list[dict[str, str]], verbose: bool) -> dict[str, Any]:
-        out = self.page.evaluate("([n, u, d, v]) => hfm.create(n, u, d, {}, v)", [name, url, data, verbose])
+        out = self.page.evaluate("([n, u, d, o, v]) => hfm.create(n, u, d, o, v)",
+                                 [name, url, data, self.session_options, verbose])
         if "error" in out:
             raise self._create_error(out["error"], out.get("log", []))
         return out
@@ -468,12 +470,14 @@ class WebBackend:
             return Availability(False, e.reason, DEPENDENCY_MISSING)
         return AVAILABLE[device](hb)
 
-    def load(self, model_dir: Path, spec: Any, target: Target, **options: Any) -> WebSession:
+    def load(self, model_dir: Path, spec: Any, target: Target,
+             session_options: dict[str, Any] | None = None) -> WebSession:
         avail = self.available(target.device, target.precision)
         if not avail.ok:
             raise {HARDWARE_ABSENT: HardwareAbsent, DEPENDENCY_MISSING: DependencyMissing}.get(avail.kind, Unsupported)(avail.reason)
         graphs, export = onnx_graphs(Path(model_dir), spec)
-        return WebSession(graphs, spec, target, export=export, model_dir=Path(model_dir))
+        return WebSession(graphs, spec, target, export=export, model_dir=Path(model_dir),
+                          session_options=session_options)
 
     def versions(self) -> dict[str, str]:
         hb = _hwbrowser()
