@@ -15,6 +15,12 @@ the head of its main task (the first ``MODEL_FOR_*_MAPPING_NAMES`` in auto_rules
 Nothing is mocked: every stage runs the real transformers code on CPU torch. Known library bugs
 live in auto_known.toml (strict xfails, matched on stage); this module also classifies model types
 into architecture classes (:func:`arch_class`) and tabulates coverage (:func:`coverage_table`).
+
+Command line (debugging and measuring, next to ``nox -s zoo``):
+    python -m hfmatrix.zoo.auto bert llava --role head     run cases here, one JSON line each
+    python -m hfmatrix.zoo.auto --summary results/zoo/records-all.jsonl      coverage, time, memory
+    python -m hfmatrix.zoo.auto --ablate results/zoo/records-all.jsonl --rule patch-grid
+        rerun the passing types a rule fired on with it disabled: how many types it recovered
 """
 from __future__ import annotations
 
@@ -632,9 +638,12 @@ def passing_types(records: Iterable[dict]) -> dict[str, set[str]]:
 
 def ablate(records_path: str, rule: str) -> dict[str, Any]:
     """Rerun the passing types where ``rule`` fired with it disabled: how many did it recover?"""
+    import json
     from .auto_shrink import load_rules
     with open(records_path) as fh:
-        targets = sorted(mt for mt, f in passing_types(fh).items() if rule in f)
+        records = [json.loads(line) for line in fh if line.strip()]
+    targets = sorted(mt for mt, f in passing_types(records).items() if rule in f)
+    text_only_before = {r["model"] for r in records if (r.get("measures") or {}).get("ran_text_path_only")}
     rules = load_rules(disabled=rule)
     lost = []
     for mt in targets:
@@ -648,6 +657,9 @@ def ablate(records_path: str, rule: str) -> dict[str, Any]:
                 continue
             if not res.ok:
                 lost.append(f"{mt}@{role}: {res.failed_stage}")
+                break
+            if res.measures.get("ran_text_path_only") and mt not in text_only_before:
+                lost.append(f"{mt}@{role}: image/audio path lost (text path only)")
                 break
     return {"rule": rule, "fired_on_passing": len(targets), "recovered": len({x.split('@')[0] for x in lost}),
             "without_it": lost}
