@@ -62,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--zoo-cache"):
         os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)
+    config.pluginmanager.register(TypedSkipReports(), "hfmatrix-typed-skips")
     if not hasattr(config, "workerinput"):  # the controller owns the watchdog dir (hfmatrix/isolation.py)
         st.isolation = isolation.Controller()
         config.pluginmanager.register(st.isolation, "hfmatrix-isolation")
@@ -355,17 +356,27 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
 
 # ----------------------------------------------------------------------------- typed skips
+class TypedSkipReports:
+    """A TypedSkip becomes a skipped report directly: pytest's own path would first format a full
+    failure traceback (~0.5 s a test here), and most tests of an absent backend end this way."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item, call):
+        exc = call.excinfo.value if call.excinfo else None
+        if not isinstance(exc, skips.TypedSkip):
+            return None
+        path, lineno, _ = item.reportinfo()
+        sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
+        return pytest.TestReport(
+            item.nodeid, item.location, {k: 1 for k in item.keywords}, "skipped",
+            (str(path), (lineno or 0) + 1, f"Skipped: [{exc.kind}] {exc.reason}"), call.when, sections,
+            call.duration, call.start, call.stop, user_properties=item.user_properties)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    exc = call.excinfo.value if call.excinfo else None
-    if isinstance(exc, skips.TypedSkip):
-        rep.outcome = "skipped"
-        if hasattr(rep, "wasxfail"):
-            del rep.wasxfail
-        path, lineno, _ = item.reportinfo()
-        rep.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: [{exc.kind}] {exc.reason}")
     if call.when == "call" or (call.when == "setup" and rep.outcome != "passed"):
         # versions of the backend under test, once per test (cheap, cached per process)
         st = state(item.config)
