@@ -154,7 +154,7 @@ class Outcome:
 
     def describe(self) -> str:
         if self.error is not None:
-            return f"raised {self.error_type()}: {str(self.error)[:600]}"
+            return f"raised {self.error_type()}: {str(self.error)[:600]}" + (f"; {self.facts}" if self.facts else "")
         shapes = {k: list(v.shape) for k, v in (self.outputs or {}).items()}
         bad = nonfinite(self.outputs or {})
         return f"returned outputs {shapes}" + (f" with non-finite values {bad}" if bad else " (all finite)") + \
@@ -644,8 +644,16 @@ def run_input_case(neg: NegCase, spec, model_dir: Path, session) -> Outcome:
         outcome.outputs = session.run(inputs)
     except Exception as exc:
         outcome.error = exc
-    if outcome.outputs is not None:  # accepted: how far from what the intact input gives?
+    # the session must still serve the intact input after the bad one (a shared, cached session would
+    # otherwise fail every later check on this worker)
+    try:
         reference = session.run(intact)
+        outcome.facts["recovered"] = True
+    except Exception as exc:
+        outcome.facts["recovered"] = False
+        outcome.facts["intact_after_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return outcome
+    if outcome.outputs is not None:  # accepted: how far from what the intact input gives?
         diffs = {}
         for key, ref in reference.items():
             got = outcome.outputs.get(key)

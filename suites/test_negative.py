@@ -35,12 +35,18 @@ def test_negative(case, neg, model_dir, tmp_path, request, measure):
     expect = neg.expectation(case.spec.id, t.backend, t.device, t.precision)
     # the intact model first: a backend that cannot run this model at all skips here with its own
     # typed reason; after this point a typed skip can only come from the bad input itself
-    session = request.getfixturevalue("backend_session")
+    request.getfixturevalue("backend_session")
     if neg.stage == "load":
         outcome = negative.run_load_case(neg, case.spec, model_dir, tmp_path,
                                          lambda folder: load_session(case, folder, fresh=True))
     elif neg.stage == "run":
-        outcome = negative.run_input_case(neg, case.spec, model_dir, session)
+        # a fresh session: a bad input may leave a session unusable (OpenVINO's CPU plugin does), and
+        # the cached one is shared with every other check on this worker
+        fresh = load_session(case, model_dir, fresh=True)
+        try:
+            outcome = negative.run_input_case(neg, case.spec, model_dir, fresh)
+        finally:
+            fresh.close()
     elif neg.stage == "inputs":
         outcome = negative.run_raw_case(neg, case.spec, model_dir, tmp_path)
     else:
@@ -56,3 +62,6 @@ def test_negative(case, neg, model_dir, tmp_path, request, measure):
                                 f"observed: it {outcome.describe()}")
     held, why = negative.judge(expect, outcome)
     assert held, f"{neg.id} ({neg.description}): {why}"
+    assert outcome.facts.get("recovered") is not False, (
+        f"{neg.id}: the expected {expect.describe()} happened, but afterwards the session fails the intact input: "
+        f"{outcome.facts.get('intact_after_error')}")
