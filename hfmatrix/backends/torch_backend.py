@@ -118,6 +118,10 @@ DEVICE_OPS: dict[str, dict[str, Callable]] = {
 
 
 def device_op(device: str, op: str, *args):
+    """Run a device-specific operation. Devices torch does not drive (wasm, webgpu, htp, an
+    OpenVINO GPU...) have no torch-side counters or queues: memory is {} and the rest a no-op."""
+    if device not in DEVICE_OPS:
+        return {} if op == "memory" else None
     torch = _torch()
     return DEVICE_OPS[device][op](torch, *args)
 
