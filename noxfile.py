@@ -204,9 +204,15 @@ def _web_prerequisites(session: nox.Session) -> None:
                     external=True)
 
 
+# WebGPU without a GPU is SwiftShader (software): a first run takes 20-45 s per model (whisper 205 s), so
+# the webgpu session defaults to a small model set; HFMATRIX_WEBGPU_MODELS=default runs the whole zoo.
+WEB_MODELS = {"webgpu": os.environ.get("HFMATRIX_WEBGPU_MODELS", "bert,vit,gpt2")}
+
+
 def _web(session: nox.Session, device: str) -> None:
     _web_prerequisites(session)
-    run_suites(session, env="web", backend="web", device=device, precisions="fp32")
+    models = (f"--models={WEB_MODELS[device]}",) if device in WEB_MODELS else ()
+    run_suites(session, env="web", backend="web", device=device, precisions="fp32", extra=models)
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend", "web"])
