@@ -151,12 +151,37 @@ def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
         value = implied_input(arg.name, inputs)
         if value is None:
             raise ValueError(f"graph input {arg.name!r} missing from the inputs {sorted(inputs)}")
-        if arg.type in ONNX_FLOAT:
-            value = value.astype(ONNX_FLOAT[arg.type])
-        elif arg.type == "tensor(int64)":
-            value = value.astype(np.int64)
-        feeds[arg.name] = np.ascontiguousarray(value)
+        feeds[arg.name] = np.ascontiguousarray(coerce(arg.name, value, ONNX_FLOAT.get(arg.type) or
+                                                      (np.int64 if arg.type == "tensor(int64)" else None)))
     return feeds
+
+
+# inputs the task-level forward takes besides the graphs' own input names (seq2seq, generate)
+FORWARD_INPUTS = {"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids",
+                  "token_type_ids", "pixel_values", "input_features", "input_values"}
+
+
+def coerce(name: str, value: np.ndarray, dtype) -> np.ndarray:
+    """Cast within a kind only (int64 -> int32, float32 -> float16): float token ids or int pixel
+    values are the caller's error, never silently truncated."""
+    value = np.asarray(value)
+    if dtype is None:
+        return value
+    want = np.dtype(dtype).kind
+    if value.dtype.kind != want and not (want == "i" and value.dtype.kind == "u"):
+        raise ValueError(f"input {name!r} is {value.dtype}, the graph takes {np.dtype(dtype).name}")
+    return value.astype(dtype)
+
+
+def check_names(inputs: Arrays, allowed: set[str]) -> None:
+    """Refuse inputs the model does not take. An all-ones attention_mask carries no information and is
+    dropped when the export takes none (optimum's wav2vec2 graph); a padded one would be ignored: refused."""
+    unknown = sorted(set(inputs) - allowed)
+    if unknown == ["attention_mask"] or "attention_mask" in unknown:
+        if np.all(np.asarray(inputs["attention_mask"]) == 1):
+            unknown.remove("attention_mask")
+    if unknown:
+        raise ValueError(f"inputs {unknown} are not inputs of this model (takes {sorted(allowed)})")
 
 
 def _as_float32(value: np.ndarray) -> np.ndarray:
@@ -176,7 +201,15 @@ class OrtSession:
                 raise HardwareAbsent(f"requested {ep} but ONNX Runtime session {name!r} runs on {used}")
         self._evidence: dict[str, Any] | None = None
 
+    def _check(self, inputs: Arrays) -> None:
+        allowed = {a.name for s in self.sessions.values() for a in s.get_inputs()}
+        check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
+        for name, value in inputs.items():
+            if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
+                raise ValueError(f"input {name!r} is {np.asarray(value).dtype}; token ids and masks are integers")
+
     def run(self, inputs: Arrays) -> Arrays:
+        self._check(inputs)
         if self.mode == "graph":
             session = next(iter(self.sessions.values()))
             names = [o.name for o in session.get_outputs()]
@@ -196,6 +229,7 @@ class OrtSession:
             raise Unsupported(f"{type(self.model).__name__} does not generate")
         import torch
 
+        self._check(inputs)
         kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
         cfg = getattr(self.model, "generation_config", None)
         pad = cfg.pad_token_id if cfg is not None else None
@@ -436,6 +470,7 @@ class QnnSession:
         return self.sessions[sig]
 
     def run(self, inputs: Arrays) -> Arrays:
+        check_names(inputs, {a.name for a in self._dynamic_inputs} | {"token_type_ids", "position_ids"})
         session = self._session(inputs)
         names = [o.name for o in session.get_outputs()]
         values = session.run(names, feeds_for(session, inputs))

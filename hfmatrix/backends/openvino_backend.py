@@ -15,6 +15,7 @@ import numpy as np
 from .. import exports
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
+from .onnxruntime_backend import FORWARD_INPUTS, check_names, coerce
 
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
 # the CPU plugin keeps stateful KV caches in f16 whatever the inference hint (measured: tiny T5 logits
@@ -150,7 +151,15 @@ class OVSession:
                 raise HardwareAbsent(f"requested OpenVINO {device} but compiled {name!r} runs on {devices}")
         self._evidence: dict[str, Any] | None = None
 
+    def _check(self, inputs: Arrays) -> None:
+        allowed = {_name(p) for c in self.compiled.values() for p in c.inputs}
+        check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
+        for name, value in inputs.items():
+            if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
+                raise ValueError(f"input {name!r} is {np.asarray(value).dtype}; token ids and masks are integers")
+
     def run(self, inputs: Arrays) -> Arrays:
+        self._check(inputs)
         if self.mode == "graph":
             compiled = self.compiled["model"]
             feeds = {}
@@ -163,8 +172,7 @@ class OVSession:
                 else:
                     raise ValueError(f"graph input {name!r} missing from the inputs {sorted(inputs)}")
                 et = port.get_element_type().get_type_name()
-                value = value.astype(OV_FLOAT[et]) if et in OV_FLOAT else value.astype(np.int64) if et == "i64" else value
-                feeds[name] = np.ascontiguousarray(value)
+                feeds[name] = np.ascontiguousarray(coerce(name, value, OV_FLOAT.get(et) or (np.int64 if et == "i64" else None)))
             result = compiled(feeds)
             return {_name(port): np.asarray(result[port]).astype(np.float32) if np.asarray(result[port]).dtype.kind == "f"
                     else np.asarray(result[port]) for port in compiled.outputs}
@@ -181,6 +189,7 @@ class OVSession:
             raise Unsupported(f"{type(self.model).__name__} does not generate")
         import torch
 
+        self._check(inputs)
         kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
         cfg = getattr(self.model, "generation_config", None)
         pad = cfg.pad_token_id if cfg is not None else None
