@@ -167,6 +167,13 @@ class SourceRejected(ValueError):
     """The model folder is not something we export: unsafe weights, or weights that do not fit the model."""
 
 
+def check_policy(model_dir: Path) -> None:
+    """hfmatrix.safeload's policy (safetensors only, no remote code): raises UnsafeWeights / RemoteCodeRefused."""
+    from .safeload import pretrained_kwargs
+
+    pretrained_kwargs(Path(model_dir))
+
+
 def check_source(model_dir: Path, auto_class: str) -> dict[str, Any]:
     """What the torch backend enforces, before an exporter loads the folder its own way: safetensors
     only, no remote code (hfmatrix.safeload), and no missing/unexpected/mismatched weights (an

@@ -95,6 +95,8 @@ def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None
              "model_type": spec.model_type, "versions": export_versions(),
              "source_checks": "safeload+loading-info"}
 
+    exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
+
     def make(out: Path) -> None:
         exports.check_source(model_dir, spec.auto_class)
         main_export(str(model_dir), output=out, task=task, do_validation=False, no_post_process=True,
@@ -169,7 +171,7 @@ def coerce(name: str, value: np.ndarray, dtype) -> np.ndarray:
         return value
     want = np.dtype(dtype).kind
     if value.dtype.kind != want and not (want == "i" and value.dtype.kind == "u"):
-        raise ValueError(f"input {name!r} is {value.dtype}, the graph takes {np.dtype(dtype).name}")
+        raise ValueError(f"input {name!r} has dtype {value.dtype}, the graph takes {np.dtype(dtype).name}")
     return value.astype(dtype)
 
 
@@ -206,7 +208,7 @@ class OrtSession:
         check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
         for name, value in inputs.items():
             if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
-                raise ValueError(f"input {name!r} is {np.asarray(value).dtype}; token ids and masks are integers")
+                raise ValueError(f"input {name!r} has dtype {np.asarray(value).dtype}; token ids and masks are integers")
 
     def run(self, inputs: Arrays) -> Arrays:
         self._check(inputs)

@@ -91,6 +91,8 @@ def openvino_export(model_dir: Path, spec) -> exports.Export:
              "model_type": spec.model_type, "versions": export_versions(),
              "source_checks": "safeload+loading-info"}
 
+    exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
+
     def make(out: Path) -> None:
         exports.check_source(model_dir, spec.auto_class)
         main_export(str(model_dir), output=out, task=task, library_name="transformers")
@@ -156,7 +158,7 @@ class OVSession:
         check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
         for name, value in inputs.items():
             if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
-                raise ValueError(f"input {name!r} is {np.asarray(value).dtype}; token ids and masks are integers")
+                raise ValueError(f"input {name!r} has dtype {np.asarray(value).dtype}; token ids and masks are integers")
 
     def run(self, inputs: Arrays) -> Arrays:
         self._check(inputs)
