@@ -184,10 +184,11 @@ def check_source(model_dir: Path, auto_class: str) -> dict[str, Any]:
 
     kwargs = pretrained_kwargs(Path(model_dir))
     kwargs.pop("weights_only", None)
+    from .zoo.materialize import loading_problems
+
     model, info = getattr(transformers, auto_class).from_pretrained(str(model_dir), output_loading_info=True, **kwargs)
+    bad = loading_problems(model, info)  # a checkpoint buffer the model registers (position_ids) is no loss
     del model
-    bad = {k: sorted(map(str, v)) for k, v in info.items()
-           if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if bad:
         raise SourceRejected(f"{model_dir}: weights do not match {auto_class}: {bad}")
     return {"weights": "safetensors", "loading_info": "clean"}

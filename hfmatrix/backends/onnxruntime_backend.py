@@ -93,7 +93,7 @@ def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None
     task = task or TASKS[spec.task][1]
     parts = {"model": exports.folder_digest(model_dir), "task": task, "dtype": precision,
              "model_type": spec.model_type, "versions": export_versions(),
-             "source_checks": "safeload+loading-info"}
+             "source_checks": "safeload+loading-info-2"}
 
     exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
 

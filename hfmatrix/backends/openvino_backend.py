@@ -89,7 +89,7 @@ def openvino_export(model_dir: Path, spec) -> exports.Export:
     task = TASKS[spec.task][1]
     parts = {"model": exports.folder_digest(model_dir), "task": task, "stateful": True, "weights": "fp32",
              "model_type": spec.model_type, "versions": export_versions(),
-             "source_checks": "safeload+loading-info"}
+             "source_checks": "safeload+loading-info-2"}
 
     exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
 
