@@ -24,7 +24,8 @@ def _get(cfg: dict[str, Any], *keys: str, sub: str | None = None):
 def expected_shapes(spec, model_dir, inputs) -> dict[str, tuple]:
     cfg = _config(str(model_dir))
     ids = inputs.get("input_ids")
-    b = next(iter(inputs.values())).shape[0]
+    # batch = text rows where there is text (clip: 2 prompts, 1 image), else the first input's rows
+    b = ids.shape[0] if ids is not None else next(iter(inputs.values())).shape[0]
     seq = ids.shape[1] if ids is not None else None
     hidden = lambda sub=None: _get(cfg, "hidden_size", "d_model", "n_embd", sub=sub)  # noqa: E731
     vocab = lambda sub=None: _get(cfg, "vocab_size", sub=sub)  # noqa: E731

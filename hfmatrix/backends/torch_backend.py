@@ -153,6 +153,10 @@ class TorchSession:
         self._torch = _torch()
         self._device = DEVICE_OPS[target.device]["torch_device"](self._torch)
         self._dtype = getattr(self._torch, DTYPES[target.precision])
+        import inspect
+        params = inspect.signature(model.forward).parameters
+        # BertForSequenceClassification on transformers 4.57 has config.use_cache but no such argument
+        self._takes_use_cache = "use_cache" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
     def _tensors(self, inputs: Arrays) -> dict[str, Any]:
         torch = self._torch
@@ -167,8 +171,8 @@ class TorchSession:
     def run(self, inputs: Arrays) -> Arrays:
         torch = self._torch
         kwargs = self._tensors(inputs)
-        if getattr(self.model.config, "use_cache", None) is not None and "use_cache" not in kwargs:
-            kwargs["use_cache"] = False
+        if self._takes_use_cache and "use_cache" not in kwargs:
+            kwargs["use_cache"] = False  # compare outputs, not caches
         with torch.inference_mode():
             out = self.model(**kwargs)
         device_op(self.target.device, "synchronize")
