@@ -275,7 +275,10 @@ def _tensors(header: dict[str, Any]) -> list[str]:
 
 
 def _largest_float(header: dict[str, Any]) -> str:
-    floats = [k for k in _tensors(header) if header[k]["dtype"] in ("F32", "F16", "BF16") and len(header[k]["shape"]) == 2]
+    """The largest learned 2-D float weight. Position tables are left out: some models rebuild them
+    instead of trusting the checkpoint (Whisper's sinusoidal embed_positions on transformers 4.57)."""
+    floats = [k for k in _tensors(header) if header[k]["dtype"] in ("F32", "F16", "BF16") and len(header[k]["shape"]) == 2
+              and "position" not in k]
     return max(floats, key=lambda k: header[k]["data_offsets"][1] - header[k]["data_offsets"][0])
 
 
