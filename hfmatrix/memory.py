@@ -25,7 +25,7 @@ readings alone, with no fixed byte threshold:
   the slope exceeds the bound and the growth persists.
 
 Sensitivity (tiny zoo BERT, torch 2.13 CPU, this 2-core machine; planted, touched leaks):
-* inference loop: >= 1 KiB per inference is caught every run (256 B: 2 of 2, 128 B: 2 of 3);
+* inference loop: >= 1 KiB per inference is caught every run (512 B: 5 of 5, 256 B: 3 of 5, 128 B: 2 of 3);
 * load cycles: >= footprint / 4 per cycle (32 KiB of a ~120 KiB loaded BERT; 16 KiB: 1 of 2);
   a whole model kept alive per load (~140 KiB per cycle here) always.
 Untouched allocations (torch.empty never written) do not count: they are not resident.

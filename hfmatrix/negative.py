@@ -140,6 +140,13 @@ def catalogue() -> dict[str, NegCase]:
     return load_catalogue()
 
 
+def backends_covered() -> tuple[str, ...]:
+    """Backends the catalogue has expectations for (the suite runs only there; a new backend joins by
+    adding its expectations, from evidence)."""
+    names = {v for case in catalogue().values() for exp in case.expect for k, v in exp.keys if k == "backend"}
+    return tuple(sorted(n for n in names if "*" not in n))
+
+
 # ----------------------------------------------------------------------------------- outcome
 @dataclass
 class Outcome:
