@@ -151,16 +151,7 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
         return Export(kind, key, final, False, seconds, meta)
 
 
-def dist_versions(*dists: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in dists:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "absent"
-    return out
+from .zoo.materialize import dist_versions  # noqa: E402  (re-exported: backends call exports.dist_versions)
 
 
 class SourceRejected(ValueError):

@@ -249,11 +249,6 @@ class TorchBackend:
         return TorchSession(model, spec, target, info, Path(model_dir))
 
     def versions(self) -> dict[str, str]:
-        import importlib.metadata as md
-        out = {}
-        for dist in ("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy"):
-            try:
-                out[dist] = md.version(dist)
-            except md.PackageNotFoundError:
-                pass
-        return out
+        from ..zoo.materialize import dist_versions
+        found = dist_versions("torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "numpy")
+        return {k: v for k, v in found.items() if v != "absent"}

@@ -41,14 +41,20 @@ _LIBS = ("transformers", "tokenizers", "torch", "safetensors")
 BUILT: list[Path] = []
 
 
-def versions() -> dict[str, str]:
+def dist_versions(*dists: str) -> dict[str, str]:
+    """Installed version of each distribution, "absent" where it is not installed (one helper for the
+    zoo's cache key, the export cache's key and the backends' versions)."""
     out = {}
-    for lib in _LIBS:
+    for dist in dists:
         try:
-            out[lib] = metadata.version(lib)
+            out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            out[lib] = "absent"
+            out[dist] = "absent"
     return out
+
+
+def versions() -> dict[str, str]:
+    return dist_versions(*_LIBS)
 
 
 def cache_root(cache_dir: Path | str | None = None) -> Path:
