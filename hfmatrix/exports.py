@@ -165,6 +165,22 @@ def check_policy(model_dir: Path) -> None:
     pretrained_kwargs(Path(model_dir))
 
 
+def refuse_opt_ins(model_dir: Path, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> None:
+    """The exported backends keep the strict policy whatever the run opts in to: the exporters load
+    the folder their own way, and neither a pickle checkpoint nor a folder's own code is routed
+    through them. An opt-in that would matter here is unsupported-by-backend (the torch backend
+    honours it), never a silent strict refusal that reads as "you did not opt in"."""
+    from .safeload import check_weights_format, remote_code_files
+
+    model_dir = Path(model_dir)
+    if trust_remote_code and remote_code_files(model_dir):
+        raise Unsupported(f"{model_dir} runs its own code (auto_map); --trust-remote-code is honoured by the torch "
+                          "backend only, the exported backends never run a folder's code")
+    if allow_pickle and check_weights_format(model_dir, allow_pickle=True) == "pickle":
+        raise Unsupported(f"{model_dir} has pickle-only weights; --allow-pickle is honoured by the torch backend "
+                          "only, the exported backends export from safetensors")
+
+
 def check_source(model_dir: Path, auto_class: str) -> dict[str, Any]:
     """What the torch backend enforces, before an exporter loads the folder its own way: safetensors
     only, no remote code (hfmatrix.safeload), and no missing/unexpected/mismatched weights (an

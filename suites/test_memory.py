@@ -30,7 +30,7 @@ def _record(measure, series: memory.Series, mode: str) -> dict[str, memory.Verdi
     return found
 
 
-def test_memory_load_cycles(case, model_dir, measure):
+def test_memory_load_cycles(case, model_dir, intact_session, measure):
     """load -> run -> release, LOAD_WARMUP + LOAD_CYCLES times: nothing accumulates per cycle."""
     device = case.target.device
     cycle = memory.load_cycle(lambda: load_session(case, model_dir, fresh=True), example(case.spec, model_dir), device)
@@ -43,10 +43,10 @@ def test_memory_load_cycles(case, model_dir, measure):
     assert not found["rss"].leaked, f"RSS grows per load -> release cycle: {found['rss'].message()}"
 
 
-def test_memory_inference_loop(case, model_dir, backend_session, measure):
+def test_memory_inference_loop(case, model_dir, intact_session, measure):
     """The same inputs LOOP_INFERENCES times per cycle, LOOP_WARMUP + LOOP_CYCLES cycles."""
     device = case.target.device
-    cycle = memory.loop_cycle(backend_session, example(case.spec, model_dir), memory.LOOP_INFERENCES)
+    cycle = memory.loop_cycle(intact_session, example(case.spec, model_dir), memory.LOOP_INFERENCES)
     series = memory.run_cycles(cycle, memory.LOOP_WARMUP, memory.LOOP_CYCLES, device)
     found = _record(measure, series, "loop")
     warm = series.warmup.get("device", [None])[-1]

@@ -32,8 +32,7 @@ def _measure(request, case, model_dir, cfg: PerfConfig) -> Measured:
     if case.id in _MEASURED:
         return _MEASURED[case.id]
     st = state(request.config)
-    opts = {"allow_pickle": request.config.getoption("--allow-pickle")} if case.target.backend == "torch" else {}
-    m = measure_case(case, model_dir, cfg, run_id=st.run_id, session_name=st.session, load_options=opts)
+    m = measure_case(case, model_dir, cfg, run_id=st.run_id, session_name=st.session)
     m.entry["versions"] = backends.get(case.target.backend).versions()
     m.entry["evidence"] = m.session.evidence()
     m.close()

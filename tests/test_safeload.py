@@ -191,3 +191,31 @@ def test_trust_is_per_model(monkeypatch):
     assert safeload.trusted_models("*") == {"org/b"}, "a wildcard must not trust every model"
     monkeypatch.delenv(safeload.TRUST_ENV)
     assert safeload.trusted_models(None) == set()
+
+
+def _load_check(records: list[dict]) -> dict:
+    found = [r for r in records if r["check"] == "load_session"]
+    assert len(found) == 1, f"expected one load_session record, got {[r['nodeid'] for r in records]}"
+    return found[0]
+
+
+def test_trust_remote_code_is_a_per_model_opt_in_of_the_plugin(pytester, zoo_cache, remote_code_folder, tmp_path):
+    """The plugin's --trust-remote-code: off by default, per model id, and the code really runs
+    only when this model's id is named (the folder's id is its name: 'remote-code')."""
+    from conftest import SUITES, run_suites
+
+    folder, marker = remote_code_folder
+    pytester._monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
+    pytester._monkeypatch.delenv(safeload.TRUST_ENV, raising=False)
+    suite = str(SUITES / "test_load.py")
+    args = (suite, "-k", "test_load_session", f"--models={folder}", "-p", "no:randomly")
+    for extra in ((), ("--trust-remote-code=bert,other/model",)):
+        result, records = run_suites(pytester, zoo_cache, *args, *extra)
+        rec = _load_check(records)
+        assert rec["outcome"] in ("failed", "error"), rec  # refused in the session fixture: an error
+        assert "RemoteCodeRefused" in rec["message"] and "--trust-remote-code=remote-code" in rec["message"], rec["message"]
+        assert not marker.exists(), f"the folder's code ran with {extra or 'no opt-in'}"
+    result, records = run_suites(pytester, zoo_cache, *args, "--trust-remote-code=remote-code")
+    rec = _load_check(records)
+    assert rec["outcome"] == "passed", rec["message"]
+    assert marker.read_text() == "module imported", "trusted: the folder's own module is what loaded"

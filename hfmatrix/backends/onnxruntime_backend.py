@@ -293,7 +293,8 @@ class OnnxRuntimeBackend:
             return Availability(False, exc.reason, exc.kind)
         return Availability(True, ep, details={"execution_provider": ep})
 
-    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, Any] | None = None) -> OrtSession:
+    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, Any] | None = None, *, allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> OrtSession:
         avail = self.available(target.device, target.precision)
         if not avail.ok:
             raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
@@ -302,6 +303,7 @@ class OnnxRuntimeBackend:
         if spec.task not in TASKS:
             raise Unsupported(f"no ONNX Runtime route for task {spec.task!r}")
         cls_name, _, mode = TASKS[spec.task]
+        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         export = onnx_export(Path(model_dir), spec, target.precision)
         if cls_name is None:
             raise Unsupported(f"optimum-onnx {export_versions()['optimum-onnx']} has no ORTModel class for {spec.task}")
@@ -557,7 +559,8 @@ class QnnBackend:
         return Availability(True, f"QNN {device} via {lib.name}" + (f" ({note})" if note else ""),
                             details={"backend_path": str(lib)})
 
-    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, str] | None = None) -> QnnSession:
+    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, str] | None = None, *, allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> QnnSession:
         avail = self.available(target.device, target.precision)
         if not avail.ok:
             raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
@@ -565,6 +568,7 @@ class QnnBackend:
         if spec.task not in QNN_TASKS:
             raise Unsupported(f"qnn backend runs single-graph tasks {sorted(QNN_TASKS)} with static shapes; "
                               f"{spec.task} needs a multi-graph encoder-decoder export")
+        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         export = onnx_export(Path(model_dir), spec, "fp32", task=QNN_TASKS[spec.task])
         options = {**QNN_DEFAULT_OPTIONS, **(provider_options or {})}
         session = QnnSession(export, spec, target, avail.details["backend_path"], options)

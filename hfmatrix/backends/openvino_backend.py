@@ -249,7 +249,8 @@ class OpenVINOBackend:
             return Availability(False, exc.reason, exc.kind)
         return Availability(True, f"{dev}: {core().get_property(dev, 'FULL_DEVICE_NAME')}", details={"device": dev})
 
-    def load(self, model_dir: Path, spec, target: Target) -> OVSession:
+    def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> OVSession:
         avail = self.available(target.device, target.precision)
         if not avail.ok:
             raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
@@ -257,6 +258,7 @@ class OpenVINOBackend:
         if spec.task not in TASKS:
             raise Unsupported(f"no OpenVINO route for task {spec.task!r}")
         cls_name, _, mode = TASKS[spec.task]
+        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         export = openvino_export(Path(model_dir), spec)
         ovm, _ = _optimum()
         ov_config = dict(PRECISION_CONFIG[target.precision])

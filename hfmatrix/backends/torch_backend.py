@@ -237,12 +237,15 @@ class TorchBackend:
         torch = _torch()
         import transformers
 
-        from ..safeload import check_weights_format
-        check_weights_format(Path(model_dir), allow_pickle=allow_pickle)
+        from ..safeload import pretrained_kwargs
+        # safetensors only unless allow_pickle; a folder's own code (auto_map) refused unless this
+        # model id is trusted (RemoteCodeRefused names the opt-in)
+        policy = pretrained_kwargs(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                                   model_id=getattr(spec, "id", ""))
+        policy.pop("weights_only")  # transformers' torch.load of a pickle checkpoint is weights_only already
         auto = getattr(transformers, spec.auto_class)
         model, info = auto.from_pretrained(
-            str(model_dir), output_loading_info=True, dtype=getattr(torch, DTYPES[target.precision]),
-            use_safetensors=not allow_pickle, trust_remote_code=trust_remote_code)
+            str(model_dir), output_loading_info=True, dtype=getattr(torch, DTYPES[target.precision]), **policy)
         model.eval()
         model.to(DEVICE_OPS[target.device]["torch_device"](torch))
         info = {k: sorted(map(str, v)) if isinstance(v, (list, set, tuple)) else str(v) for k, v in info.items()}

@@ -471,10 +471,13 @@ class WebBackend:
         return AVAILABLE[device](hb)
 
     def load(self, model_dir: Path, spec: Any, target: Target,
-             session_options: dict[str, Any] | None = None) -> WebSession:
+             session_options: dict[str, Any] | None = None, *, allow_pickle: bool = False,
+             trust_remote_code: bool = False) -> WebSession:
         avail = self.available(target.device, target.precision)
         if not avail.ok:
             raise {HARDWARE_ABSENT: HardwareAbsent, DEPENDENCY_MISSING: DependencyMissing}.get(avail.kind, Unsupported)(avail.reason)
+        from .. import exports
+        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         graphs, export = onnx_graphs(Path(model_dir), spec)
         return WebSession(graphs, spec, target, export=export, model_dir=Path(model_dir),
                           session_options=session_options)
