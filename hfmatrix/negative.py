@@ -98,7 +98,8 @@ class NegCase:
 
 
 def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
-    with open(path or CATALOGUE, "rb") as fh:
+    """The catalogue at path, else $HFMATRIX_NEGATIVE_CASES, else the built-in one."""
+    with open(path or os.environ.get("HFMATRIX_NEGATIVE_CASES") or CATALOGUE, "rb") as fh:
         data = tomllib.load(fh)
     cases: dict[str, NegCase] = {}
     for entry in data.get("case", []):

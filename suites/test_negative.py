@@ -14,7 +14,7 @@ from hfmatrix import negative, skips
 from hfmatrix.compare import known_failure
 from hfmatrix.plugin import load_session
 
-# Backends without catalogue expectations (qnn, web so far) are not collected: the suite would only
+# Backends without catalogue expectations (web so far) are not collected: the suite would only
 # fail there with "no expectation". They join by adding [[case.expect]] entries measured on them.
 pytestmark = pytest.mark.hfm_backends(*negative.backends_covered())
 
