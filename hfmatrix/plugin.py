@@ -213,7 +213,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only_precisions = [p for m in metafunc.definition.iter_markers("hfm_precisions") for p in m.args]
     only_devices = [d for m in metafunc.definition.iter_markers("hfm_devices") for d in m.args]
     check = metafunc.function.__name__.removeprefix("test_")
-    from .compare import known_failure
+    from .compare import known_bug_marks
     params = []
     for spec in st.specs().values():
         if st.shard and shard_of(spec.id, st.shard[1]) != st.shard[0]:
@@ -229,9 +229,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
-            reason = known_failure(check, spec.id, target.backend, target.device, target.precision)
-            if reason:
-                marks.append(pytest.mark.xfail(strict=True, reason=f"[{skips.KNOWN_BUG}] {reason}"))
+            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.precision)
             params.append(pytest.param(case, id=case.id, marks=marks))
     per_case = metafunc.definition.get_closest_marker("hfm_per_case")
     if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case

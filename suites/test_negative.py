@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from hfmatrix import negative, skips
-from hfmatrix.compare import known_failure
+from hfmatrix.compare import known_bug_marks
 from hfmatrix.plugin import load_session
 
 # Backends without catalogue expectations (web so far) are not collected: the suite would only
@@ -27,9 +27,7 @@ def _applicable(case):
             continue
         t = case.target
         marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
-        reason = known_failure(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.precision)
-        if reason:
-            marks.append(pytest.mark.xfail(strict=True, reason=f"[{skips.KNOWN_BUG}] {reason}"))
+        marks += known_bug_marks(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.precision)
         yield pytest.param(neg, id=neg.id, marks=marks)
 
 

@@ -98,6 +98,26 @@ def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
     assert result.ret == 1
 
 
+def test_unstable_known_bug_is_a_known_bug_skip_and_lists_match(project, monkeypatch):
+    """An entry marked unstable (a real defect at the check's resolution) becomes a known-bug skip that
+    says why; a list of model patterns matches any of them; an empty 'unstable' is refused."""
+    kf = project.path / "kf.toml"
+    kf.write_text('[[known_bug]]\ncheck = "fails"\nmodel = ["beta", "gam*"]\nreason = "gamma defect #2"\n'
+                  'unstable = "the verdict flipped between two runs"\n')
+    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    result, records = _run(project, "-k", "fails")
+    by = {(r["check"], r["model"]): r for r in records}
+    gamma = by[("fails", "gamma")]
+    assert gamma["outcome"] == "skipped" and gamma["skip_kind"] == "known-bug", gamma
+    assert "gamma defect #2" in gamma["message"] and "verdict flipped" in gamma["message"]
+    assert by[("fails", "beta")]["outcome"] == "skipped"
+    assert by[("fails", "alpha")]["outcome"] == "passed"
+    kf.write_text('[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nreason = "r"\nunstable = " "\n')
+    from hfmatrix.compare import known_entry
+    with pytest.raises(ValueError, match="unstable"):
+        known_entry("fails", "gamma", "torch", "cpu", "fp32", path=kf)
+
+
 def test_shards_partition_the_models(project):
     seen = []
     for i in (1, 2, 3):
