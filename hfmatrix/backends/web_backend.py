@@ -34,6 +34,13 @@ import numpy as np
 
 from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
+from .onnxruntime_backend import check_names, coerce
+
+
+class OrtWebError(RuntimeError):
+    """onnxruntime-web refused a run in the page (OrtRun failed): its message without the Playwright
+    wrapper, so callers and the bad-input catalogue can name what went wrong."""
+
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 ORT_PACKAGE = WEB_DIR / "node_modules" / "onnxruntime-web"
@@ -248,7 +255,6 @@ class WebSession:
         self._runs_ms: list[float] = []
         self._wall_ms: list[float] = []
         self._meta: dict[str, dict[str, Any]] = {}
-        self.ignored_inputs: set[str] = set()
         self._evidence: dict[str, Any] = {}
         self.page = browser.new_page()
         try:
@@ -341,7 +347,9 @@ class WebSession:
             else:
                 value = self._fill(name, meta, values)
             kind = meta.get("type")
-            feeds[name] = value.astype(ORT_TO_NP[kind], copy=False) if kind in ORT_TO_NP else value
+            # within a kind only (int64 -> int32, float32 -> float16): float token ids are refused,
+            # never truncated (as the onnxruntime backend does)
+            feeds[name] = coerce(name, value, ORT_TO_NP[kind]) if kind in ORT_TO_NP else value
         return feeds
 
     @staticmethod
@@ -360,12 +368,18 @@ class WebSession:
                 return np.where(mask == 0, 1, pos).astype(np.int64)
             if name == "token_type_ids":
                 return np.zeros_like(ids, dtype=np.int64)
-        raise Unsupported(f"graph input {name!r} ({meta}) has no value in the inputs {sorted(values)} "
-                          "and no rule to make one")
+        raise ValueError(f"graph input {name!r} missing from the inputs {sorted(k for k, v in values.items() if v is not None)} "
+                         f"({meta}; no rule makes it)")
 
     def _run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         encoded = {k: _encode(v) for k, v in feeds.items()}
-        result = self.page.evaluate("([n, f]) => hfm.run(n, f)", [graph, encoded])
+        try:
+            result = self.page.evaluate("([n, f]) => hfm.run(n, f)", [graph, encoded])
+        except Exception as exc:  # playwright's Error: the page threw
+            text = str(exc)
+            if "OrtRun" not in text:
+                raise
+            raise OrtWebError(f"onnxruntime-web {self.target.device}: " + text.split("Error: ", 2)[-1].split("\n    at ")[0]) from None
         if result.get("warnings"):
             self._evidence.setdefault("run_warnings", result["warnings"][:20])
         return {name: _decode(t) for name, t in result["outputs"].items()}, result["ms"]
@@ -373,6 +387,8 @@ class WebSession:
     def run(self, inputs: Arrays) -> Arrays:
         t0 = time.perf_counter()
         used: set[str] = set()
+        takes = {n for g in self._meta.values() for n in g["inputs"]} | {"decoder_input_ids"}
+        check_names(inputs, takes)  # an input the model does not take is the caller's error, not ignored
         if "model" in self.graphs:
             out, ms = self._run_graph("model", self._feeds("model", inputs, used))
             result = {k: v for k, v in out.items() if not CACHE_OUTPUT.match(k)}
@@ -386,7 +402,6 @@ class WebSession:
             dec, ms_dec = self._run_graph("decoder_model", self._feeds("decoder_model", dec_values, set()))
             ms = ms_enc + ms_dec
             result = {"logits": dec["logits"], "encoder_last_hidden_state": enc["last_hidden_state"]}
-        self.ignored_inputs.update(set(inputs) - used)
         self._runs_ms.append(ms)
         self._wall_ms.append((time.perf_counter() - t0) * 1000)
         return result
@@ -440,8 +455,6 @@ class WebSession:
 
     def evidence(self) -> dict[str, Any]:
         out = {**self._evidence, "costs": self.measures()}
-        if self.ignored_inputs:
-            out["ignored_inputs"] = sorted(self.ignored_inputs)
         return out
 
     def close(self) -> None:
@@ -456,6 +469,7 @@ class WebSession:
 
 class WebBackend:
     name = "web"
+    in_process = False  # the model runs in Chromium's processes: this process's RSS and rlimits do not see it
     precisions = ("fp32",)
     devices = tuple(PROVIDERS)
 
