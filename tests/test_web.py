@@ -248,8 +248,22 @@ def test_int64_inputs_cross_exactly(sessions, tmp_path):
     in ORT (out of range) rather than silently read another row."""
     session = sessions("wasm")
     bad = {**INPUTS, "input_ids": np.array([[2**33 + 1, 1, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)}
-    with pytest.raises(Exception, match=r"(?i)out of bounds|indices|invalid"):
+    from hfmatrix.backends.web_backend import OrtWebError
+    with pytest.raises(OrtWebError, match=r"indices element out of data bounds"):
         session.run(bad)
+
+
+def test_adapter_refuses_what_it_used_to_cast_ignore_or_skip(sessions, tiny):
+    """Float token ids were cast, unknown inputs ignored and a missing input skipped as unsupported:
+    each is now the caller's error (the bad-input catalogue found all three)."""
+    session = sessions("wasm")
+    with pytest.raises(ValueError, match="input 'input_ids' has dtype float32, the graph takes int64"):
+        session.run({**INPUTS, "input_ids": INPUTS["input_ids"].astype(np.float32)})
+    with pytest.raises(ValueError, match=r"inputs \['extra'\] are not inputs of this model"):
+        session.run({**INPUTS, "extra": INPUTS["input_ids"]})
+    with pytest.raises(ValueError, match="graph input 'input_ids' missing from the inputs"):
+        session.run({"attention_mask": INPUTS["attention_mask"]})
+    assert compare(session.run(INPUTS), _reference(tiny), ORT_TOL).ok, "the session broke"
 
 
 # ---------------------------------------------------------------------------------------- server
