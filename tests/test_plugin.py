@@ -151,3 +151,27 @@ def test_xdist_controller_writes_every_record(project):
     assert sorted((r["check"], r["model"]) for r in records) == sorted(
         [("any", "alpha"), ("any", "beta"), ("any", "gamma"), ("gen", "beta")])
     assert {r["worker"] for r in records} <= {"gw0", "gw1"}
+
+
+def test_intact_session_skips_known_bug_only_for_a_recorded_load_bug(project, monkeypatch):
+    """A check about something else (bad inputs, leaks) on a model whose intact load is a recorded
+    known bug skips as known-bug naming it; any other load failure still fails (errors)."""
+    project.makepyfile(planted_load="""
+from hfmatrix.backends import torch_backend
+
+def _load(self, *args, **kwargs):
+    raise RuntimeError("planted: the intact model does not load")
+
+torch_backend.TorchBackend.load = _load
+""")
+    project.makepyfile(test_other="def test_other(case, intact_session):\n    assert intact_session is not None\n")
+    kf = project.path / "kf.toml"
+    kf.write_text('[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nreason = "alpha load defect #7"\n')
+    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    monkeypatch.setenv("PYTHONPATH", str(project.path))
+    result, records = _run(project, "test_other.py", "-p", "planted_load")
+    by = {r["model"]: r for r in records if r["check"] == "other"}
+    assert by["alpha"]["outcome"] == "skipped" and by["alpha"]["skip_kind"] == "known-bug", by["alpha"]
+    assert "alpha load defect #7" in by["alpha"]["message"] and "RuntimeError" in by["alpha"]["message"]
+    assert by["beta"]["outcome"] == "error" and "planted: the intact model does not load" in by["beta"]["message"]
+    assert result.ret == 1
