@@ -90,3 +90,48 @@ def test_perturbed_outputs_fail_parity(pytester, zoo_cache):
     rec = records[0]
     assert 1e-5 < rec["measures"]["max_rel_err"] < 2e-3  # measured error is recorded on failure too
     assert result.ret == 1
+
+
+TRUNCATED = """
+import hfmatrix.plugin as plugin
+_load = plugin.load_session
+def load_session(*a, **k):
+    session = _load(*a, **k)
+    run = session.run
+    session.run = lambda inputs: {key: v[..., :-1] for key, v in run(inputs).items()}  # last feature dropped
+    return session
+plugin.load_session = load_session
+"""
+
+NOISY = """
+import numpy as np
+import hfmatrix.plugin as plugin
+_load = plugin.load_session
+def load_session(*a, **k):
+    session = _load(*a, **k)
+    run = session.run
+    rng = np.random.default_rng(0)
+    # hidden states drowned in noise of their own scale: the embedding no longer means anything
+    session.run = lambda inputs: {key: v + rng.standard_normal(v.shape).astype(v.dtype) * float(np.abs(v).mean())
+                                  for key, v in run(inputs).items()}
+    return session
+plugin.load_session = load_session
+"""
+
+
+def test_truncated_outputs_fail_output_shapes(pytester, zoo_cache):
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+                                 "-k", "output_shapes", plant=TRUNCATED)
+    assert outcomes(records) == {"output_shapes[bert]": "failed"}
+    assert result.ret == 1
+
+
+def test_golden_embeddings_pass_clean_and_fail_on_noise(pytester, zoo_cache):
+    """The real-weights MiniLM: the published cosines hold, and fail once the outputs are noise."""
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+                                 "-k", "golden_embeddings")
+    assert outcomes(records) == {"golden_embeddings[minilm]": "passed"}, result.stdout.str()[-2000:]
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+                                 "-k", "golden_embeddings", plant=NOISY)
+    assert outcomes(records) == {"golden_embeddings[minilm]": "failed"}
+    assert result.ret == 1
