@@ -24,16 +24,24 @@ def batch(*a, **k):
 inputs.batch = batch
 """
 
-PERTURBED = """
+
+def _outputs_planted(transform: str, prelude: str = "") -> str:
+    """A planted-defect plugin: the backend under test's session returns transform(v) for every
+    output v (the reference is loaded separately and stays clean)."""
+    return f"""
+{prelude}
 import hfmatrix.plugin as plugin
 _load = plugin.load_session
 def load_session(*a, **k):
-    session = _load(*a, **k)  # the backend under test; the reference is loaded separately
+    session = _load(*a, **k)
     run = session.run
-    session.run = lambda inputs: {key: v * (1 + 1e-3) for key, v in run(inputs).items()}
+    session.run = lambda inputs: {{key: {transform} for key, v in run(inputs).items()}}
     return session
 plugin.load_session = load_session
 """
+
+
+PERTURBED = _outputs_planted("v * (1 + 1e-3)")
 
 
 def test_clean_bert_passes_every_check(pytester, zoo_cache):
@@ -92,31 +100,11 @@ def test_perturbed_outputs_fail_parity(pytester, zoo_cache):
     assert result.ret == 1
 
 
-TRUNCATED = """
-import hfmatrix.plugin as plugin
-_load = plugin.load_session
-def load_session(*a, **k):
-    session = _load(*a, **k)
-    run = session.run
-    session.run = lambda inputs: {key: v[..., :-1] for key, v in run(inputs).items()}  # last feature dropped
-    return session
-plugin.load_session = load_session
-"""
+TRUNCATED = _outputs_planted("v[..., :-1]")  # last feature dropped
 
-NOISY = """
-import numpy as np
-import hfmatrix.plugin as plugin
-_load = plugin.load_session
-def load_session(*a, **k):
-    session = _load(*a, **k)
-    run = session.run
-    rng = np.random.default_rng(0)
-    # hidden states drowned in noise of their own scale: the embedding no longer means anything
-    session.run = lambda inputs: {key: v + rng.standard_normal(v.shape).astype(v.dtype) * float(np.abs(v).mean())
-                                  for key, v in run(inputs).items()}
-    return session
-plugin.load_session = load_session
-"""
+# hidden states drowned in noise of their own scale: the embedding no longer means anything
+NOISY = _outputs_planted("v + rng.standard_normal(v.shape).astype(v.dtype) * float(np.abs(v).mean())",
+                         prelude="import numpy as np\nrng = np.random.default_rng(0)")
 
 
 def test_truncated_outputs_fail_output_shapes(pytester, zoo_cache):

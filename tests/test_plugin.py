@@ -85,11 +85,17 @@ def test_parametrized_from_zoo_with_typed_outcomes(project):
     assert meta["complete"] is True and meta["counts"]["failed"] == 1
 
 
-def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
+def _known_bugs(project, monkeypatch, text: str):
+    """A known_failures file for this project's runs (HFMATRIX_KNOWN_FAILURES)."""
     kf = project.path / "kf.toml"
-    kf.write_text('[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nreason = "gamma defect #1"\n'
-                  '[[known_bug]]\ncheck = "any"\nmodel = "alpha"\nreason = "alpha was broken, now fixed"\n')
+    kf.write_text(text)
     monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    return kf
+
+
+def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
+    _known_bugs(project, monkeypatch, '[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nreason = "gamma defect #1"\n'
+                  '[[known_bug]]\ncheck = "any"\nmodel = "alpha"\nreason = "alpha was broken, now fixed"\n')
     result, records = _run(project, "-k", "fails or any")
     by = {(r["check"], r["model"]): r for r in records}
     assert by[("fails", "gamma")]["outcome"] == "xfailed"
@@ -101,10 +107,8 @@ def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
 def test_unstable_known_bug_is_a_known_bug_skip_and_lists_match(project, monkeypatch):
     """An entry marked unstable (a real defect at the check's resolution) becomes a known-bug skip that
     says why; a list of model patterns matches any of them; an empty 'unstable' is refused."""
-    kf = project.path / "kf.toml"
-    kf.write_text('[[known_bug]]\ncheck = "fails"\nmodel = ["beta", "gam*"]\nreason = "gamma defect #2"\n'
-                  'unstable = "the verdict flipped between two runs"\n')
-    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    kf = _known_bugs(project, monkeypatch, '[[known_bug]]\ncheck = "fails"\nmodel = ["beta", "gam*"]\n'
+                     'reason = "gamma defect #2"\nunstable = "the verdict flipped between two runs"\n')
     result, records = _run(project, "-k", "fails")
     by = {(r["check"], r["model"]): r for r in records}
     gamma = by[("fails", "gamma")]
@@ -165,9 +169,8 @@ def _load(self, *args, **kwargs):
 torch_backend.TorchBackend.load = _load
 """)
     project.makepyfile(test_other="def test_other(case, intact_session):\n    assert intact_session is not None\n")
-    kf = project.path / "kf.toml"
-    kf.write_text('[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nreason = "alpha load defect #7"\n')
-    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
+    _known_bugs(project, monkeypatch,
+                '[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nreason = "alpha load defect #7"\n')
     monkeypatch.setenv("PYTHONPATH", str(project.path))
     result, records = _run(project, "test_other.py", "-p", "planted_load")
     by = {r["model"]: r for r in records if r["check"] == "other"}

@@ -21,6 +21,7 @@ run (in-page ``session.run`` time) and the Python↔page transfer.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 import os
@@ -336,6 +337,11 @@ class WebSession:
 
     # ------------------------------------------------------------------------------------ running
 
+    @functools.cached_property
+    def _takes(self) -> set[str]:
+        """Every input name a run may carry: the graphs' inputs, plus decoder_input_ids (encoder-decoders)."""
+        return {n for g in self._meta.values() for n in g["inputs"]} | {"decoder_input_ids"}
+
     def _feeds(self, graph: str, values: dict[str, Any], used: set[str]) -> dict[str, np.ndarray]:
         """The graph's inputs from ours, in the graph's declared dtypes; export-only inputs made up."""
         feeds: dict[str, np.ndarray] = {}
@@ -387,8 +393,7 @@ class WebSession:
     def run(self, inputs: Arrays) -> Arrays:
         t0 = time.perf_counter()
         used: set[str] = set()
-        takes = {n for g in self._meta.values() for n in g["inputs"]} | {"decoder_input_ids"}
-        check_names(inputs, takes)  # an input the model does not take is the caller's error, not ignored
+        check_names(inputs, self._takes)  # an input the model does not take is the caller's error, not ignored
         if "model" in self.graphs:
             out, ms = self._run_graph("model", self._feeds("model", inputs, used))
             result = {k: v for k, v in out.items() if not CACHE_OUTPUT.match(k)}
