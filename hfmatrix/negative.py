@@ -17,6 +17,7 @@ process under RLIMIT_AS (the memory-limit case).
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import re
@@ -600,11 +601,32 @@ MUTATIONS: dict[str, dict[str, Callable]] = {
 
 def neutral_dir(workdir: Path) -> Path:
     """A folder for a corrupted copy whose path names no model: transformers 4.x AutoConfig guesses the
-    architecture from the PATH when config.json is missing (a pytest tmp_path holds the test id, e.g.
-    .../test_negative_gpt2_torch_cpu_f0/, and turned "no config.json" into a full-size default GPT-2)."""
+    architecture from the PATH when config.json has no model_type (a pytest tmp_path holds the test id,
+    e.g. .../test_negative_gpt2_torch_cpu_f0/, and turned "no config.json" into a full-size default GPT-2).
+    The name is digits only (pid, counter): a random tempfile suffix once held "t5" and made a GPT-2
+    copy load as T5. A base folder that itself names a model type is refused with the name it matched."""
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="hfm-neg-", dir=os.environ.get("HFMATRIX_NEG_TMP") or None))
+    base = Path(os.environ.get("HFMATRIX_NEG_TMP") or tempfile.gettempdir())
+    hit = _model_type_in(str(base / "hfm-neg-0" / "model"))
+    if hit:
+        raise RuntimeError(f"negative-case scratch base {base} contains the model type {hit!r}: transformers "
+                           "would guess that architecture from the path; set HFMATRIX_NEG_TMP to another folder")
+    for n in itertools.count():
+        folder = base / f"hfm-neg-{os.getpid()}-{n}"
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+
+
+def _model_type_in(path: str) -> str | None:
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except ImportError:  # no transformers in this env: nothing can guess from the path
+        return None
+    return next((k for k in sorted(CONFIG_MAPPING_NAMES, key=len, reverse=True) if k in path), None)
 
 
 def run_load_case(neg: NegCase, spec, model_dir: Path, workdir: Path, load: Callable[[Path], Any],

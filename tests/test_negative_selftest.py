@@ -87,6 +87,20 @@ def test_corrupting_a_copy_leaves_the_cache_intact(tmp_path):
     assert verify(model_dir) == [], "the materialized cache entry changed"
 
 
+def test_scratch_folders_name_no_model_type(tmp_path, monkeypatch):
+    # a random tempfile suffix once read "...t5..." and turned a GPT-2 copy without model_type into T5
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    monkeypatch.setenv("HFMATRIX_NEG_TMP", str(tmp_path / "scratch"))
+    folders = [negative.neutral_dir(tmp_path) for _ in range(50)]
+    assert len(set(folders)) == 50
+    named = [(str(f), k) for f in folders for k in CONFIG_MAPPING_NAMES if k in str(f / "model")]
+    assert not named, named[:3]
+    monkeypatch.setenv("HFMATRIX_NEG_TMP", str(tmp_path / "t5-scratch"))
+    with pytest.raises(RuntimeError, match="contains the model type 't5'"):
+        negative.neutral_dir(tmp_path)
+
+
 def test_silently_accepted_garbage_fails_the_check(pytester, zoo_cache):
     args = (str(SUITES / "test_negative.py"), "--models=bert", "-k", "ids-out-of-range or ids-negative")
     result, records = run_suites(pytester, zoo_cache, *args)
