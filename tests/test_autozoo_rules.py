@@ -64,6 +64,16 @@ def test_shrink_specifics():
     assert whisper.decoder_start_token_id < whisper.vocab_size and whisper.decoder_start_token_id != whisper.eos_token_id
 
 
+def test_rule_ops():
+    from hfmatrix.zoo.auto_shrink import Rule
+    widths = Rule(name="w", keys=frozenset({"dims"}), scale_min=16)
+    assert widths.apply([96, 192, 384]) == [16, 32, 64]
+    assert widths.apply([8, 16]) == [8, 16], "already below: left alone"
+    patch = Rule(name="p", keys=frozenset({"patch_size"}), cap=4, not_with=frozenset({"num_point_embeddings"}))
+    assert patch.matches("patch_size", {"patch_size": 16})
+    assert not patch.matches("patch_size", {"patch_size": 16, "num_point_embeddings": 4})
+
+
 def test_disabled_rule_is_not_applied():
     rules = load_rules(disabled="width")
     cfg, fired = shrink_config(CONFIG_MAPPING["bert"], rules)
@@ -142,6 +152,16 @@ def test_every_stage_passes(mt, tmp_path):
     m = result.measures
     assert m["stage"] == "passed" and m["seconds"] > 0 and m["peak_rss_mb"] > 0
     assert set(m["stage_seconds"]) == set(auto.STAGES)
+
+
+def test_text_path_when_image_inputs_cannot_be_synthesized(tmp_path):
+    # molmo2's get_image_features needs pooling indices no recipe makes: synthesizing the image path
+    # fails, the text path runs, and the record says which path ran and why
+    result = auto.run_case(_case("molmo2", "base"), workdir=tmp_path)
+    assert result.ok, (result.failed_stage, result.error)
+    assert result.measures["ran_text_path_only"] is True
+    assert "get_image_features" in result.measures["full_path_error"]
+    assert "pixel_values" not in result.measures["inputs"]
 
 
 # ----------------------------------------------------------------------------- planted defects
@@ -259,6 +279,19 @@ def test_known_failures_are_well_formed():
     ("esm", lambda c: c.vocab_size == 256),
     # mamba2: heads * head_dim == expand * hidden
     ("mamba2", lambda c: c.num_heads * c.head_dim == c.expand * c.hidden_size),
+    # sam2: Hiera stage widths still double (a stage change is told by the width changing), the first is
+    # the hidden size, the FPN reads them in reverse; feature-map sizes follow the 32 px image; the
+    # prompt encoder's grid (image / its patch_size) is the image encoder's last feature map
+    ("sam2", lambda c: c.vision_config.backbone_config.embed_dim_per_stage == [64, 128, 256, 512]
+        and c.vision_config.backbone_config.hidden_size == 64
+        and c.vision_config.backbone_channel_list == [512, 256, 128, 64]
+        and c.vision_config.backbone_feature_sizes == [[8, 8], [4, 4], [2, 2]]
+        and c.prompt_encoder_config.image_size // c.prompt_encoder_config.patch_size == 2),
+    # efficientloftr: the 2D RoPE table (head_dim * factor) stays half the width; channel lists shrink
+    # with the width, so the last stage's channels are hidden_size
+    ("efficientloftr", lambda c: c.hidden_size // c.num_attention_heads * c.rope_parameters["partial_rotary_factor"]
+        == c.hidden_size // 2 and c.stage_block_out_channels[-1][-1] == c.hidden_size
+        and all(a == b for a, b in zip(c.stage_in_channels[1:], [s[-1] for s in c.stage_block_out_channels]))),
 ])
 def test_fixups(mt, check):
     cfg, _ = shrink_config(CONFIG_MAPPING[mt])

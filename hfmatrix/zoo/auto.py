@@ -514,9 +514,11 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                 m["params"] = sum(p.numel() for p in model.parameters())
             with _stage(result, "forward"):
                 used: set[str] = set()
-                inputs, notes = synthesize(model, rules, used=used)
                 m["ran_text_path_only"] = False
+                inputs, notes = {}, []  # stay empty where synthesizing the full path fails
                 try:
+                    # synthesizing is part of the full path: image placeholders call get_image_features
+                    inputs, notes = synthesize(model, rules, used=used)
                     out1 = _forward(model, inputs)
                 except Exception as exc:
                     # a model that also takes optional image/audio inputs gets a second try on its text path

@@ -35,13 +35,20 @@ class Rule:
     has_set: bool = False
     #: the rule applies only in a config dict that also has one of these keys
     only_with: frozenset = frozenset()
+    #: the rule does not apply in a config dict that has one of these keys
+    not_with: frozenset = frozenset()
     #: value for the attribute when its default is None (a size the config class leaves to the user)
     if_none: Any = None
+    #: int lists are scaled so their smallest element is this, keeping their ratios (per-stage widths
+    #: that double from stage to stage, where the model tells a stage change by the width changing)
+    scale_min: int | None = None
 
     def matches(self, key: str, d: dict | None = None) -> bool:
         if key in self.exclude:
             return False
         if self.only_with and not (d is not None and self.only_with & d.keys()):
+            return False
+        if self.not_with and d is not None and self.not_with & d.keys():
             return False
         return key in self.keys or any(p.search(key) for p in self.patterns)
 
@@ -54,6 +61,8 @@ class Rule:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and self.cap is not None:
             return min(value, self.cap)
         if _is_int_list(value):
+            if self.scale_min is not None and min(value) > self.scale_min:
+                return [max(1, v * self.scale_min // min(value)) for v in value]
             if self.fill_lists is not None:
                 return [self.fill_lists] * len(value)
             if self.cap is not None:
@@ -101,7 +110,9 @@ def load_rules(path: Path | str | None = None, disabled: str | None = None) -> R
             patterns=tuple(re.compile(p) for p in entry.get("patterns", ())),
             exclude=frozenset(entry.get("exclude", ())), cap=entry.get("cap"),
             fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry,
-            only_with=frozenset(entry.get("only_with", ())), if_none=entry.get("if_none")))
+            only_with=frozenset(entry.get("only_with", ())), not_with=frozenset(entry.get("not_with", ())),
+            if_none=entry.get("if_none"),
+            scale_min=entry.get("scale_min")))
     seen = set()
     for r in rules:
         if r.name in seen:
@@ -392,6 +403,70 @@ def _fix_hierarchical_resolution(orig: dict, new: dict, rules: Rules) -> bool:
     return True
 
 
+def _side(v: Any) -> int | None:
+    return v if _is_int(v) else (v[0] if _is_int_list(v) else None)
+
+
+def _fix_feature_map_sizes(orig: dict, new: dict, rules: Rules) -> bool:
+    """SAM2-style vision configs list the backbone's feature-map sizes ([[256, 256], ...] for 1024 px);
+    they follow the image side the backbone config was shrunk to."""
+    sizes = new.get("backbone_feature_sizes")
+    before, after = (_side((d.get("backbone_config") or {}).get("image_size")) for d in (orig, new))
+    if not (isinstance(sizes, list) and sizes and before and after and after < before):
+        return False
+    new["backbone_feature_sizes"] = [[max(1, x * after // before) for x in pair] for pair in sizes]
+    return new["backbone_feature_sizes"] != sizes
+
+
+def _head_dim(d: dict) -> float | None:
+    hidden, heads = d.get("hidden_size"), d.get("num_attention_heads")
+    if _is_int(d.get("head_dim")):
+        return d["head_dim"]
+    return hidden / heads if _is_int(hidden) and _is_int(heads) and heads else None
+
+
+def _fix_wide_rope(orig: dict, new: dict, rules: Rules) -> bool:
+    """A partial_rotary_factor above 1 spans more than one head: the rotary table is sized to the model
+    width (EfficientLoFTR's 2D RoPE: head_dim * factor == hidden_size / 2), so the factor keeps that
+    ratio when heads and width shrink by different amounts."""
+    holder = new.get("rope_parameters") if isinstance(new.get("rope_parameters"), dict) else new
+    factor = holder.get("partial_rotary_factor")
+    hd0, hd1 = _head_dim(orig), _head_dim(new)
+    if not (isinstance(factor, (int, float)) and factor > 1 and hd0 and hd1
+            and _is_int(orig.get("hidden_size")) and _is_int(new.get("hidden_size"))):
+        return False
+    wanted = factor * hd0 / orig["hidden_size"] * new["hidden_size"] / hd1
+    if wanted == factor:
+        return False
+    holder["partial_rotary_factor"] = wanted
+    return True
+
+
+def _scaled(value: Any, num: int, den: int) -> Any:
+    if _is_int(value):
+        return max(1, value * num // den) if value > 1 else value  # 1 is an input channel, not a width
+    if isinstance(value, list):
+        return [_scaled(v, num, den) for v in value]
+    return value
+
+
+def _fix_channels_follow_width(orig: dict, new: dict, rules: Rules) -> bool:
+    """Backbones whose per-block channel lists end in the model width (EfficientLoFTR: the last stage's
+    channels are hidden_size) scale all their channel lists by the width's shrink factor, keeping every
+    in/out pair consistent. Keys and the key that marks such a config are data ([channels_follow_width])."""
+    spec = rules.raw.get("channels_follow_width", {})
+    before, after = orig.get("hidden_size"), new.get("hidden_size")
+    if not (set(spec.get("when", ())) & new.keys() and _is_int(before) and _is_int(after) and after < before):
+        return False
+    changed = False
+    for key in spec.get("keys", ()):
+        if key in orig:
+            value = _scaled(orig[key], after, before)
+            changed |= value != new.get(key)
+            new[key] = value
+    return changed
+
+
 _FEATURE_LAYER_KEYS = ("vision_feature_layer", "vision_feature_layers", "feature_layers", "select_layer",
                        "mm_vision_select_layer", "vision_feature_layer_indices")
 
@@ -436,6 +511,9 @@ def _fix_layout_2d(orig: dict, new: dict, rules: Rules) -> bool:
 
 
 FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
+    "feature-map-sizes": _fix_feature_map_sizes,
+    "channels-follow-width": _fix_channels_follow_width,
+    "wide-rope": _fix_wide_rope,
     "layout-2d": _fix_layout_2d,
     "feature-layers": _fix_feature_layers,
     "hierarchical-resolution": _fix_hierarchical_resolution,
