@@ -222,6 +222,36 @@ def test_exit_codes_and_closing_line(tmp_path: Path, capsys) -> None:
     assert rc == 1 and "no results under" in out and closing(out) == (0, 0, 0)
 
 
+def test_autozoo_coverage_by_class_and_failures_by_stage(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+
+    def zoo(model: str, role: str, outcome: str, arch: str, stage: str, msg: str = "", **m) -> Record:
+        r = rec("zoo", model, outcome, check=f"autozoo_{role}", arch=arch, msg=msg, i=hash((model, role)) % 10**6)
+        r.measures.update(role=role, stage=stage, **m)
+        return r
+
+    write_session(res, "zoo", [
+        zoo("bert", "base", "passed", "encoder", "passed"), zoo("bert", "head", "passed", "encoder", "passed"),
+        zoo("llava", "base", "passed", "multimodal", "passed", ran_text_path_only=True),
+        zoo("llava", "head", "passed", "multimodal", "passed"),
+        zoo("sam2", "base", "failed", "vision", "forward", msg="ForwardStageFailure: [forward] shape mismatch\nmore"),
+        zoo("deit", "head", "xfailed", "vision", "build", msg="[known-bug] from_config crashes"),
+        zoo("deit", "base", "passed", "vision", "passed"),
+    ])
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 1, "an auto-zoo failure fails the report like any other check"
+    md = (res / "matrix.md").read_text()
+    assert "## Auto-zoo" in md
+    assert "| encoder | 1 | 1 | 1 | 0 | 0 | 0 |" in md
+    assert "| multimodal | 1 | 1 | 1 | 1 | 0 | 0 |" in md
+    assert "| vision | 2 | 2 | 0 | 0 | 1 | 0 |" in md
+    assert "| **total** | 4 | 4 | 2 | 1 | 1 | 0 |" in md
+    assert "- **forward** (1): `sam2` base: ForwardStageFailure: [forward] shape mismatch" in md
+    doc = json.loads((res / "matrix.json").read_text())
+    assert doc["autozoo"]["coverage"]["total"]["passed"] == 2
+    assert [f["model"] for f in doc["autozoo"]["failures_by_stage"]["forward"]] == ["sam2"]
+
+
 def test_untyped_skip_and_software_device_are_visible(tmp_path: Path, capsys) -> None:
     res = tmp_path / "results"
     gpu = {"adapter": {"vendor": "google", "architecture": "swiftshader", "isFallbackAdapter": True}}

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import autozoo
 from . import compact
 from . import coverage as cov_mod
 from .markdown import outcome_summary
@@ -55,6 +56,8 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "skips": {k: dict(v.most_common()) for k, v in m.skips.items()},
         "perf": m.perf, "problems": m.problems, "corrupt_files": m.corrupt,
         "junit_only": m.junit_only, "not_scheduled": m.not_scheduled, "coverage": m.coverage,
+        "autozoo": {"coverage": autozoo.coverage_table(m.autozoo), "failures_by_stage": autozoo.failures_by_stage(m.autozoo)}
+        if m.autozoo else None,
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from hfmatrix import records as rec_mod
 
 from . import compact
+from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 
 # Outcomes that make the report (and CI) fail; "xpassed" means a strict xfail started passing.
 BAD = ("failed", "error", "crashed", "timeout", "xpassed")
@@ -90,6 +91,7 @@ class Matrix:
     junit_only: dict[str, dict[str, int]] = field(default_factory=dict)
     not_scheduled: list[dict[str, str]] = field(default_factory=list)   # from results/plan.json
     coverage: dict[str, Any] = field(default_factory=dict)
+    autozoo: list[dict[str, Any]] = field(default_factory=list)      # auto-zoo records, slim (autozoo.slim)
 
     def totals(self) -> Counter:
         total = Counter()
@@ -429,6 +431,8 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             if row is None:
                 row = rows[rk] = len(rows)
             cname = g("check") or "?"
+            if cname.startswith(AUTOZOO_PREFIX):
+                m.autozoo.append(autozoo_slim(r))
             chk = checks.get(cname)
             if chk is None:
                 chk = checks[cname] = len(checks)

@@ -44,6 +44,7 @@ except ModuleNotFoundError:  # python < 3.11
     import tomli as tomllib  # type: ignore
 
 from .. import skips
+from ..report.autozoo import coverage_table  # noqa: F401 (the sweep's summary; the report's table)
 from .auto_shrink import Rules, default_rules, shrink_config
 
 KNOWN_FILE = Path(__file__).with_name("auto_known.toml")
@@ -263,41 +264,6 @@ def _base_forward_inputs(model_type: str) -> set[str]:
         return set(inspect.signature(getattr(transformers, name).forward).parameters) or {"-"}
     except Exception:
         return {"-"}
-
-
-def coverage_table(records: Iterable[dict]) -> dict[str, dict[str, int]]:
-    """Passing model types per architecture class, from result records (dicts with model, outcome,
-    arch_class, measures). A type passes when every one of its classes that ran (base, head) passed;
-    ``text_path_only`` counts passing multimodal types whose image/audio path did not run."""
-    by_type: dict[str, dict[str, Any]] = {}
-    for r in records:
-        mt = r.get("model") or ""
-        if not mt:
-            continue
-        m = r.get("measures") or {}
-        entry = by_type.setdefault(mt, {"arch_class": "", "outcomes": [], "text_only": False})
-        entry["arch_class"] = entry["arch_class"] or r.get("arch_class") or m.get("arch_class", "")
-        entry["outcomes"].append(r.get("outcome"))
-        entry["text_only"] |= bool(m.get("ran_text_path_only"))
-    table: dict[str, dict[str, int]] = {}
-    for mt, e in by_type.items():
-        row = table.setdefault(e["arch_class"] or "unclassified",
-                               {"types": 0, "ran": 0, "passed": 0, "text_path_only": 0, "known_bug": 0, "skipped": 0})
-        row["types"] += 1
-        ran = [o for o in e["outcomes"] if o != "skipped"]
-        if not ran:
-            row["skipped"] += 1
-            continue
-        row["ran"] += 1
-        if all(o == "passed" for o in ran):
-            row["passed"] += 1
-            row["text_path_only"] += int(e["text_only"])
-        elif any(o == "xfailed" for o in ran):
-            row["known_bug"] += 1
-    total = {k: sum(row[k] for row in table.values()) for k in
-             ("types", "ran", "passed", "text_path_only", "known_bug", "skipped")}
-    table["total"] = total
-    return table
 
 
 # ----------------------------------------------------------------------------- running a case
