@@ -35,8 +35,6 @@ class Rule:
     has_set: bool = False
     #: the rule applies only in a config dict that also has one of these keys
     only_with: frozenset = frozenset()
-    #: the rule does not apply in a config dict that has one of these keys
-    not_with: frozenset = frozenset()
     #: value for the attribute when its default is None (a size the config class leaves to the user)
     if_none: Any = None
     #: int lists are scaled so their smallest element is this, keeping their ratios (per-stage widths
@@ -47,8 +45,6 @@ class Rule:
         if key in self.exclude:
             return False
         if self.only_with and not (d is not None and self.only_with & d.keys()):
-            return False
-        if self.not_with and d is not None and self.not_with & d.keys():
             return False
         return key in self.keys or any(p.search(key) for p in self.patterns)
 
@@ -110,8 +106,7 @@ def load_rules(path: Path | str | None = None, disabled: str | None = None) -> R
             patterns=tuple(re.compile(p) for p in entry.get("patterns", ())),
             exclude=frozenset(entry.get("exclude", ())), cap=entry.get("cap"),
             fill_lists=entry.get("fill_lists"), set=entry.get("set"), has_set="set" in entry,
-            only_with=frozenset(entry.get("only_with", ())), not_with=frozenset(entry.get("not_with", ())),
-            if_none=entry.get("if_none"),
+            only_with=frozenset(entry.get("only_with", ())), if_none=entry.get("if_none"),
             scale_min=entry.get("scale_min")))
     seen = set()
     for r in rules:
@@ -407,15 +402,40 @@ def _side(v: Any) -> int | None:
     return v if _is_int(v) else (v[0] if _is_int_list(v) else None)
 
 
+def _grid(backbone: dict) -> float | None:
+    """Patch-grid side of a (SAM-style) image backbone config: image side / patch (or patch stride)."""
+    side, patch = _side(backbone.get("image_size")), _side(backbone.get("patch_size") or backbone.get("patch_stride"))
+    return side / patch if side and patch else None
+
+
 def _fix_feature_map_sizes(orig: dict, new: dict, rules: Rules) -> bool:
-    """SAM2-style vision configs list the backbone's feature-map sizes ([[256, 256], ...] for 1024 px);
-    they follow the image side the backbone config was shrunk to."""
+    """SAM2/SAM3-style vision configs list the backbone's feature-map sizes ([[256, 256], ...] for a
+    1024 px image); they follow the backbone's patch grid, which the image and patch rules shrank."""
     sizes = new.get("backbone_feature_sizes")
-    before, after = (_side((d.get("backbone_config") or {}).get("image_size")) for d in (orig, new))
+    before, after = (_grid(d.get("backbone_config") or {}) for d in (orig, new))
     if not (isinstance(sizes, list) and sizes and before and after and after < before):
         return False
-    new["backbone_feature_sizes"] = [[max(1, x * after // before) for x in pair] for pair in sizes]
+    new["backbone_feature_sizes"] = [[max(1, round(x * after / before)) for x in pair] for pair in sizes]
     return new["backbone_feature_sizes"] != sizes
+
+
+def _fix_prompt_grid(orig: dict, new: dict, rules: Rules) -> bool:
+    """A SAM prompt encoder's image_size / patch_size is the grid of the image embeddings the mask decoder
+    adds its dense prompt to: the vision config's last feature map, or its own patch grid (SAM 1)."""
+    pe, vision = new.get("prompt_encoder_config"), new.get("vision_config")
+    if not (isinstance(pe, dict) and isinstance(vision, dict) and _is_int(pe.get("image_size"))):
+        return False
+    sizes = vision.get("backbone_feature_sizes")
+    grid = _side(sizes[-1]) if isinstance(sizes, list) and sizes else _grid(vision)
+    if not grid or pe["image_size"] % int(grid):
+        return False
+    want = {"patch_size": pe["image_size"] // int(grid)}
+    if "image_embedding_size" in pe:  # SAM 1 states the grid itself
+        want["image_embedding_size"] = int(grid)
+    if all(pe.get(k) == v for k, v in want.items()):
+        return False
+    pe.update(want)
+    return True
 
 
 def _head_dim(d: dict) -> float | None:
@@ -512,6 +532,7 @@ def _fix_layout_2d(orig: dict, new: dict, rules: Rules) -> bool:
 
 FIXUPS: dict[str, Callable[[dict, dict, Rules], bool]] = {
     "feature-map-sizes": _fix_feature_map_sizes,
+    "prompt-grid": _fix_prompt_grid,
     "channels-follow-width": _fix_channels_follow_width,
     "wide-rope": _fix_wide_rope,
     "layout-2d": _fix_layout_2d,
