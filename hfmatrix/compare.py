@@ -133,6 +133,8 @@ def known_entry(check: str, model: str, backend: str, device: str, precision: st
                 raise ValueError(f"known_failures entry {entry} has no reason")
             if "unstable" in entry and not str(entry["unstable"]).strip():
                 raise ValueError(f"known_failures entry {entry}: 'unstable' must say why the verdict flips")
+            if "hangs" in entry and not str(entry["hangs"]).strip():
+                raise ValueError(f"known_failures entry {entry}: 'hangs' must say what was seen (how long, where)")
             return entry
     return None
 
@@ -148,7 +150,8 @@ def known_bug_marks(check: str, model: str, backend: str, device: str, precision
     """pytest marks for a recorded known bug: a strict xfail (a fix shows up as an unexpected pass);
     for an entry marked ``unstable`` (the defect is real but sits at the check's resolution, so the
     verdict flips between runs: measured, with the evidence in the reason) a known-bug skip instead,
-    since neither a strict xfail nor a pass would be honest."""
+    since neither a strict xfail nor a pass would be honest; for an entry marked ``hangs`` (running it
+    does not return: measured, with the evidence) a known-bug skip, since running it costs the timeout."""
     import pytest
 
     from .skips import KNOWN_BUG
@@ -157,4 +160,6 @@ def known_bug_marks(check: str, model: str, backend: str, device: str, precision
         return []
     if entry.get("unstable"):
         return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {entry['reason']} Not judged here: {entry['unstable']}")]
+    if entry.get("hangs"):
+        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {entry['reason']} Not run here: it hangs ({entry['hangs']})")]
     return [pytest.mark.xfail(strict=True, reason=f"[{KNOWN_BUG}] {entry['reason']}")]
