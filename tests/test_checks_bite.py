@@ -123,3 +123,35 @@ def test_golden_embeddings_pass_clean_and_fail_on_noise(pytester, zoo_cache):
                                  "-k", "golden_embeddings", plant=NOISY)
     assert outcomes(records) == {"golden_embeddings[minilm]": "failed"}
     assert result.ret == 1
+
+
+def test_workflow_passes_clean_and_fails_on_noise(pytester, zoo_cache):
+    """MiniLM search feeding bert-cls: clean, the search finds the answer and the classifier matches the
+    reference; with the backend's outputs drowned in noise the workflow fails."""
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_workflows.py"), "--models=minilm")
+    assert list(outcomes(records).values()) == ["passed"], result.stdout.str()[-2000:]
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_workflows.py"), "--models=minilm",
+                                 plant=NOISY)
+    assert list(outcomes(records).values()) == ["failed"], outcomes(records)
+    assert result.ret == 1
+
+
+# the feature-extraction pipeline's output scaled by 1.001: no longer what the model computes
+SKEWED_PIPELINE = """
+from transformers.pipelines.feature_extraction import FeatureExtractionPipeline
+_post = FeatureExtractionPipeline.postprocess
+def postprocess(self, *a, **k):
+    out = _post(self, *a, **k)
+    import numpy as np
+    return (np.asarray(out) * 1.001).tolist()
+FeatureExtractionPipeline.postprocess = postprocess
+"""
+
+
+def test_pipeline_passes_clean_and_fails_when_it_disagrees_with_the_model(pytester, zoo_cache):
+    args = (str(SUITES / "test_pipeline.py"), "--models=bert", "-k", "not semantic_search")
+    result, records = run_suites(pytester, zoo_cache, *args)
+    assert outcomes(records) == {"pipeline[bert]": "passed"}, result.stdout.str()[-2000:]
+    result, records = run_suites(pytester, zoo_cache, *args, plant=SKEWED_PIPELINE)
+    assert outcomes(records) == {"pipeline[bert]": "failed"}
+    assert "outside tolerance" in records[0]["message"]
