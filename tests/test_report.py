@@ -254,6 +254,22 @@ def test_autozoo_coverage_by_class_and_failures_by_stage(tmp_path: Path, capsys)
     assert [f["model"] for f in doc["autozoo"]["failures_by_stage"]["forward"]] == ["sam2"]
 
 
+def test_browser_costs_apart_from_inference(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    ev = {"requested_ep": "webgpu", "provider": "WebGpuExecutionProvider", "provider_fraction": 0.7, "software": True,
+          "adapter": {"architecture": "swiftshader"},
+          "costs": {"browser_start_s": 1.2, "page_load_s": 0.5, "runtime_init_s": 4.8, "session_create_s": 0.6,
+                    "first_run_s": 7.2, "mean_run_s": 0.98}}
+    write_session(res, "webgpu", [rec("webgpu", "tiny-bert", "passed", backend="web", device="webgpu", evidence=ev,
+                                      err=7e-7)])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert "## Browser costs" in md
+    assert "| webgpu | tiny-bert | webgpu → WebGpuExecutionProvider (0.7) SOFTWARE | 1.2 | 0.5 | 4.8 | 0.6 | 7.2 | 980 | 7e-07 (passed) |" in md
+    doc = json.loads((res / "matrix.json").read_text())
+    assert doc["browser_costs"][0]["first_run_s"] == 7.2
+
+
 def test_untyped_skip_and_software_device_are_visible(tmp_path: Path, capsys) -> None:
     res = tmp_path / "results"
     gpu = {"adapter": {"vendor": "google", "architecture": "swiftshader", "isFallbackAdapter": True}}

@@ -58,6 +58,7 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "junit_only": m.junit_only, "not_scheduled": m.not_scheduled, "coverage": m.coverage,
         "autozoo": {"coverage": autozoo.coverage_table(m.autozoo), "failures_by_stage": autozoo.failures_by_stage(m.autozoo)}
         if m.autozoo else None,
+        "browser_costs": m.browser_costs,
     }
 
 

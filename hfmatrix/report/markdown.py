@@ -5,7 +5,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo
+from . import autozoo, browser
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_BYTES = 900_000          # GitHub rejects step summaries over 1 MiB
@@ -142,6 +142,7 @@ def render(m: Matrix) -> str:
     out += _matrix_table(m)
     out += _failures(m)
     out += autozoo.markdown(m.autozoo)
+    out += browser.markdown(m.browser_costs)
     out += _perf(m)
     out += _skips(m)
     out += _env(m)

@@ -20,6 +20,7 @@ from hfmatrix import records as rec_mod
 
 from . import compact
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
+from .browser import costs_row as browser_costs
 
 # Outcomes that make the report (and CI) fail; "xpassed" means a strict xfail started passing.
 BAD = ("failed", "error", "crashed", "timeout", "xpassed")
@@ -92,6 +93,7 @@ class Matrix:
     not_scheduled: list[dict[str, str]] = field(default_factory=list)   # from results/plan.json
     coverage: dict[str, Any] = field(default_factory=dict)
     autozoo: list[dict[str, Any]] = field(default_factory=list)      # auto-zoo records, slim (autozoo.slim)
+    browser_costs: list[dict[str, Any]] = field(default_factory=list)  # per web parity record: costs, error
 
     def totals(self) -> Counter:
         total = Counter()
@@ -433,6 +435,8 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             cname = g("check") or "?"
             if cname.startswith(AUTOZOO_PREFIX):
                 m.autozoo.append(autozoo_slim(r))
+            elif cname == "parity" and ev and type(ev) is dict and "costs" in ev:
+                m.browser_costs.append(browser_costs(name, r))
             chk = checks.get(cname)
             if chk is None:
                 chk = checks[cname] = len(checks)
