@@ -599,12 +599,16 @@ MUTATIONS: dict[str, dict[str, Callable]] = {
 }
 
 
+_SCRATCH_NUMBERS = itertools.count()
+
+
 def neutral_dir(workdir: Path) -> Path:
     """A folder for a corrupted copy whose path names no model: transformers 4.x AutoConfig guesses the
     architecture from the PATH when config.json has no model_type (a pytest tmp_path holds the test id,
     e.g. .../test_negative_gpt2_torch_cpu_f0/, and turned "no config.json" into a full-size default GPT-2).
     The name is digits only (pid, counter): a random tempfile suffix once held "t5" and made a GPT-2
-    copy load as T5. A base folder that itself names a model type is refused with the name it matched."""
+    copy load as T5. The counter never repeats in a process: a reused path would hit tokenizers and
+    processors cached for the previous copy. A base folder that names a model type is refused."""
     import tempfile
 
     base = Path(os.environ.get("HFMATRIX_NEG_TMP") or tempfile.gettempdir())
@@ -612,7 +616,7 @@ def neutral_dir(workdir: Path) -> Path:
     if hit:
         raise RuntimeError(f"negative-case scratch base {base} contains the model type {hit!r}: transformers "
                            "would guess that architecture from the path; set HFMATRIX_NEG_TMP to another folder")
-    for n in itertools.count():
+    for n in _SCRATCH_NUMBERS:  # never reused within a process: loaders cache per path (lru_cache)
         folder = base / f"hfm-neg-{os.getpid()}-{n}"
         try:
             folder.mkdir(parents=True)

@@ -92,7 +92,10 @@ def test_scratch_folders_name_no_model_type(tmp_path, monkeypatch):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     monkeypatch.setenv("HFMATRIX_NEG_TMP", str(tmp_path / "scratch"))
-    folders = [negative.neutral_dir(tmp_path) for _ in range(50)]
+    folders = []
+    for _ in range(50):  # each removed before the next, as run_load_case does: a path is still never reused
+        folders.append(negative.neutral_dir(tmp_path))
+        folders[-1].rmdir()
     assert len(set(folders)) == 50
     named = [(str(f), k) for f in folders for k in CONFIG_MAPPING_NAMES if k in str(f / "model")]
     assert not named, named[:3]
