@@ -163,3 +163,12 @@ def known_bug_marks(check: str, model: str, backend: str, device: str, precision
     if entry.get("hangs"):
         return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {entry['reason']} Not run here: it hangs ({entry['hangs']})")]
     return [pytest.mark.xfail(strict=True, reason=f"[{KNOWN_BUG}] {entry['reason']}")]
+
+
+def sentence_embedding(hidden: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean of one sequence's token vectors over its attention mask, L2-normalised (sentence-transformers'
+    pooling for MiniLM): the golden, pipeline and workflow checks all compare these."""
+    hidden = np.asarray(hidden, dtype=np.float64)
+    weights = np.ones(hidden.shape[0]) if mask is None else np.asarray(mask, dtype=np.float64)
+    pooled = (hidden * weights[:, None]).sum(0) / weights.sum()
+    return pooled / np.linalg.norm(pooled)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hfmatrix.compare import sentence_embedding
+
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
@@ -24,10 +26,7 @@ def _facts(case):
 def _embed(session, tokenizer, text: str) -> np.ndarray:
     enc = tokenizer(text, return_tensors="np")
     inputs = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-    hidden = session.run(inputs)["last_hidden_state"][0].astype(np.float64)
-    mask = inputs["attention_mask"][0][:, None].astype(np.float64)
-    pooled = (hidden * mask).sum(0) / mask.sum()
-    return pooled / np.linalg.norm(pooled)
+    return sentence_embedding(session.run(inputs)["last_hidden_state"][0], inputs["attention_mask"][0])
 
 
 @pytest.mark.hfm_needs("golden")

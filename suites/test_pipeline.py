@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hfmatrix import skips
-from hfmatrix.compare import compare, tolerance
+from hfmatrix.compare import compare, sentence_embedding, tolerance
 
 # the pipeline task for a zoo task where they differ (a CTC model is an ASR pipeline)
 PIPELINE_TASK = {"ctc": "automatic-speech-recognition"}
@@ -122,8 +122,7 @@ def test_pipeline_semantic_search(case, model_dir, measure):
     _, pipe = _pipeline(case, model_dir)
 
     def embed(text: str) -> np.ndarray:
-        v = np.asarray(pipe(text), dtype=np.float64)[0].mean(axis=0)
-        return v / np.linalg.norm(v)
+        return sentence_embedding(np.asarray(pipe(text))[0])
 
     q = embed(SEARCH_QUERY)
     scores = np.array([embed(s) @ q for s in SEARCH_SENTENCES])

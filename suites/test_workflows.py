@@ -20,10 +20,10 @@ import pytest
 from hfmatrix import plugin, skips
 from hfmatrix.backends import get
 from hfmatrix.backends.base import Target
-from hfmatrix.compare import compare, known_failure, tolerance
+from hfmatrix.compare import compare, known_failure, sentence_embedding, tolerance
 from hfmatrix.plugin import Case
 from hfmatrix.zoo import load_specs, materialize
-from hfmatrix.zoo.inputs import example, generation_inputs
+from hfmatrix.zoo.inputs import example, generation_inputs, text_inputs
 
 REFERENCE = Target("torch", "cpu", "fp32")
 CLASSIFIER = "bert-cls"
@@ -64,14 +64,8 @@ def _skip_if_known(check: str, model: str, target: Target) -> None:
         skips.skip(skips.KNOWN_BUG, f"the workflow needs {model}'s {check}, a recorded known bug here: {reason}")
 
 
-def _text_inputs(model_dir: Path, texts: list[str]) -> dict[str, np.ndarray]:
-    from transformers import AutoTokenizer
-    enc = AutoTokenizer.from_pretrained(model_dir)(texts, return_tensors="np", padding=True, truncation=True)
-    return {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-
-
 def _classify(pair: _Pair, texts: list[str], measure, prefix: str) -> None:
-    inputs = _text_inputs(pair.dir, texts)
+    inputs = text_inputs(pair.dir, texts)
     result = compare(pair.session.run(inputs), pair.reference.run(inputs), pair.tol, pair.spec.outputs)
     measure(**{f"{prefix}_{k}": v for k, v in result.measures().items()}, tolerance=pair.tol.as_dict())
     assert result.ok, f"{CLASSIFIER} on the workflow's text: {result.message(pair.tol)}"
@@ -96,13 +90,11 @@ def asr_to_classifier(case, model_dir, session, reference, measure):
 
 
 def _embed(session, model_dir: Path, texts) -> np.ndarray:
-    """Mean-pooled, L2-normalised sentence embeddings, one sentence per run (no padding involved)."""
+    """Sentence embeddings, one sentence per run (no padding involved)."""
     rows = []
     for text in texts:
-        inputs = _text_inputs(model_dir, [text])
-        hidden = np.asarray(session.run(inputs)["last_hidden_state"], dtype=np.float64)[0]
-        v = hidden.mean(axis=0)
-        rows.append(v / np.linalg.norm(v))
+        inputs = text_inputs(model_dir, [text])
+        rows.append(sentence_embedding(session.run(inputs)["last_hidden_state"][0], inputs["attention_mask"][0]))
     return np.stack(rows)
 
 

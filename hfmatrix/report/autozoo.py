@@ -23,10 +23,6 @@ def failure_text(message: str | None, limit: int = 240) -> str:
     return _STAGE_FAILURE.sub("", text, count=1)[:limit]
 
 
-def is_autozoo(check: str | None) -> bool:
-    return bool(check) and check.startswith(CHECK_PREFIX)
-
-
 def slim(record: dict[str, Any]) -> dict[str, Any]:
     """What the report keeps of one auto-zoo record."""
     m = record.get("measures") or {}
@@ -70,7 +66,7 @@ def coverage_table(records: Iterable[dict]) -> dict[str, dict[str, int]]:
         if all(o == "passed" for o in ran):
             row["passed"] += 1
             row["text_path_only"] += int(e["text_only"])
-        elif entry_gap(e):
+        elif _only_gaps(e):
             row["rule_gap"] += 1
         elif any(o == "xfailed" for o in ran):
             row["known_bug"] += 1
@@ -78,7 +74,7 @@ def coverage_table(records: Iterable[dict]) -> dict[str, dict[str, int]]:
     return table
 
 
-def entry_gap(e: dict) -> bool:
+def _only_gaps(e: dict) -> bool:
     return bool(e["gap"]) and "failed" not in e["outcomes"]
 
 

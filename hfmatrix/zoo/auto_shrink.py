@@ -360,6 +360,14 @@ def _fix_backbone_stages(orig: dict, new: dict, rules: Rules) -> bool:
     return True
 
 
+def _head_dim(d: dict) -> int | None:
+    """The attention head size of a config dict: head_dim, else hidden_size // num_attention_heads."""
+    hidden, heads = d.get("hidden_size"), d.get("num_attention_heads")
+    if _is_int(d.get("head_dim")):
+        return d["head_dim"]
+    return hidden // heads if _is_int(hidden) and _is_int(heads) and heads else None
+
+
 def _fix_rope_sections(orig: dict, new: dict, rules: Rules) -> bool:
     """Multimodal RoPE sections (t, h, w) must add up to head_dim / 2 of the shrunk attention."""
     changed = False
@@ -367,9 +375,7 @@ def _fix_rope_sections(orig: dict, new: dict, rules: Rules) -> bool:
         rp = new.get(key)
         if not isinstance(rp, dict) or not _is_int_list(rp.get("mrope_section")):
             continue
-        heads = new.get("num_attention_heads")
-        head_dim = new.get("head_dim") if _is_int(new.get("head_dim")) else (
-            new["hidden_size"] // heads if _is_int(new.get("hidden_size")) and _is_int(heads) and heads else None)
+        head_dim = _head_dim(new)
         if not head_dim:
             continue
         factor = new.get("partial_rotary_factor", rp.get("partial_rotary_factor", 1.0)) or 1.0
@@ -436,13 +442,6 @@ def _fix_prompt_grid(orig: dict, new: dict, rules: Rules) -> bool:
         return False
     pe.update(want)
     return True
-
-
-def _head_dim(d: dict) -> float | None:
-    hidden, heads = d.get("hidden_size"), d.get("num_attention_heads")
-    if _is_int(d.get("head_dim")):
-        return d["head_dim"]
-    return hidden / heads if _is_int(hidden) and _is_int(heads) and heads else None
 
 
 def _fix_wide_rope(orig: dict, new: dict, rules: Rules) -> bool:

@@ -79,9 +79,9 @@ def generation_inputs(spec: ModelSpec, model_dir: Path | str) -> Arrays:
     model_dir = Path(model_dir)
     kind = _kind(spec, model_dir)
     if kind == "text":
-        return _text(model_dir, [GENERATION_PROMPTS["text-generation"]])
+        return text_inputs(model_dir, [GENERATION_PROMPTS["text-generation"]])
     if kind == "seq2seq":
-        return _text(model_dir, [GENERATION_PROMPTS["text2text-generation"]])
+        return text_inputs(model_dir, [GENERATION_PROMPTS["text2text-generation"]])
     if kind == "whisper":
         return _whisper(spec, model_dir, (0,))
     if kind == "llava":
@@ -121,9 +121,9 @@ def _kind(spec: ModelSpec, model_dir: Path) -> str:
 def _build(spec: ModelSpec, model_dir: Path, indices: tuple[int, ...]) -> Arrays:
     kind = _kind(spec, model_dir)
     if kind == "text":
-        return _text(model_dir, [TEXTS[i % len(TEXTS)] for i in indices])
+        return text_inputs(model_dir, [TEXTS[i % len(TEXTS)] for i in indices])
     if kind == "seq2seq":
-        out = _text(model_dir, [TEXTS[i % len(TEXTS)] for i in indices])
+        out = text_inputs(model_dir, [TEXTS[i % len(TEXTS)] for i in indices])
         out["decoder_input_ids"] = _decoder_start(model_dir, len(indices))
         return out
     if kind == "vision":
@@ -185,7 +185,7 @@ def _np(encoded, keys: Sequence[str] | None = None) -> Arrays:
     return out
 
 
-def _text(model_dir: Path, texts: list[str]) -> Arrays:
+def text_inputs(model_dir: Path, texts: list[str]) -> Arrays:
     tok = _tokenizer(model_dir)
     limit = min(int(tok.model_max_length), _max_len_from_config(model_dir) or 10**9)
     enc = tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="np")
