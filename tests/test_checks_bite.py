@@ -125,14 +125,14 @@ def test_golden_embeddings_pass_clean_and_fail_on_noise(pytester, zoo_cache):
     assert result.ret == 1
 
 
-def test_workflow_passes_clean_and_fails_on_noise(pytester, zoo_cache):
-    """MiniLM search feeding bert-cls: clean, the search finds the answer and the classifier matches the
-    reference; with the backend's outputs drowned in noise the workflow fails."""
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_workflows.py"), "--models=minilm")
-    assert list(outcomes(records).values()) == ["passed"], result.stdout.str()[-2000:]
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_workflows.py"), "--models=minilm",
-                                 plant=NOISY)
-    assert list(outcomes(records).values()) == ["failed"], outcomes(records)
+def test_workflows_pass_clean_and_fail_on_noise(pytester, zoo_cache):
+    """All three workflows (whisper → bert-cls, MiniLM search → bert-cls, CLIP towers vs full logits) pass
+    clean and fail once the backend's outputs are drowned in noise."""
+    args = (str(SUITES / "test_workflows.py"), "--models=minilm,whisper,clip")
+    result, records = run_suites(pytester, zoo_cache, *args)
+    assert sorted(outcomes(records).values()) == ["passed"] * 3, result.stdout.str()[-2000:]
+    result, records = run_suites(pytester, zoo_cache, *args, plant=NOISY)
+    assert sorted(outcomes(records).values()) == ["failed"] * 3, outcomes(records)
     assert result.ret == 1
 
 
