@@ -30,7 +30,6 @@ whatever faulthandler dumps. The controller owns ``<dir>`` and hands it to worke
 from __future__ import annotations
 
 import faulthandler
-import os
 import shutil
 import tempfile
 from pathlib import Path

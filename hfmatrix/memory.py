@@ -49,7 +49,6 @@ import ctypes
 import ctypes.util
 import gc
 import math
-import os
 import resource
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable

@@ -636,8 +636,6 @@ def _model_type_in(path: str) -> str | None:
 def run_load_case(neg: NegCase, spec, model_dir: Path, workdir: Path, load: Callable[[Path], Any],
                   keep: bool = False) -> Outcome:
     """Corrupt a copy, then load it fresh and run one example through it."""
-    from .zoo import example
-
     scratch = neutral_dir(workdir)
     try:
         return _run_load_case(neg, spec, model_dir, scratch / "model", load)

@@ -307,10 +307,7 @@ def check_available(target: Target) -> None:
             _AVAILABILITY[target] = backends.get(target.backend).available(target.device, target.precision)
         except ImportError as exc:
             raise skips.DependencyMissing(f"backend {target.backend} not importable here: {exc}") from None
-    avail = _AVAILABILITY[target]
-    if not avail.ok:
-        raise {skips.HARDWARE_ABSENT: skips.HardwareAbsent, skips.DEPENDENCY_MISSING: skips.DependencyMissing}.get(
-            avail.kind, skips.Unsupported)(avail.reason)
+    _AVAILABILITY[target].require()
 
 
 # The run's loading policy (hfmatrix.safeload): --allow-pickle, and --trust-remote-code per model id.

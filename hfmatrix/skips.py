@@ -44,6 +44,11 @@ class Unsupported(TypedSkip):
     kind = UNSUPPORTED
 
 
+def typed(kind: str, reason: str) -> TypedSkip:
+    """The TypedSkip to raise for ``kind`` (a kind without its own class is unsupported-by-backend)."""
+    return {HARDWARE_ABSENT: HardwareAbsent, DEPENDENCY_MISSING: DependencyMissing}.get(kind, Unsupported)(reason)
+
+
 def skip(kind: str, reason: str):
     """pytest.skip with a typed reason; the only way suites should skip."""
     if kind not in KINDS:

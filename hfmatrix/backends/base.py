@@ -30,6 +30,13 @@ class Availability:
     kind: str = ""  # a hfmatrix.skips kind when not ok
     details: dict[str, Any] = field(default_factory=dict)
 
+    def require(self) -> "Availability":
+        """Self when ok, else raise its typed skip (what every backend's load starts with)."""
+        if not self.ok:
+            from ..skips import typed
+            raise typed(self.kind, self.reason)
+        return self
+
 
 @dataclass(frozen=True)
 class Target:

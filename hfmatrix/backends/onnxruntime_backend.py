@@ -10,7 +10,6 @@ initialise; a session whose first provider is not the requested EP raises Hardwa
 """
 from __future__ import annotations
 
-import os
 import platform
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from .. import exports
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
+from .optimum_common import OptimumSession, as_float32, check_names, coerce
 
 # device name (the matrix's) -> execution providers that serve it, first available wins
 EP_FOR_DEVICE: dict[str, tuple[str, ...]] = {
@@ -48,7 +48,6 @@ TASKS: dict[str, tuple[str | None, str, str]] = {
     "automatic-speech-recognition": ("ORTModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
     "image-text-to-text": (None, "image-text-to-text", "model"),
 }
-MODEL_OUTPUTS = ("logits", "encoder_last_hidden_state", "last_hidden_state")
 ONNX_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 # exporter messages that mean "this exporter does not support it" (cached as an Unsupported verdict)
 REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no onnx configuration",
@@ -158,39 +157,7 @@ def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
     return feeds
 
 
-# inputs the task-level forward takes besides the graphs' own input names (seq2seq, generate)
-FORWARD_INPUTS = {"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids",
-                  "token_type_ids", "pixel_values", "input_features", "input_values"}
-
-
-def coerce(name: str, value: np.ndarray, dtype) -> np.ndarray:
-    """Cast within a kind only (int64 -> int32, float32 -> float16): float token ids or int pixel
-    values are the caller's error, never silently truncated."""
-    value = np.asarray(value)
-    if dtype is None:
-        return value
-    want = np.dtype(dtype).kind
-    if value.dtype.kind != want and not (want == "i" and value.dtype.kind == "u"):
-        raise ValueError(f"input {name!r} has dtype {value.dtype}, the graph takes {np.dtype(dtype).name}")
-    return value.astype(dtype)
-
-
-def check_names(inputs: Arrays, allowed: set[str]) -> None:
-    """Refuse inputs the model does not take. An all-ones attention_mask carries no information and is
-    dropped when the export takes none (optimum's wav2vec2 graph); a padded one would be ignored: refused."""
-    unknown = sorted(set(inputs) - allowed)
-    if unknown == ["attention_mask"] or "attention_mask" in unknown:
-        if np.all(np.asarray(inputs["attention_mask"]) == 1):
-            unknown.remove("attention_mask")
-    if unknown:
-        raise ValueError(f"inputs {unknown} are not inputs of this model (takes {sorted(allowed)})")
-
-
-def _as_float32(value: np.ndarray) -> np.ndarray:
-    return value.astype(np.float32) if value.dtype.kind == "f" else value
-
-
-class OrtSession:
+class OrtSession(OptimumSession):
     def __init__(self, model, spec, target: Target, ep: str, export: exports.Export, mode: str,
                  provider_options: dict[str, Any]):
         self.model, self.spec, self.target, self.ep = model, spec, target, ep
@@ -203,12 +170,8 @@ class OrtSession:
                 raise HardwareAbsent(f"requested {ep} but ONNX Runtime session {name!r} runs on {used}")
         self._evidence: dict[str, Any] | None = None
 
-    def _check(self, inputs: Arrays) -> None:
-        allowed = {a.name for s in self.sessions.values() for a in s.get_inputs()}
-        check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
-        for name, value in inputs.items():
-            if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
-                raise ValueError(f"input {name!r} has dtype {np.asarray(value).dtype}; token ids and masks are integers")
+    def graph_inputs(self) -> set[str]:
+        return {a.name for s in self.sessions.values() for a in s.get_inputs()}
 
     def run(self, inputs: Arrays) -> Arrays:
         self._check(inputs)
@@ -216,32 +179,8 @@ class OrtSession:
             session = next(iter(self.sessions.values()))
             names = [o.name for o in session.get_outputs()]
             values = session.run(names, feeds_for(session, inputs))
-            return {n: _as_float32(np.asarray(v)) for n, v in zip(names, values)}
-        import torch
-
-        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model(**kwargs)
-        return {k: _as_float32(out[k].detach().cpu().float().numpy() if out[k].is_floating_point()
-                               else out[k].cpu().numpy())
-                for k in MODEL_OUTPUTS if k in out and out[k] is not None}
-
-    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
-        if not hasattr(self.model, "generate"):
-            raise Unsupported(f"{type(self.model).__name__} does not generate")
-        import torch
-
-        self._check(inputs)
-        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-        cfg = getattr(self.model, "generation_config", None)
-        pad = cfg.pad_token_id if cfg is not None else None
-        if pad is None and cfg is not None:  # same rule as the torch reference
-            eos = cfg.eos_token_id
-            pad = eos[0] if isinstance(eos, (list, tuple)) else eos
-        with torch.inference_mode():
-            ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
-                                      do_sample=False, num_beams=1, pad_token_id=pad)
-        return ids.cpu().numpy()
+            return {n: as_float32(np.asarray(v)) for n, v in zip(names, values)}
+        return self.forward(inputs)
 
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
@@ -295,10 +234,7 @@ class OnnxRuntimeBackend:
 
     def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, Any] | None = None, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> OrtSession:
-        avail = self.available(target.device, target.precision)
-        if not avail.ok:
-            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
-                avail.kind, Unsupported)(avail.reason)
+        avail = self.available(target.device, target.precision).require()
         ep = avail.details["execution_provider"]
         if spec.task not in TASKS:
             raise Unsupported(f"no ONNX Runtime route for task {spec.task!r}")
@@ -478,7 +414,7 @@ class QnnSession:
         session = self._session(inputs)
         names = [o.name for o in session.get_outputs()]
         values = session.run(names, feeds_for(session, inputs))
-        return {n: _as_float32(np.asarray(v)) for n, v in zip(names, values)}
+        return {n: as_float32(np.asarray(v)) for n, v in zip(names, values)}
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
         """Greedy decoding on one static-shape graph: the prompt is right-padded to prompt + new tokens and
@@ -561,10 +497,7 @@ class QnnBackend:
 
     def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, str] | None = None, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> QnnSession:
-        avail = self.available(target.device, target.precision)
-        if not avail.ok:
-            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
-                avail.kind, Unsupported)(avail.reason)
+        avail = self.available(target.device, target.precision).require()
         if spec.task not in QNN_TASKS:
             raise Unsupported(f"qnn backend runs single-graph tasks {sorted(QNN_TASKS)} with static shapes; "
                               f"{spec.task} needs a multi-graph encoder-decoder export")

@@ -15,7 +15,7 @@ import numpy as np
 from .. import exports
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
-from .onnxruntime_backend import FORWARD_INPUTS, check_names, coerce
+from .optimum_common import OptimumSession, as_float32, coerce
 
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
 # the CPU plugin keeps stateful KV caches in f16 whatever the inference hint (measured: tiny T5 logits
@@ -38,7 +38,6 @@ TASKS: dict[str, tuple[str, str, str]] = {
     "automatic-speech-recognition": ("OVModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
     "image-text-to-text": ("OVModelForVisualCausalLM", "image-text-to-text", "model"),
 }
-MODEL_OUTPUTS = ("logits", "encoder_last_hidden_state", "last_hidden_state")
 REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no openvino configuration")
 OV_FLOAT = {"f32": np.float32, "f16": np.float16}
 
@@ -139,7 +138,7 @@ def _name(port) -> str:
     return next((n for n in names if "/" not in n), names[0])
 
 
-class OVSession:
+class OVSession(OptimumSession):
     def __init__(self, model, spec, target: Target, device: str, export: exports.Export, mode: str,
                  ov_config: dict[str, str]):
         self.model, self.spec, self.target, self.device = model, spec, target, device
@@ -153,12 +152,8 @@ class OVSession:
                 raise HardwareAbsent(f"requested OpenVINO {device} but compiled {name!r} runs on {devices}")
         self._evidence: dict[str, Any] | None = None
 
-    def _check(self, inputs: Arrays) -> None:
-        allowed = {_name(p) for c in self.compiled.values() for p in c.inputs}
-        check_names(inputs, allowed | (FORWARD_INPUTS if self.mode == "model" else {"token_type_ids", "position_ids"}))
-        for name, value in inputs.items():
-            if name in ("input_ids", "decoder_input_ids", "attention_mask") and np.asarray(value).dtype.kind not in "iu":
-                raise ValueError(f"input {name!r} has dtype {np.asarray(value).dtype}; token ids and masks are integers")
+    def graph_inputs(self) -> set[str]:
+        return {_name(p) for c in self.compiled.values() for p in c.inputs}
 
     def run(self, inputs: Arrays) -> Arrays:
         self._check(inputs)
@@ -176,32 +171,8 @@ class OVSession:
                 et = port.get_element_type().get_type_name()
                 feeds[name] = np.ascontiguousarray(coerce(name, value, OV_FLOAT.get(et) or (np.int64 if et == "i64" else None)))
             result = compiled(feeds)
-            return {_name(port): np.asarray(result[port]).astype(np.float32) if np.asarray(result[port]).dtype.kind == "f"
-                    else np.asarray(result[port]) for port in compiled.outputs}
-        import torch
-
-        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model(**kwargs)
-        return {k: out[k].detach().cpu().float().numpy() for k in MODEL_OUTPUTS
-                if k in out and out[k] is not None}
-
-    def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
-        if not hasattr(self.model, "generate"):
-            raise Unsupported(f"{type(self.model).__name__} does not generate")
-        import torch
-
-        self._check(inputs)
-        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-        cfg = getattr(self.model, "generation_config", None)
-        pad = cfg.pad_token_id if cfg is not None else None
-        if pad is None and cfg is not None:  # same rule as the torch reference
-            eos = cfg.eos_token_id
-            pad = eos[0] if isinstance(eos, (list, tuple)) else eos
-        with torch.inference_mode():
-            ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
-                                      do_sample=False, num_beams=1, pad_token_id=pad)
-        return ids.cpu().numpy()
+            return {_name(port): as_float32(result[port]) for port in compiled.outputs}
+        return self.forward(inputs)
 
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
@@ -251,10 +222,7 @@ class OpenVINOBackend:
 
     def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> OVSession:
-        avail = self.available(target.device, target.precision)
-        if not avail.ok:
-            raise {"hardware-absent": HardwareAbsent, "dependency-missing": DependencyMissing}.get(
-                avail.kind, Unsupported)(avail.reason)
+        avail = self.available(target.device, target.precision).require()
         if spec.task not in TASKS:
             raise Unsupported(f"no OpenVINO route for task {spec.task!r}")
         cls_name, _, mode = TASKS[spec.task]

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
-from .onnxruntime_backend import check_names, coerce
+from .optimum_common import check_names, coerce
 
 
 class OrtWebError(RuntimeError):
@@ -492,9 +492,7 @@ class WebBackend:
     def load(self, model_dir: Path, spec: Any, target: Target,
              session_options: dict[str, Any] | None = None, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> WebSession:
-        avail = self.available(target.device, target.precision)
-        if not avail.ok:
-            raise {HARDWARE_ABSENT: HardwareAbsent, DEPENDENCY_MISSING: DependencyMissing}.get(avail.kind, Unsupported)(avail.reason)
+        self.available(target.device, target.precision).require()
         from .. import exports
         exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         graphs, export = onnx_graphs(Path(model_dir), spec)
