@@ -179,7 +179,7 @@ class OrtSession(OptimumSession):
             session = next(iter(self.sessions.values()))
             names = [o.name for o in session.get_outputs()]
             values = session.run(names, feeds_for(session, inputs))
-            return {n: as_float32(np.asarray(v)) for n, v in zip(names, values)}
+            return {n: as_float32(v) for n, v in zip(names, values)}
         return self.forward(inputs)
 
     def evidence(self) -> dict[str, Any]:
@@ -414,7 +414,7 @@ class QnnSession:
         session = self._session(inputs)
         names = [o.name for o in session.get_outputs()]
         values = session.run(names, feeds_for(session, inputs))
-        return {n: as_float32(np.asarray(v)) for n, v in zip(names, values)}
+        return {n: as_float32(v) for n, v in zip(names, values)}
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
         """Greedy decoding on one static-shape graph: the prompt is right-padded to prompt + new tokens and

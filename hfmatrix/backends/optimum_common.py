@@ -71,7 +71,7 @@ class OptimumSession:
         kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**kwargs)
-        return {k: as_float32(out[k].detach().cpu().float().numpy() if out[k].is_floating_point() else out[k].cpu().numpy())
+        return {k: out[k].detach().cpu().float().numpy() if out[k].is_floating_point() else out[k].cpu().numpy()
                 for k in MODEL_OUTPUTS if k in out and out[k] is not None}
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
