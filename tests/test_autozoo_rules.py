@@ -7,6 +7,7 @@ model or to its saved file, never a stand-in.
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -263,27 +264,54 @@ def test_known_failures_are_well_formed():
     assert not any(auto.GAP_PREFIX in k.xfail_reason() for k in known.values() if not k.gap)
 
 
+def _xfail_records(known):
+    """Records as the plugin writes a sweep that ran with these entries: the xfail reason without its kind."""
+    from hfmatrix import skips
+    return [{"model": k.model_type, "outcome": "xfailed", "message": skips.parse(k.xfail_reason())[1],
+             "measures": {"stage": k.stage, "role": k.role}} for k in known.values() if k.gap]
+
+
+def _load_gaps(path):
+    auto.load_known.cache_clear()
+    try:
+        return {k: v for k, v in auto.load_known(None, str(path)).items() if v.gap}
+    finally:
+        auto.load_known.cache_clear()
+
+
 def test_gaps_file_round_trips_a_sweep(tmp_path):
+    long_error = "ValueError: " + "word " * 80
     recs = [
         {"model": "sam2", "outcome": "failed", "message": "ForwardStageFailure: [forward] shape \"x\" wrong\nmore",
          "measures": {"stage": "forward", "role": "base"}},
         {"model": "bert", "outcome": "passed", "measures": {"stage": "passed", "role": "base"}},
+        # the plugin records an xfail's reason without its "[known-bug] " kind
         {"model": "molmo", "outcome": "xfailed", "measures": {"stage": "build", "role": "head"},
-         "message": f"[known-bug] build: {auto.GAP_PREFIX}: TypeError: bad"},
-        {"model": "shieldgemma2", "outcome": "xfailed", "message": "[known-bug] reload: library bug",
+         "message": f"build: {auto.GAP_PREFIX}: TypeError: bad"},
+        {"model": "blip", "outcome": "failed", "message": long_error, "measures": {"stage": "forward", "role": "base"}},
+        {"model": "blip", "outcome": "failed", "message": long_error, "measures": {"stage": "forward", "role": "head"}},
+        {"model": "shieldgemma2", "outcome": "xfailed", "message": "reload: library bug",
          "measures": {"stage": "reload", "role": "head"}},   # a recorded library bug stays in auto_known.toml
     ]
     path = tmp_path / "gaps.toml"
-    path.write_text(auto.gaps_toml(recs))
-    auto.load_known.cache_clear()
-    try:
-        loaded = auto.load_known(None, str(path))
-    finally:
-        auto.load_known.cache_clear()
-    gaps = {k: v for k, v in loaded.items() if v.gap}
-    assert set(gaps) == {("sam2", "base"), ("molmo", "head")}
+    text = auto.gaps_toml(recs)
+    path.write_text(text)
+    gaps = _load_gaps(path)
+    assert set(gaps) == {("sam2", "base"), ("molmo", "head"), ("blip", "base"), ("blip", "head")}
+    assert text.count('model_type = "blip"') == 1 and 'class = "*"' in text   # base and head alike: one entry
     assert gaps[("sam2", "base")].stage == "forward" and gaps[("sam2", "base")].reason == 'shape "x" wrong'
     assert gaps[("molmo", "head")].reason == "TypeError: bad"
+    blip = gaps[("blip", "base")].reason
+    assert len(blip) <= auto.GAP_REASON_LIMIT and blip.endswith("word\u2026")   # clipped between words
+    # a sweep that ran with this file regenerates it unchanged (the xfail prefixes never stack)
+    assert auto.gaps_toml(_xfail_records(gaps)) == text
+
+
+def test_committed_gaps_file_is_a_fixed_point():
+    gaps = _load_gaps(auto.GAPS_FILE)
+    assert len(gaps) > 100
+    assert not any(auto.GAP_PREFIX in g.reason for g in gaps.values())
+    assert auto.gaps_toml(_xfail_records(gaps)) == Path(auto.GAPS_FILE).read_text()
 
 
 @pytest.mark.parametrize("mt,check", [

@@ -222,25 +222,47 @@ def load_known(path: str | None = None, gaps_path: str | None = None) -> dict[tu
     return out
 
 
+_GAP_HEAD = re.compile(r"^(?:\[known-bug\] )?(?:\w+: )?" + re.escape(GAP_PREFIX) + ": ")
+GAP_REASON_LIMIT = 240
+
+
+def gap_reason(message: str | None) -> str:
+    """The error a rule gap is recorded with: the failure's error line without the xfail prefixes the
+    plugin and Known.xfail_reason() put around it (so regenerating from a sweep that ran with the
+    gaps file is a fixed point), clipped at a word boundary with an ellipsis."""
+    msg = (message or "").strip()
+    while (m := _GAP_HEAD.match(msg)):
+        msg = msg[m.end():]
+    text = failure_text(msg, limit=10 * GAP_REASON_LIMIT)
+    if len(text) <= GAP_REASON_LIMIT:
+        return text
+    cut = text[:GAP_REASON_LIMIT - 1]
+    return (cut[:cut.rfind(" ")] if " " in cut else cut).rstrip() + "…"
+
+
 def gaps_toml(records: Iterable[dict], known: dict[tuple[str, str], Known] | None = None) -> str:
     """auto_gaps.toml from a full sweep's records: one [[gap]] per type and class that failed at a stage
-    and is not a recorded library bug. Rewrite the file from a full sweep after a rule change."""
+    and is not a recorded library bug; base and head failing alike are one entry with class "*".
+    Rewrite the file from a full sweep after a rule change."""
     known = {k: v for k, v in (known if known is not None else load_known()).items() if not v.gap}
-    rows = []
+    found: dict[tuple[str, str, str], list[str]] = {}
     for r in records:
         m = r.get("measures") or {}
         stage, role = m.get("stage"), m.get("role")
         if r.get("outcome") not in ("failed", "xfailed") or stage not in STAGES or (r.get("model"), role) in known:
             continue
-        msg = re.sub(r"^\[known-bug\] \w+: " + re.escape(GAP_PREFIX) + ": ", "", (r.get("message") or "").strip())
-        rows.append((r["model"], role, stage, failure_text(msg) or "(no message)"))
+        found.setdefault((r["model"], stage, gap_reason(r.get("message")) or "(no message)"), []).append(role)
+    rows = sorted((mt, "*" if set(roles) == set(ROLES) else role, stage, reason)
+                  for (mt, stage, reason), roles in found.items() for role in sorted(set(roles))
+                  if set(roles) != set(ROLES) or role == ROLES[0])
     out = ["# Auto-zoo rule gaps: model types and classes the generic shrink rules and input recipes do not",
            "# yet drive through every stage. The harness's shortfall, not library bugs (those are in",
            "# auto_known.toml): strict xfails on their stage, so a rule that closes one shows up as an",
-           "# unexpected pass. Generated from a full sweep's records:",
+           "# unexpected pass. class = \"*\" where the base and the head model fail alike. Generated from a",
+           "# full sweep's records:",
            "#   python -m hfmatrix.zoo.auto --gaps results/zoo/records-all.jsonl > hfmatrix/zoo/auto_gaps.toml",
            ""]
-    for mt, role, stage, msg in sorted(rows):
+    for mt, role, stage, msg in rows:
         out += ["[[gap]]", f"model_type = {json_str(mt)}", f"class = {json_str(role)}", f"stage = {json_str(stage)}",
                 f"reason = {json_str(msg)}", ""]
     return "\n".join(out)
