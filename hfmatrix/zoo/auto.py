@@ -507,9 +507,7 @@ def raise_for_stage(result: Result) -> None:
 
 
 def _run(case, rules, workdir, text_only_fallback, tamper, result):
-    import torch
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-    from .auto_inputs import synthesize
 
     m = result.measures
     m.update(model_type=case.model_type, role=case.role, arch_class=arch_class(case.model_type, rules),
@@ -528,84 +526,19 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
                 config, fired = shrink_config(CONFIG_MAPPING[case.model_type], rules)
                 m["rules"] = fired
             with _stage(result, "build"):
-                try:
-                    n, biggest = count_params_meta(cls, config)
-                except Exception as exc:  # some inits compute on their weights: no meta count then
-                    n, biggest = None, []
-                    m["meta_count_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                limit = int(rules.limits.get("max_params", 40_000_000))
-                if n is not None and n > limit:
-                    raise STAGE_ERRORS["build"](f"shrunk model still has {n:,} parameters (> {limit:,}); "
-                                                f"biggest: {biggest}")
-                torch.manual_seed(0)
-                model = (cls.from_config(config) if hasattr(cls, "_model_mapping") else cls._from_config(config)).eval()
-                if type(model).__name__ != case.class_name:
-                    m["built_class"] = type(model).__name__
-                model = tamper("build", model)
+                model = tamper("build", _build(cls, config, case, rules, m))
                 m["params"] = sum(p.numel() for p in model.parameters())
             with _stage(result, "forward"):
-                used: set[str] = set()
-                m["ran_text_path_only"] = False
-                inputs, notes = {}, []  # stay empty where synthesizing the full path fails
-                try:
-                    # synthesizing is part of the full path: image placeholders call get_image_features
-                    inputs, notes = synthesize(model, rules, used=used)
-                    out1 = _forward(model, inputs)
-                except Exception as exc:
-                    # a model that also takes optional image/audio inputs gets a second try on its text path
-                    # alone; the record says so (ran_text_path_only) and keeps the full path's error
-                    text_inputs, _ = synthesize(model, rules, text_only=True)
-                    if not (text_only_fallback and text_inputs.keys() != inputs.keys() and "input_ids" in text_inputs):
-                        raise
-                    m["full_path_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-                    try:
-                        out1 = _forward(model, text_inputs)
-                    except Exception:
-                        raise exc from None  # the text path fails too: report the full path's error
-                    inputs, notes = text_inputs, notes + ["ran the text path only"]
-                    m["ran_text_path_only"] = True
-                m["rules"] = sorted(set(m["rules"]) | used)
-                m["inputs"] = {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-                if notes:
-                    m["input_notes"] = notes
-                _check_finite(out1)
-                m["outputs"] = len(out1)
+                inputs, out1 = _first_forward(model, rules, text_only_fallback, m)
             with _stage(result, "determinism"):
                 out2 = _forward(tamper("determinism", model), inputs)
                 same, why, diff = compare(out1, out2)
                 if not same:
                     raise STAGE_ERRORS["determinism"](f"two forwards on the same inputs differ: {why}")
             tmp = tempfile.TemporaryDirectory(dir=workdir) if workdir is None or Path(workdir).exists() else None
-            folder = Path(tmp.name) if tmp else Path(workdir)
             try:
-                with _stage(result, "save"):
-                    model.save_pretrained(folder)
-                    files = sorted(p.name for p in folder.iterdir())
-                    if not any(f.endswith(".safetensors") for f in files):
-                        raise STAGE_ERRORS["save"](f"no safetensors file written: {files}")
-                    m["saved_mb"] = round(sum(p.stat().st_size for p in folder.iterdir()) / 2**20, 2)
-                with _stage(result, "load"):
-                    tamper("save", folder)
-                    loaded, info = cls.from_pretrained(folder, output_loading_info=True)
-                    loaded = loaded.eval()
-                    missing = list(info.get("missing_keys", []) or [])
-                    unexpected = list(info.get("unexpected_keys", []) or [])
-                    if missing or unexpected:
-                        m["loading_info"] = {"missing": missing[:10], "unexpected": unexpected[:10]}
-                with _stage(result, "reload"):
-                    # weights must come back bitwise; outputs bitwise or within fp32 assert_close
-                    # (a reloaded tensor may get another memory layout and so another kernel)
-                    out3 = _forward(loaded, inputs)
-                    same, why, diff = compare(out1, out3)
-                    m["reload_max_abs"] = diff
-                    m["reload_bitwise"] = same
-                    if not same and _close(out1, out3):
-                        same = True
-                    changed = _changed_weights(model, loaded)
-                    if not same or changed:
-                        raise STAGE_ERRORS["reload"](
-                            f"after save/load: {why or 'outputs equal'}; weights changed: {changed[:5]}; "
-                            f"missing on load: {missing[:5]}; unexpected: {unexpected[:5]}")
+                _save_load_reload(cls, model, inputs, out1, Path(tmp.name) if tmp else Path(workdir),
+                                  tamper, result)
             finally:
                 if tmp:
                     tmp.cleanup()
@@ -613,6 +546,92 @@ def _run(case, rules, workdir, text_only_fallback, tamper, result):
             m["seconds"] = round(time.perf_counter() - t_start, 3)
         m["peak_rss_mb"] = round(rss.peak / 2**20, 1)
         m["process_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _build(cls, config, case, rules, m):
+    """The build stage: refuse a shrunk model that is still too big (counted on the meta device), then
+    build it with seeded random weights."""
+    import torch
+    try:
+        n, biggest = count_params_meta(cls, config)
+    except Exception as exc:  # some inits compute on their weights: no meta count then
+        n, biggest = None, []
+        m["meta_count_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    limit = int(rules.limits.get("max_params", 40_000_000))
+    if n is not None and n > limit:
+        raise STAGE_ERRORS["build"](f"shrunk model still has {n:,} parameters (> {limit:,}); biggest: {biggest}")
+    torch.manual_seed(0)
+    model = (cls.from_config(config) if hasattr(cls, "_model_mapping") else cls._from_config(config)).eval()
+    if type(model).__name__ != case.class_name:
+        m["built_class"] = type(model).__name__
+    return model
+
+
+def _first_forward(model, rules, text_only_fallback, m):
+    """The forward stage: synthesized inputs through the full path (or the text path alone, recorded),
+    finite outputs. Returns (inputs, outputs)."""
+    import torch
+    from .auto_inputs import synthesize
+    used: set[str] = set()
+    m["ran_text_path_only"] = False
+    inputs, notes = {}, []  # stay empty where synthesizing the full path fails
+    try:
+        # synthesizing is part of the full path: image placeholders call get_image_features
+        inputs, notes = synthesize(model, rules, used=used)
+        out1 = _forward(model, inputs)
+    except Exception as exc:
+        # a model that also takes optional image/audio inputs gets a second try on its text path
+        # alone; the record says so (ran_text_path_only) and keeps the full path's error
+        text_inputs, _ = synthesize(model, rules, text_only=True)
+        if not (text_only_fallback and text_inputs.keys() != inputs.keys() and "input_ids" in text_inputs):
+            raise
+        m["full_path_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        try:
+            out1 = _forward(model, text_inputs)
+        except Exception:
+            raise exc from None  # the text path fails too: report the full path's error
+        inputs, notes = text_inputs, notes + ["ran the text path only"]
+        m["ran_text_path_only"] = True
+    m["rules"] = sorted(set(m["rules"]) | used)
+    m["inputs"] = {k: list(v.shape) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    if notes:
+        m["input_notes"] = notes
+    _check_finite(out1)
+    m["outputs"] = len(out1)
+    return inputs, out1
+
+
+def _save_load_reload(cls, model, inputs, out1, folder: Path, tamper, result) -> None:
+    """The save, load and reload stages: safetensors written, loaded through the same class, and the
+    weights bitwise / the outputs bitwise or within fp32 assert_close after the round trip."""
+    m = result.measures
+    with _stage(result, "save"):
+        model.save_pretrained(folder)
+        files = sorted(p.name for p in folder.iterdir())
+        if not any(f.endswith(".safetensors") for f in files):
+            raise STAGE_ERRORS["save"](f"no safetensors file written: {files}")
+        m["saved_mb"] = round(sum(p.stat().st_size for p in folder.iterdir()) / 2**20, 2)
+    with _stage(result, "load"):
+        tamper("save", folder)
+        loaded, info = cls.from_pretrained(folder, output_loading_info=True)
+        loaded = loaded.eval()
+        missing = list(info.get("missing_keys", []) or [])
+        unexpected = list(info.get("unexpected_keys", []) or [])
+        if missing or unexpected:
+            m["loading_info"] = {"missing": missing[:10], "unexpected": unexpected[:10]}
+    with _stage(result, "reload"):
+        # a reloaded tensor may get another memory layout and so another kernel: close counts as same
+        out3 = _forward(loaded, inputs)
+        same, why, diff = compare(out1, out3)
+        m["reload_max_abs"] = diff
+        m["reload_bitwise"] = same
+        if not same and _close(out1, out3):
+            same = True
+        changed = _changed_weights(model, loaded)
+        if not same or changed:
+            raise STAGE_ERRORS["reload"](
+                f"after save/load: {why or 'outputs equal'}; weights changed: {changed[:5]}; "
+                f"missing on load: {missing[:5]}; unexpected: {unexpected[:5]}")
 
 
 def _changed_weights(a, b) -> list[str]:
