@@ -155,7 +155,8 @@ def _backend_selftests(session: nox.Session, env: str) -> None:
     _install(session, env)
     out = RESULTS / f"backendtests-{env}"
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", "tests/test_backends_export.py", "--results-dir=none",
+    session.run("python", "-m", "pytest", "tests/test_backends_export.py", "tests/test_localize_export.py",
+                "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 

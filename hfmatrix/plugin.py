@@ -46,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--session-name", default="", help="results/<session-name>/ (default: the backend name)")
     g.addoption("--results-dir", default="", help="where result records go (default ./results; 'none' disables)")
     g.addoption("--shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
+    g.addoption("--hfm-localize", action="store_true", default=bool(os.environ.get("HFMATRIX_LOCALIZE")),
+                help="name the first divergent module on every parity cell (failures and known bugs always do)")
     g.addoption("--allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
     g.addoption("--trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
                 help="run the code a model folder ships (auto_map) for these model ids only; repeatable, "

@@ -182,6 +182,11 @@ class OrtSession(OptimumSession):
             return {n: as_float32(v) for n, v in zip(names, values)}
         return self.forward(inputs)
 
+    def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
+        """Every module node's output on these inputs, from fresh sessions of the same graphs (hfmatrix.localize)."""
+        from .onnxruntime_localize import intermediates
+        return intermediates(self, inputs)
+
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
             ort = _ort()

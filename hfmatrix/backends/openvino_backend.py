@@ -174,6 +174,11 @@ class OVSession(OptimumSession):
             return {_name(port): as_float32(result[port]) for port in compiled.outputs}
         return self.forward(inputs)
 
+    def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
+        """Every module node's output on these inputs, from a fresh compile of the same IR (hfmatrix.localize)."""
+        from .openvino_localize import intermediates
+        return intermediates(self, inputs)
+
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
             ov = _ov()

@@ -143,6 +143,40 @@ def outputs_to_numpy(out) -> Arrays:
     return result
 
 
+def _first_float(torch, value):
+    """The first floating-point tensor of a module's output (a tensor, a tuple, a ModelOutput)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    items = value.values() if hasattr(value, "values") else value if isinstance(value, (tuple, list)) else ()
+    for v in items:
+        t = _first_float(torch, v)
+        if t is not None:
+            return t
+    return None
+
+
+def module_outputs(model, call) -> list[tuple[str, str, np.ndarray]]:
+    """(module name, module class, first output) of every named module during ``call()``, in the order
+    the modules finish (forward hooks; a module called twice: its first call): what hfmatrix.localize
+    compares layer by layer."""
+    torch = _torch()
+    captured: dict[str, tuple[str, str, np.ndarray]] = {}
+
+    def hook(name):
+        def record(module, args, output):
+            t = _first_float(torch, output)
+            if t is not None and name not in captured:
+                captured[name] = (name, type(module).__name__, to_numpy(t))
+        return record
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    try:
+        call()
+    finally:
+        for h in handles:
+            h.remove()
+    return list(captured.values())
+
+
 class TorchSession:
     def __init__(self, model, spec, target: Target, loading_info: dict[str, Any], model_dir: Path):
         self.model = model
@@ -190,6 +224,10 @@ class TorchSession:
             ids = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
                                       do_sample=False, num_beams=1, pad_token_id=pad)
         return ids.to("cpu").numpy()
+
+    def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
+        """(module name, module class, first output) per module on these inputs (hfmatrix.localize)."""
+        return module_outputs(self.model, lambda: self.run(inputs))
 
     def evidence(self) -> dict[str, Any]:
         params = list(self.model.parameters())
