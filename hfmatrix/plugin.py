@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 import uuid
@@ -48,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
     g.addoption("--hfm-localize", action="store_true", default=bool(os.environ.get("HFMATRIX_LOCALIZE")),
                 help="name the first divergent module on every parity cell (failures and known bugs always do)")
+    g.addoption("--hfm-rerun-failures", type=int, default=int(os.environ.get("HFMATRIX_RERUN_FAILURES", "0")),
+                metavar="N", help="run each failing cell again, up to N times, in a fresh process; the report "
+                                  "separates flaky (passed on a re-run) from failed every time; both stay failures")
+    g.addoption("--hfm-attempt", type=int, default=0, help=argparse.SUPPRESS)  # set on a re-run's process
     g.addoption("--allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
     g.addoption("--trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
                 help="run the code a model folder ships (auto_map) for these model ids only; repeatable, "
@@ -77,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_writer(config):
         st.open_writer()
         config.pluginmanager.register(Recorder(st), "hfmatrix-recorder")
+        if config.getoption("--hfm-rerun-failures") > 0 and not st.attempt:
+            from .rerun import Rerunner
+            config.pluginmanager.register(Rerunner(st, config.getoption("--hfm-rerun-failures")), "hfmatrix-rerun")
 
 
 def _is_writer(config: pytest.Config) -> bool:
@@ -130,6 +138,9 @@ class _State:
         self.session = config.getoption("--session-name") or self.backend
         self.shard = parse_shard(config.getoption("--shard"))
         self.shard_tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
+        self.attempt = config.getoption("--hfm-attempt")
+        if self.attempt:  # a re-run of failing cells (hfmatrix/rerun.py) keeps the first run's records
+            self.shard_tag += f".rerun{self.attempt}"
         rd = config.getoption("--results-dir") or "results"
         self.results = Path(rd).resolve() / self.session if rd != "none" else None
         self.run_id = os.environ.get("HFMATRIX_RUN_ID") or uuid.uuid4().hex[:12]
@@ -557,7 +568,7 @@ def _finish(st: _State, nodeid: str) -> None:
         measures=measures, evidence=evidence, versions=versions,
         duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=worker,
         backend=props.get("backend", ""), device=props.get("device", ""), precision=props.get("precision", ""),
-        model=props.get("model", ""), arch_class=props.get("arch_class", ""),
+        model=props.get("model", ""), arch_class=props.get("arch_class", ""), attempt=st.attempt,
     )
     st.writer.write(record)
     st.recorded.add(nodeid)

@@ -40,6 +40,7 @@ class Record:
     duration: float = 0.0
     shard: str = "all"
     worker: str = ""
+    attempt: int = 0                # 0: the run; k: the k-th re-run of a failing cell (hfmatrix/rerun.py)
     timestamp: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
 
