@@ -9,7 +9,7 @@ def test_parity(case, model_dir, backend_session, reference_session, measure):
     inputs = example(case.spec, model_dir)
     reference = reference_session.run(inputs)
     actual = backend_session.run(inputs)
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     result = compare(actual, reference, tol, case.spec.outputs)
     measure(**result.measures(), tolerance=tol.as_dict())  # recorded on success too
     assert result.ok, result.message(tol)

@@ -66,7 +66,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
     import torch
     task, pipe = _pipeline(case, model_dir)
     model = backend_session.model
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     measure(task=task, pipeline_class=type(pipe).__name__)
     if task == "feature-extraction":
         out = np.asarray(pipe(PROMPT), dtype=np.float32)

@@ -191,6 +191,11 @@ class TorchSession:
                                       do_sample=False, num_beams=1, pad_token_id=pad)
         return ids.to("cpu").numpy()
 
+    def effective_precision(self) -> str:
+        """The parameters' floating dtypes, named (hfmatrix.precision): what the model computes with."""
+        from ..precision import of_dtypes
+        return of_dtypes(str(p.dtype).replace("torch.", "") for p in self.model.parameters() if p.is_floating_point())
+
     def evidence(self) -> dict[str, Any]:
         params = list(self.model.parameters())
         return {
