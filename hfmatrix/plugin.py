@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
     config.addinivalue_line("markers", "hfm_devices(*names): only these devices (accelerator-only checks)")
+    config.addinivalue_line("markers", "hfm_known_bug(entry): the known_failures entry of this cell's strict xfail")
     config.addinivalue_line("markers", "hfm_per_case(argname, provider): a second axis whose values depend on "
                             "the case: provider(case) yields pytest.param values for argname (none = not applicable)")
     _LOAD_POLICY.update(allow_pickle=bool(config.getoption("--allow-pickle")),
@@ -429,6 +430,17 @@ class TypedSkipReports:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    bug = item.get_closest_marker("hfm_known_bug")
+    if bug is not None and call.when == "call" and hasattr(rep, "wasxfail") and rep.skipped:
+        from .compare import out_of_range
+        if call.excinfo:  # what the known bug raised, in the record: the evidence for its `raises`
+            exc = call.excinfo.value
+            rep.user_properties.append((PROP_MEASURE, {"known_bug_raised": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                                                       **{k: getattr(exc, k) for k in ("max_abs", "max_rel") if hasattr(exc, k)}}))
+        why = out_of_range(bug.args[0], call.excinfo.value if call.excinfo else None)
+        if why:  # the cell failed, but not as the known bug says: a failure, not an expected one
+            rep.outcome, rep.longrepr = "failed", f"{why}\n{call.excinfo.exconly() if call.excinfo else ''}"
+            del rep.wasxfail
     if call.when == "call" or (call.when == "setup" and rep.outcome != "passed"):
         # versions of the backend under test, once per test (cheap, cached per process)
         st = state(item.config)

@@ -86,4 +86,4 @@ def test_cross_device_split(case, model_dir, backend_session, reference_session,
     tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     result = compare(actual, reference, tol, case.spec.outputs)
     measure(**result.measures(), tolerance=tol.as_dict())
-    assert result.ok, result.message(tol)
+    result.require(tol)

@@ -12,4 +12,4 @@ def test_parity(case, model_dir, backend_session, reference_session, measure):
     tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     result = compare(actual, reference, tol, case.spec.outputs)
     measure(**result.measures(), tolerance=tol.as_dict())  # recorded on success too
-    assert result.ok, result.message(tol)
+    result.require(tol)

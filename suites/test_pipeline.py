@@ -76,7 +76,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
         assert out.shape == direct.shape, f"pipeline {out.shape} != model {direct.shape}"
         result = compare({"last_hidden_state": out}, {"last_hidden_state": direct}, tol)
         measure(**result.measures())
-        assert result.ok, result.message(tol)
+        result.require(tol)
     elif task == "text-classification":
         result = pipe(PROMPT, top_k=None)
         _scores_ok(result, list(model.config.id2label.values()))

@@ -71,7 +71,7 @@ def _classify(pair: _Pair, texts: list[str], measure, prefix: str) -> None:
     inputs = text_inputs(pair.dir, texts)
     result = compare(pair.session.run(inputs), pair.reference.run(inputs), pair.tol, pair.spec.outputs)
     measure(**{f"{prefix}_{k}": v for k, v in result.measures().items()}, tolerance=pair.tol.as_dict())
-    assert result.ok, f"{CLASSIFIER} on the workflow's text: {result.message(pair.tol)}"
+    result.require(pair.tol, f"{CLASSIFIER} on the workflow's text: ")
 
 
 def asr_to_classifier(case, model_dir, session, reference, measure):
