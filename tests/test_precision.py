@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import read_records
+from test_plugin import ZOO  # models alpha, beta, gamma; these tests select alpha
 from hfmatrix import precision
 from hfmatrix.backends.base import Target
 from hfmatrix.compare import Tolerance, ToleranceExceeded, compare, exception_types
@@ -62,14 +63,6 @@ def test_scale_term_bounds_by_output_magnitude_and_tolerance_exceeded_carries_th
         exception_types("json.dumps")
 
 
-ZOO = """
-[[model]]
-id = "alpha"
-arch_class = "encoder"
-model_type = "bert"
-task = "feature-extraction"
-capabilities = ["text"]
-"""
 
 CHECKS = """
 from hfmatrix.compare import ToleranceExceeded
@@ -105,7 +98,7 @@ def test_known_bug_is_strict_about_type_and_measured_range(pytester, monkeypatch
     monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
     res = pytester.path / "results"
     result = pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
-                                           "-p", "no:cacheprovider")
+                                           "-p", "no:cacheprovider", "--models=alpha")
     by = {r["check"]: r for r in read_records(res / "torch")}
     assert by["in_range"]["outcome"] == "xfailed", by["in_range"]
     assert by["in_range"]["effective_precision"] == by["in_range"]["precision"] == "fp32"
@@ -120,7 +113,8 @@ def test_precisions_done_folds_the_same_computation(pytester):
     pytester.makepyfile(test_checks="def test_any(case):\n    pass\n")
     res = pytester.path / "results"
     pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
-                                  "-p", "no:cacheprovider", "--precision=fp32,bf16", "--precisions-done=fp32")
+                                  "-p", "no:cacheprovider", "--precision=fp32,bf16", "--precisions-done=fp32",
+                                  "--models=alpha")
     records = read_records(res / "torch")
     assert [(r["precision"], r["outcome"]) for r in records] == [("bf16", "passed")]
     meta = json.loads((res / "torch" / "meta-all.json").read_text())
