@@ -144,10 +144,12 @@ def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol
 
 
 def known_entry(check: str, model: str, backend: str, device: str, precision: str,
-                path: Path | None = None) -> dict | None:
+                path: Path | None = None, requested: str = "") -> dict | None:
     """The known_failures entry for (check, model, target), else None (first match wins)."""
     table = _table(str(path or os.environ.get("HFMATRIX_KNOWN_FAILURES") or KNOWN_FAILURES))
-    keys = {"check": check, "model": model, "backend": backend, "device": device, "precision": precision}
+    # precision is the effective one; `requested` narrows an entry to one request (e.g. a forced config)
+    keys = {"check": check, "model": model, "backend": backend, "device": device, "precision": precision,
+            "requested": requested}
     for entry in table.get("known_bug", []):
         # each key: one fnmatch pattern or a list of them (any matches)
         if all(any(fnmatch.fnmatch(keys[k], str(p)) for p in (v if isinstance(v, list) else [v]))
@@ -169,7 +171,7 @@ def known_failure(check: str, model: str, backend: str, device: str, precision: 
     return entry["reason"] if entry else None
 
 
-def known_bug_marks(check: str, model: str, backend: str, device: str, precision: str) -> list:
+def known_bug_marks(check: str, model: str, backend: str, device: str, precision: str, requested: str = "") -> list:
     """pytest marks for a recorded known bug: a strict xfail (a fix shows up as an unexpected pass);
     for an entry marked ``unstable`` (the defect is real but sits at the check's resolution, so the
     verdict flips between runs: measured, with the evidence in the reason) a known-bug skip instead,
@@ -178,7 +180,7 @@ def known_bug_marks(check: str, model: str, backend: str, device: str, precision
     import pytest
 
     from .skips import KNOWN_BUG
-    entry = known_entry(check, model, backend, device, precision)
+    entry = known_entry(check, model, backend, device, precision, requested=requested)
     if not entry:
         return []
     if entry.get("unstable"):

@@ -247,7 +247,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
-            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.effective)
+            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.effective, target.precision)
             params.append(pytest.param(case, id=case.id, marks=marks))
     per_case = metafunc.definition.get_closest_marker("hfm_per_case")
     if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case

@@ -125,3 +125,13 @@ def test_non_finite_reference_fails_with_a_clear_message():
     tol = Tolerance(1e-5, 1e-5, "test", "test")
     result = compare({"y": np.array([1.0, 2.0, 123.0])}, {"y": np.array([1.0, np.nan, np.inf])}, tol)
     assert not result.ok and "reference 'y' has 2 non-finite values" in result.message(tol)
+
+
+def test_requested_key_narrows_a_known_bug_to_one_request(tmp_path):
+    from hfmatrix.compare import known_entry
+    kf = tmp_path / "kf.toml"
+    kf.write_text('[[known_bug]]\ncheck = "parity"\nmodel = "t5"\nprecision = "fp32_kvfp16"\nrequested = "fp32_kvfp16"\n'
+                  'reason = "only the forced config"\n')
+    assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf, requested="fp32_kvfp16")
+    assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf, requested="auto") is None
+    assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf) is None
