@@ -25,12 +25,15 @@ def name(inference: str, kv_cache: str | None = None) -> str:
     return inf if kv == inf else f"{inf}_kv{kv}"
 
 
-def of_dtypes(dtypes: Iterable[str]) -> str:
-    """One name for a set of floating dtypes (torch parameters): mixed sets say so, never pick one."""
-    names = sorted({NAMES[d] for d in dtypes if d in NAMES})
-    if len(names) == 1:
-        return names[0]
-    return "mixed:" + "+".join(names) if names else "none"
+def of_parameters(elements: dict[str, int]) -> str:
+    """The dtype most parameter elements are in (torch). transformers keeps a few modules in fp32 on purpose
+    (``_keep_in_fp32_modules``, e.g. T5's ``wo`` under fp16), so a set of dtypes is normal; the evidence
+    lists every dtype. No floating parameters at all: "none"."""
+    known = {NAMES[d]: 0 for d in elements if d in NAMES}
+    for d, n in elements.items():
+        if d in NAMES:
+            known[NAMES[d]] += n
+    return max(known, key=known.get) if known else "none"
 
 
 def resolve(target: Target, spec=None) -> Target:

@@ -16,8 +16,9 @@ from hfmatrix.compare import Tolerance, ToleranceExceeded, compare, exception_ty
 def test_names_pair_inference_and_kv_cache():
     assert precision.name("f32") == "fp32" and precision.name("bf16", "bf16") == "bf16"
     assert precision.name("f32", "f16") == "fp32_kvfp16" and precision.name("bf16", "f16") == "bf16_kvfp16"
-    assert precision.of_dtypes(["float32", "float32"]) == "fp32"
-    assert precision.of_dtypes(["float32", "bfloat16"]) == "mixed:bf16+fp32"  # never picks one
+    assert precision.of_parameters({"float32": 10}) == "fp32"
+    assert precision.of_parameters({"float16": 900, "float32": 100}) == "fp16"  # T5's wo kept in fp32 under fp16
+    assert precision.of_parameters({}) == "none"
     with pytest.raises(KeyError):
         precision.name("f8e4m3")  # an unknown dtype is not guessed
 

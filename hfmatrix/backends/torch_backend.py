@@ -192,9 +192,14 @@ class TorchSession:
         return ids.to("cpu").numpy()
 
     def effective_precision(self) -> str:
-        """The parameters' floating dtypes, named (hfmatrix.precision): what the model computes with."""
-        from ..precision import of_dtypes
-        return of_dtypes(str(p.dtype).replace("torch.", "") for p in self.model.parameters() if p.is_floating_point())
+        """The floating dtype most parameters are in, named (hfmatrix.precision): what the model computes with."""
+        from ..precision import of_parameters
+        elements: dict[str, int] = {}
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                key = str(p.dtype).replace("torch.", "")
+                elements[key] = elements.get(key, 0) + p.numel()
+        return of_parameters(elements)
 
     def evidence(self) -> dict[str, Any]:
         params = list(self.model.parameters())
