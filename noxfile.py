@@ -123,9 +123,18 @@ def mps(session: nox.Session) -> None:
 # the zoo), so a second run reuses them. `nox -s backendtests` runs their own self-tests per env.
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
 def openvino(session: nox.Session) -> None:
-    """OpenVINO CPU via optimum-intel: fp32 (f32 hint + f32 KV cache) and auto (device default, bf16 on avx512_bf16)."""
+    """OpenVINO CPU via optimum-intel: fp32 (f32 hint + f32 KV cache) and auto (device default: bf16 where the
+    CPU lists BF16, else f32 + f16 KV cache); then the precision checks at bf16 and at the forced f32 + f16 KV
+    cache, each model only where that computes something auto and fp32 did not (hfmatrix/precision.py), so
+    both verdict paths run on either kind of host."""
     run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="fp32,auto")
+    run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="bf16,fp32_kvfp16",
+               name="openvino-precision", extra=("--precisions-done=fp32,auto",), paths=OPENVINO_PRECISION_SUITES)
     _backend_selftests(session, "openvino")
+
+
+# the checks whose verdicts depend on the effective precision (tolerances, known bugs by precision)
+OPENVINO_PRECISION_SUITES = tuple(f"suites/test_{m}.py" for m in ("parity", "inference", "generate", "workflows"))
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])

@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--device", default=os.environ.get("HFMATRIX_DEVICE", "cpu"), help="device of the backend (default cpu)")
     g.addoption("--precision", default=os.environ.get("HFMATRIX_PRECISION", ""),
                 help="comma-separated precisions (default: the backend's first)")
+    g.addoption("--precisions-done", default="",
+                help="comma-separated precisions another run of this session covers: a case whose effective "
+                     "precision equals one of theirs is not run again (hfmatrix.precision.fold)")
     g.addoption("--models", default=os.environ.get("HFMATRIX_MODELS", "default"),
                 help="comma-separated: 'default' (the zoo), zoo ids, local HF folders, or hub ids (offline cache only)")
     g.addoption("--zoo-file", default=os.environ.get("HFMATRIX_ZOO_FILE", ""), help="zoo spec file (default: the built-in zoo)")
@@ -67,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
     config.addinivalue_line("markers", "hfm_devices(*names): only these devices (accelerator-only checks)")
+    config.addinivalue_line("markers", "hfm_known_bug(entry): the known_failures entry of this cell's strict xfail")
     config.addinivalue_line("markers", "hfm_per_case(argname, provider): a second axis whose values depend on "
                             "the case: provider(case) yields pytest.param values for argname (none = not applicable)")
     _LOAD_POLICY.update(allow_pickle=bool(config.getoption("--allow-pickle")),
@@ -153,6 +157,7 @@ class _State:
         self.started = time.time()
         self.isolation: isolation.Controller | None = None
         self.recorded: set[str] = set()
+        self.folded: dict[str, dict[str, str]] = {}  # model -> {requested precision: the one it computes as}
 
     # -- zoo
     def specs(self) -> dict[str, Any]:
@@ -187,6 +192,18 @@ class _State:
     def targets(self) -> list[Target]:
         return [Target(self.backend, self.device, p) for p in self.precisions()]
 
+    def case_targets(self, spec) -> list[Target]:
+        """This model's targets resolved to their effective precision; a request that computes what an
+        earlier one (or one in --precisions-done) computes is the same work: folded, noted in meta."""
+        from . import precision
+        done = [Target(self.backend, self.device, p.strip())
+                for p in self.config.getoption("--precisions-done").split(",") if p.strip()]
+        kept, folded = precision.fold([precision.resolve(t, spec) for t in self.targets()],
+                                      [precision.resolve(t, spec) for t in done])
+        for requested, same_as in folded.items():
+            self.folded.setdefault(spec.id, {})[requested] = same_as
+        return kept
+
     # -- records
     def open_writer(self) -> None:
         if self.results is None:
@@ -205,6 +222,7 @@ class _State:
             "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--models"),
             "started": self.started, "finished": time.time() if complete else None, "complete": complete,
             "exitstatus": exitstatus, "counts": dict(self.counts), "skip_kinds": dict(self.skip_kinds),
+            "folded_precisions": self.folded,
             "argv": list(self.config.invocation_params.args), "cwd": str(self.config.invocation_params.dir),
         }
         write_json_atomic(self.results / f"meta-{self.shard_tag}.json", meta)
@@ -233,7 +251,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         if not all(spec.has(c) for c in needs):
             continue
-        for target in st.targets():
+        for target in st.case_targets(spec):
             if only_backends and target.backend not in only_backends:
                 continue
             if only_precisions and target.precision not in only_precisions:
@@ -242,7 +260,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
-            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.precision)
+            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.effective, target.precision)
             params.append(pytest.param(case, id=case.id, marks=marks))
     per_case = metafunc.definition.get_closest_marker("hfm_per_case")
     if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case
@@ -336,13 +354,17 @@ def load_session(case: Case, model_dir: Path, fresh: bool = False, **options):
     """Available? then load (cached per process unless fresh) under the run's loading policy.
     TypedSkip propagates to a typed skip."""
     from . import backends
+    from .precision import check_read_back
     check_available(case.target)
     backend = backends.get(case.target.backend)
     options = {**policy_options(case), **options}
     key = (case.spec.id, str(model_dir), case.target)
-    if fresh:
-        return backend.load(model_dir, case.spec, case.target, **options)
-    return _SESSIONS.get(key, lambda: backend.load(model_dir, case.spec, case.target, **options))
+
+    def load():
+        session = backend.load(model_dir, case.spec, case.target, **options)
+        check_read_back(case.target, session)  # verdicts are keyed by it: it must be what ran
+        return session
+    return load() if fresh else _SESSIONS.get(key, load)
 
 
 @pytest.fixture
@@ -365,7 +387,7 @@ def intact_session(request, case: Case, model_dir: Path):
         raise
     except Exception as exc:
         t = case.target
-        reason = known_failure("load_session", case.spec.id, t.backend, t.device, t.precision)
+        reason = known_failure("load_session", case.spec.id, t.backend, t.device, t.effective)
         if not reason:
             raise
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
@@ -395,7 +417,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if isinstance(case, Case):
             item.user_properties.append((PROP_CASE, {
                 "model": case.spec.id, "arch_class": case.spec.arch_class, "backend": case.target.backend,
-                "device": case.target.device, "precision": case.target.precision}))
+                "device": case.target.device, "precision": case.target.precision,
+                "effective_precision": case.target.effective}))
 
 
 # ----------------------------------------------------------------------------- typed skips
@@ -420,6 +443,17 @@ class TypedSkipReports:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    bug = item.get_closest_marker("hfm_known_bug")
+    if bug is not None and call.when == "call" and hasattr(rep, "wasxfail") and rep.skipped:
+        from .compare import out_of_range
+        if call.excinfo:  # what the known bug raised, in the record: the evidence for its `raises`
+            exc = call.excinfo.value
+            rep.user_properties.append((PROP_MEASURE, {"known_bug_raised": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                                                       **{k: getattr(exc, k) for k in ("max_abs", "max_rel") if hasattr(exc, k)}}))
+        why = out_of_range(bug.args[0], call.excinfo.value if call.excinfo else None)
+        if why:  # the cell failed, but not as the known bug says: a failure, not an expected one
+            rep.outcome, rep.longrepr = "failed", f"{why}\n{call.excinfo.exconly() if call.excinfo else ''}"
+            del rep.wasxfail
     if call.when == "call" or (call.when == "setup" and rep.outcome != "passed"):
         # versions of the backend under test, once per test (cheap, cached per process)
         st = state(item.config)
@@ -568,6 +602,7 @@ def _finish(st: _State, nodeid: str) -> None:
         measures=measures, evidence=evidence, versions=versions,
         duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=worker,
         backend=props.get("backend", ""), device=props.get("device", ""), precision=props.get("precision", ""),
+        effective_precision=props.get("effective_precision", ""),
         model=props.get("model", ""), arch_class=props.get("arch_class", ""), attempt=st.attempt,
     )
     st.writer.write(record)

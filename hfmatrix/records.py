@@ -28,7 +28,8 @@ class Record:
     outcome: str                    # one of OUTCOMES
     backend: str = ""
     device: str = ""
-    precision: str = ""
+    precision: str = ""             # requested (e.g. "auto")
+    effective_precision: str = ""   # what the backend computes with (hfmatrix.precision); verdicts use it
     model: str = ""
     arch_class: str = ""
     suite: str = ""                 # test module, e.g. "test_parity"

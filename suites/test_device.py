@@ -83,7 +83,7 @@ def test_cross_device_split(case, model_dir, backend_session, reference_session,
     from hfmatrix.backends.torch_backend import outputs_to_numpy
     actual = outputs_to_numpy(out)
     reference = reference_session.run(inputs)
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     result = compare(actual, reference, tol, case.spec.outputs)
     measure(**result.measures(), tolerance=tol.as_dict())
-    assert result.ok, result.message(tol)
+    result.require(tol)

@@ -23,10 +23,10 @@ def _facts(case):
     return GOLDEN[case.spec.id]
 
 
-def _embed(session, tokenizer, text: str) -> np.ndarray:
+def _embed(session, tokenizer, text: str, normalize: bool = True) -> np.ndarray:
     enc = tokenizer(text, return_tensors="np")
     inputs = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-    return sentence_embedding(session.run(inputs)["last_hidden_state"][0], inputs["attention_mask"][0])
+    return sentence_embedding(session.run(inputs)["last_hidden_state"][0], inputs["attention_mask"][0], normalize)
 
 
 @pytest.mark.hfm_needs("golden")
@@ -42,11 +42,14 @@ def test_golden_embeddings(case, model_dir, backend_session, measure):
     from transformers import AutoTokenizer
     facts = _facts(case)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    anchor = _embed(backend_session, tok, facts["text"])
+    pooled = _embed(backend_session, tok, facts["text"], normalize=False)
+    anchor = pooled / np.linalg.norm(pooled)
     near = float(anchor @ _embed(backend_session, tok, facts["similar"]["text"]))
     far = float(anchor @ _embed(backend_session, tok, facts["different"]["text"]))
-    measure(cos_similar=near, cos_different=far, norm=float(np.linalg.norm(anchor)))
-    assert abs(np.linalg.norm(anchor) - 1.0) < facts["norm_atol"]
+    norm = float(np.linalg.norm(pooled))  # before normalization: after it, only NaN could change the norm
+    measure(cos_similar=near, cos_different=far, pooled_norm=norm)
+    assert abs(norm - facts["pooled_norm"]) <= facts["pooled_norm_rtol"] * facts["pooled_norm"], \
+        f"mean-pooled embedding norm {norm:.5f}, published {facts['pooled_norm']}"
     for got, ref in ((near, facts["similar"]), (far, facts["different"])):
         assert abs(got - ref["cosine"]) < facts["cosine_atol"], \
             f"cos({facts['text']!r}, {ref['text']!r}) = {got:.4f}, published {ref['cosine']}"

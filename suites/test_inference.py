@@ -38,7 +38,7 @@ def test_batch_equivalence(case, model_dir, backend_session, measure):
     indices = (0, 1)
     together = backend_session.run(batch(case.spec, model_dir, indices))
     widths = lengths(case.spec, model_dir, indices)  # None: fixed-size inputs, nothing padded
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     worst = 0.0
     for row, index in enumerate(indices):
         single = backend_session.run(example(case.spec, model_dir, index))
@@ -51,5 +51,5 @@ def test_batch_equivalence(case, model_dir, backend_session, measure):
             rows[key] = value
         result = compare(rows, single, tol, keys)
         worst = max(worst, result.max_abs)
-        assert result.ok, f"batch row {row} vs its single run: {result.message(tol)}"
+        result.require(tol, f"batch row {row} vs its single run: ")
     measure(max_abs_err=worst, tolerance=tol.as_dict(), padded=bool(widths))

@@ -27,7 +27,7 @@ def _applicable(case):
             continue
         t = case.target
         marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
-        marks += known_bug_marks(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.precision)
+        marks += known_bug_marks(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.effective)
         yield pytest.param(neg, id=neg.id, marks=marks)
 
 

@@ -10,11 +10,12 @@ def test_parity(case, model_dir, backend_session, reference_session, measure, re
     inputs = example(case.spec, model_dir)
     reference = reference_session.run(inputs)
     actual = backend_session.run(inputs)
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     result = compare(actual, reference, tol, case.spec.outputs)
     measure(**result.measures(), tolerance=tol.as_dict())  # recorded on success too
-    where = None
     if not result.ok or request.config.getoption("hfm_localize"):  # a failure (or a known bug) says where
         where = localize.localize(reference_session, backend_session, inputs, tol)
         measure(first_divergence=where)
-    assert result.ok, result.message(tol) + (f"; {where['summary']}" if where and "summary" in where else "")
+        if "summary" in where:
+            result.problems.append(where["summary"])
+    result.require(tol)

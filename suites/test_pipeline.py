@@ -66,7 +66,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
     import torch
     task, pipe = _pipeline(case, model_dir)
     model = backend_session.model
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     measure(task=task, pipeline_class=type(pipe).__name__)
     if task == "feature-extraction":
         out = np.asarray(pipe(PROMPT), dtype=np.float32)
@@ -76,7 +76,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
         assert out.shape == direct.shape, f"pipeline {out.shape} != model {direct.shape}"
         result = compare({"last_hidden_state": out}, {"last_hidden_state": direct}, tol)
         measure(**result.measures())
-        assert result.ok, result.message(tol)
+        result.require(tol)
     elif task == "text-classification":
         result = pipe(PROMPT, top_k=None)
         _scores_ok(result, list(model.config.id2label.values()))

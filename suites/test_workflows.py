@@ -22,6 +22,7 @@ from hfmatrix.backends import get
 from hfmatrix.backends.base import Target
 from hfmatrix.compare import compare, known_failure, sentence_embedding, tolerance
 from hfmatrix.plugin import Case
+from hfmatrix.precision import resolve
 from hfmatrix.zoo import load_specs, materialize
 from hfmatrix.zoo.inputs import example, generation_inputs, text_inputs
 
@@ -46,12 +47,14 @@ class _Pair:
         self.spec = load_specs()[model_id]
         self.dir = materialize(self.spec)
         self.reference = get("torch").load(self.dir, self.spec, REFERENCE)
+        t = case.target  # the same request, resolved for this model (its effective precision may differ)
+        self.target = resolve(Target(t.backend, t.device, t.precision), self.spec)
         try:
-            self.session = plugin.load_session(Case(self.spec, case.target), self.dir, fresh=True)
+            self.session = plugin.load_session(Case(self.spec, self.target), self.dir, fresh=True)
         except BaseException:
             self.reference.close()
             raise
-        self.tol = tolerance(model_id, case.target.backend, case.target.device, case.target.precision)
+        self.tol = tolerance(model_id, t.backend, t.device, self.target.effective)
 
     def close(self) -> None:
         self.session.close()
@@ -59,7 +62,7 @@ class _Pair:
 
 
 def _skip_if_known(check: str, model: str, target: Target) -> None:
-    reason = known_failure(check, model, target.backend, target.device, target.precision)
+    reason = known_failure(check, model, target.backend, target.device, target.effective)
     if reason:
         skips.skip(skips.KNOWN_BUG, f"the workflow needs {model}'s {check}, a recorded known bug here: {reason}")
 
@@ -68,7 +71,7 @@ def _classify(pair: _Pair, texts: list[str], measure, prefix: str) -> None:
     inputs = text_inputs(pair.dir, texts)
     result = compare(pair.session.run(inputs), pair.reference.run(inputs), pair.tol, pair.spec.outputs)
     measure(**{f"{prefix}_{k}": v for k, v in result.measures().items()}, tolerance=pair.tol.as_dict())
-    assert result.ok, f"{CLASSIFIER} on the workflow's text: {result.message(pair.tol)}"
+    result.require(pair.tol, f"{CLASSIFIER} on the workflow's text: ")
 
 
 def asr_to_classifier(case, model_dir, session, reference, measure):
@@ -147,7 +150,7 @@ def clip_towers(case, model_dir, session, reference, measure):
     from_towers = _logit_scale(session, model_dir) * norm(image) @ norm(text).T
     full = np.asarray(session.run(inputs)["logits_per_image"], dtype=np.float64)
     ref_full = np.asarray(reference.run(inputs)["logits_per_image"], dtype=np.float64)
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
+    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
     towers_vs_full = compare({"logits_per_image": from_towers}, {"logits_per_image": full}, tol)
     vs_reference = compare({"logits_per_image": from_towers}, {"logits_per_image": ref_full}, tol)
     measure(towers=how, towers_vs_full_max_abs=towers_vs_full.max_abs, towers_vs_reference_max_abs=vs_reference.max_abs,

@@ -193,6 +193,35 @@ def test_openvino_auto_reads_device_default():
     assert session.evidence()["inference_precision"] == default  # bf16 on avx512_bf16 CPUs, f32 elsewhere
 
 
+@pytest.mark.parametrize("model_id", ["bert", "gpt2"])
+@pytest.mark.parametrize("precision", ["auto", "fp32_kvfp16"])
+def test_openvino_effective_precision_resolved_before_load_is_what_it_reads_back(model_id, precision):
+    """The resolution that keys a cell's verdicts (before any model is loaded) names the pair the compiled
+    models read back; a session computing at another pair (planted: the other request's config) is refused."""
+    pytest.importorskip("optimum.intel.openvino")
+    from hfmatrix.precision import check_read_back, resolve
+
+    spec, model_dir = _zoo(model_id)
+    target = resolve(Target("openvino", "cpu", precision), spec)
+    session = get("openvino").load(model_dir, spec, target)
+    assert check_read_back(target, session) == target.effective == session.evidence()["effective_precision"]
+    if model_id == "bert":  # no KV cache: its precision computes nothing there, so it is not part of the name
+        assert "_kv" not in target.effective, target
+    other = resolve(Target("openvino", "cpu", "fp32"), spec)
+    if other.effective != target.effective:
+        with pytest.raises(RuntimeError, match="reads back effective precision"):
+            check_read_back(other, session)
+    session.close()
+
+
+def test_openvino_bf16_target_exists_only_where_the_device_lists_bf16():
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("optimum.intel.openvino")
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    avail = get("openvino").available("cpu", "bf16")
+    assert avail.ok is has_bf16 and (has_bf16 or avail.kind == "hardware-absent"), avail
+
+
 def test_openvino_missing_device_is_hardware_absent():
     ov = pytest.importorskip("openvino")
     pytest.importorskip("optimum.intel.openvino")

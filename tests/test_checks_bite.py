@@ -125,6 +125,17 @@ def test_golden_embeddings_pass_clean_and_fail_on_noise(pytester, zoo_cache):
     assert result.ret == 1
 
 
+SCALED = _outputs_planted("v * 1.05")
+
+
+def test_golden_norm_is_checked_before_normalization(pytester, zoo_cache):
+    """Hidden states 5% too large keep every cosine and the normalised norm: only the pooled norm sees them."""
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+                                 "-k", "golden_embeddings", plant=SCALED)
+    assert outcomes(records) == {"golden_embeddings[minilm]": "failed"}
+    assert "mean-pooled embedding norm" in records[0]["message"]
+
+
 def test_workflows_pass_clean_and_fail_on_noise(pytester, zoo_cache):
     """All three workflows (whisper → bert-cls, MiniLM search → bert-cls, CLIP towers vs full logits) pass
     clean and fail once the backend's outputs are drowned in noise."""

@@ -40,15 +40,22 @@ class Availability:
 
 @dataclass(frozen=True)
 class Target:
-    """One column of the matrix: backend x device x precision."""
+    """One column of the matrix: backend x device x requested precision. ``resolved`` is the precision
+    the backend says it computes with for that request (hfmatrix.precision); verdicts (tolerances, known
+    bugs, baselines) are looked up by ``effective``. It is not part of the target's identity."""
 
     backend: str
     device: str = "cpu"
     precision: str = "fp32"
+    resolved: str = field(default="", compare=False)
 
     @property
     def id(self) -> str:
         return f"{self.backend}-{self.device}-{self.precision}"
+
+    @property
+    def effective(self) -> str:
+        return self.resolved or self.precision
 
 
 @runtime_checkable

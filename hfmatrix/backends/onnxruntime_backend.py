@@ -187,6 +187,15 @@ class OrtSession(OptimumSession):
         from .onnxruntime_localize import intermediates
         return intermediates(self, inputs)
 
+    def effective_precision(self) -> str:
+        """The export's dtype: the floating dtype most of its graphs' initializers are in (hfmatrix.precision)."""
+        from ..precision import of_parameters
+        counts: dict[str, int] = {}
+        for part in self.evidence()["sessions"].values():
+            for dtype, n in part["initializer_dtypes"].items():
+                counts[dtype] = counts.get(dtype, 0) + n
+        return of_parameters(counts)
+
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
             ort = _ort()

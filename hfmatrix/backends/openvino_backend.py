@@ -1,4 +1,6 @@
-"""OpenVINO backend through optimum-intel: CPU, GPU, NPU × fp32 (f32 inference hint) and auto (device default).
+"""OpenVINO backend through optimum-intel: CPU, GPU, NPU × fp32 (f32 hint + f32 KV cache), auto (device default),
+bf16 (bf16 hint, where the device lists BF16) and fp32_kvfp16 (f32 hint + f16 KV cache: what auto computes
+on a CPU without bf16, forced).
 
 Export: ``optimum.exporters.openvino.main_export`` (what ``OVModelFor*.from_pretrained(..., export=True)``
 runs), IR weights kept fp32, cached by hfmatrix.exports; decoders are exported stateful (the default).
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import exports
+from .. import exports, precision as eff
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
 from .optimum_common import OptimumSession, as_float32, coerce
@@ -20,10 +22,17 @@ from .optimum_common import OptimumSession, as_float32, coerce
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
 # the CPU plugin keeps stateful KV caches in f16 whatever the inference hint (measured: tiny T5 logits
 # max |Δ| 4.2e-4 with the hint alone, 7.2e-7 with both).
+# bf16 is the hint alone (KV cache at the device default); fp32_kvfp16 forces what `auto` computes on a CPU
+# without bf16, so a bf16 host exercises that verdict path too (hfmatrix.precision resolves each request).
 PRECISION_CONFIG: dict[str, dict[str, str]] = {
     "fp32": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"},
     "auto": {},
+    "bf16": {"INFERENCE_PRECISION_HINT": "bf16"},
+    "fp32_kvfp16": {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f16"},
 }
+# the KV cache precision optimum-intel's exporter writes into a stateful IR's runtime options (read back:
+# f16 on gpt2, t5, whisper, mamba at auto, where the CPU's own default is u8)
+EXPORT_KV_CACHE = "f16"
 DEVICES = ("CPU", "GPU", "NPU")
 
 # spec.task -> (optimum.intel class, export task, run mode); see onnxruntime_backend.TASKS for modes
@@ -133,6 +142,11 @@ def _prop(compiled, key: str):
     return value if isinstance(value, (int, float, str, bool)) else str(getattr(value, "name", value))
 
 
+def _prop_of_device(device: str, key: str) -> str:
+    value = core().get_property(device, key)
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
 def _name(port) -> str:
     names = list(port.get_names())
     return next((n for n in names if "/" not in n), names[0])
@@ -179,6 +193,16 @@ class OVSession(OptimumSession):
         from .openvino_localize import intermediates
         return intermediates(self, inputs)
 
+    def effective_precision(self) -> str:
+        """The (inference, KV cache) pair every compiled model reads back, named; parts that disagree
+        are reported as such (a verdict cannot be keyed by one of them)."""
+        inference = {_prop(c, "INFERENCE_PRECISION_HINT") for c in self.compiled.values()}
+        # KV_CACHE_PRECISION reads back on every compiled model; it only computes in one that keeps state
+        kv = {_prop(c, "KV_CACHE_PRECISION") for c in self.compiled.values() if c.create_infer_request().query_state()}
+        if len(inference) != 1 or len(kv) > 1:
+            return f"mixed:inference={sorted(inference)},kv_cache={sorted(kv)}"
+        return eff.name(inference.pop(), kv.pop() if kv else None)
+
     def evidence(self) -> dict[str, Any]:
         if self._evidence is None:
             ov = _ov()
@@ -193,6 +217,7 @@ class OVSession(OptimumSession):
                 "execution_devices": sorted({d for p in parts.values() for d in p["execution_devices"]}),
                 "inference_precision": precisions[0] if len(precisions) == 1 else precisions,
                 "ov_config": self.ov_config, "ov_model_class": type(self.model).__name__,
+                "effective_precision": self.effective_precision(),
                 "stateful": getattr(self.model, "stateful", None), "export": self.export.evidence(),
             }
         return self._evidence
@@ -203,7 +228,7 @@ class OVSession(OptimumSession):
 
 class OpenVINOBackend:
     name = "openvino"
-    precisions = ("fp32", "auto")
+    precisions = ("fp32", "auto", "bf16", "fp32_kvfp16")
     devices = tuple(d.lower() for d in DEVICES)
 
     def _device(self, device: str) -> str:
@@ -221,9 +246,25 @@ class OpenVINOBackend:
         try:
             dev = self._device(device)
             _optimum()
+            caps = core().get_property(dev, "OPTIMIZATION_CAPABILITIES")
+            if precision == "bf16" and "BF16" not in caps:
+                raise HardwareAbsent(f"OpenVINO {dev} does not list BF16 in OPTIMIZATION_CAPABILITIES {list(caps)}")
         except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
             return Availability(False, exc.reason, exc.kind)
         return Availability(True, f"{dev}: {core().get_property(dev, 'FULL_DEVICE_NAME')}", details={"device": dev})
+
+    def resolve_precision(self, device: str, precision: str, spec=None) -> str:
+        """What a request computes with on this device for this model: the requested ov_config over the
+        device's default inference precision; a KV cache precision only for the generative tasks, whose
+        stateful export carries runtime option KV_CACHE_PRECISION=f16 (optimum-intel's exporter) unless
+        the request sets it. The loaded session reads the pair back (effective_precision) and the
+        plugin fails the cell where they differ."""
+        dev = self.available(device, precision).require().details["device"]
+        config = PRECISION_CONFIG[precision]
+        inference = config.get("INFERENCE_PRECISION_HINT") or _prop_of_device(dev, "INFERENCE_PRECISION_HINT")
+        stateful = spec is not None and TASKS.get(spec.task, ("", "", ""))[2] == "model"
+        kv = (config.get("KV_CACHE_PRECISION") or EXPORT_KV_CACHE) if stateful else None
+        return eff.name(inference, kv)
 
     def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> OVSession:

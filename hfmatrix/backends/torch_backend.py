@@ -229,6 +229,16 @@ class TorchSession:
         """(module name, module class, first output) per module on these inputs (hfmatrix.localize)."""
         return module_outputs(self.model, lambda: self.run(inputs))
 
+    def effective_precision(self) -> str:
+        """The floating dtype most parameters are in, named (hfmatrix.precision): what the model computes with."""
+        from ..precision import of_parameters
+        elements: dict[str, int] = {}
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                key = str(p.dtype).replace("torch.", "")
+                elements[key] = elements.get(key, 0) + p.numel()
+        return of_parameters(elements)
+
     def evidence(self) -> dict[str, Any]:
         params = list(self.model.parameters())
         return {

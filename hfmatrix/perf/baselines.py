@@ -64,6 +64,12 @@ def load(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def verdict_precision(entry: dict[str, Any]) -> str:
+    """Baselines are kept per effective precision (what ran: hfmatrix.precision), the requested one
+    for entries recorded before that existed."""
+    return entry.get("effective_precision") or entry["precision"]
+
+
 def lookup(base_dir: Path, fp_id: str, backend: str, device: str, precision: str, model: str
            ) -> tuple[Path, dict[str, Any] | None]:
     """(file, the model's entry or None)."""
@@ -85,14 +91,15 @@ def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[
     fp_id = fingerprint_doc["id"]
     by_target: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
-        by_target.setdefault(target_name(e["backend"], e["device"], e["precision"]), []).append(e)
+        by_target.setdefault(target_name(e["backend"], e["device"], verdict_precision(e)), []).append(e)
     written = []
     for name, group in sorted(by_target.items()):
         e0 = group[0]
-        path = path_for(base_dir, fp_id, e0["backend"], e0["device"], e0["precision"])
+        path = path_for(base_dir, fp_id, e0["backend"], e0["device"], verdict_precision(e0))
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
-            data = load(path) or {"schema": SCHEMA, "target": {k: e0[k] for k in ("backend", "device", "precision")},
+            data = load(path) or {"schema": SCHEMA, "target": {"backend": e0["backend"], "device": e0["device"],
+                                                                   "precision": verdict_precision(e0)},
                                   "models": {}}
             data["fingerprint"] = fingerprint_doc
             for e in group:

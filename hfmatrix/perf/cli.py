@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
                 by_fp.setdefault(json.dumps(e["_fingerprint"], sort_keys=True), []).append(e)
         for fp_json, group in by_fp.items():
             for path in baselines.record(group, base_dir, json.loads(fp_json)):
-                print(f"baseline written: {path} ({sum(1 for e in group if baselines.path_for(base_dir, e['_fingerprint']['id'], e['backend'], e['device'], e['precision']) == path)} models)")
+                print(f"baseline written: {path} ({sum(1 for e in group if baselines.path_for(base_dir, e['_fingerprint']['id'], e['backend'], e['device'], baselines.verdict_precision(e)) == path)} models)")
         return 0
     if args.cmd == "compare":
         worst = 0
         for e in sorted(entries, key=lambda e: e["name"]):
             fp = e["_fingerprint"].get("id", "")
-            path, base = baselines.lookup(base_dir, fp, e["backend"], e["device"], e["precision"], e["model"])
+            path, base = baselines.lookup(base_dir, fp, e["backend"], e["device"], baselines.verdict_precision(e), e["model"])
             if base is None or args.metric not in base.get("metrics", {}) or args.metric not in e["report"]:
                 print(f"{e['name']:45s} no-baseline ({path})")
                 continue

@@ -45,7 +45,7 @@ def plot_latency(source, out: Path | str, *, backend: str | None = None, metric:
         base = None
         if baselines_dir is not None:
             fp = (e.get("_fingerprint") or {}).get("id", "")
-            _, found = _baselines.lookup(Path(baselines_dir), fp, e["backend"], e["device"], e["precision"], e["model"])
+            _, found = _baselines.lookup(Path(baselines_dir), fp, e["backend"], e["device"], _baselines.verdict_precision(e), e["model"])
             base = (found or {}).get("metrics", {}).get(metric, {}).get("values")
         if base:
             rows.append([v * 1e3 for v in base])

@@ -210,7 +210,7 @@ def measure_case(case, model_dir: Path, cfg: PerfConfig, *, run_id: str = "", se
     fwd = part["report"]["forward"]["latency"]
     entry = {
         "name": case.id, "model": case.spec.id, "arch_class": case.spec.arch_class, "backend": t.backend,
-        "device": t.device, "precision": t.precision, "session": session_name, "run_id": run_id,
+        "device": t.device, "precision": t.precision, "effective_precision": t.effective, "session": session_name, "run_id": run_id,
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **part, "config": cfg.as_dict(),
         "notes": [] if batch_inputs is not None else
@@ -226,7 +226,7 @@ def measure_case(case, model_dir: Path, cfg: PerfConfig, *, run_id: str = "", se
 def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, Any]:
     """Gate every GATED metric against the baseline. Returns the entry's "comparison" block."""
     e = measured.entry
-    path, base = baselines.lookup(cfg.baselines_dir, fp_id, e["backend"], e["device"], e["precision"], e["model"])
+    path, base = baselines.lookup(cfg.baselines_dir, fp_id, e["backend"], e["device"], baselines.verdict_precision(e), e["model"])
     out: dict[str, Any] = {"baseline_file": str(path), "fingerprint": fp_id, "metrics": {}}
     if base is None:
         out.update(verdict=gate.NO_BASELINE, reason=f"no baseline for {e['model']} in {path}")
