@@ -8,15 +8,22 @@ the CI matrix is generated from `nox --list --json`.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))
+from hfmatrix import provision  # noqa: E402  (stdlib only: importable before any env exists)
+
 RESULTS = ROOT / "results"
 PYTHON = "3.11"
 
-nox.options.default_venv_backend = "virtualenv"
+# uv creates an env in seconds and hard-links packages from its cache, so the 2nd..nth torch install
+# is nearly free; virtualenv + pip where uv is missing. uv reads no pip config: hand it pip's.
+nox.options.default_venv_backend = "uv|virtualenv"
+os.environ.update(provision.uv_env(provision.pip_config()))
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
@@ -47,8 +54,17 @@ def _install(session: nox.Session, env: str) -> None:
     key = (str(getattr(session.virtualenv, "location", session.name)), env)
     if key in _INSTALLED:  # several suite runs in one session share one install
         return
-    session.install("-r", f"envs/{env}.txt")
+    lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
+    if lock.is_file():
+        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py)
+            session.install("--no-deps", torch)
+        session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
+    else:
+        session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
+        session.install("-r", f"envs/{env}.txt")
     session.install("--no-deps", "-e", ".")
+    if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
+        session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
     _INSTALLED.add(key)
 
 
@@ -252,8 +268,7 @@ def webtests(session: nox.Session) -> None:
 @nox.session(python=PYTHON, tags=["hosted"])
 def tests(session: nox.Session) -> None:
     """The harness's own tests (tests/): plugin via pytester, probes, zoo, report, self-tests."""
-    _install(session, "cpu")
-    session.install("-r", "envs/tests.txt")
+    _install(session, "tests")  # envs/tests.txt = the cpu env + the tests' tools
     _chromium(session)  # the report page is opened in headless Chromium
     out = RESULTS / "tests"
     out.mkdir(parents=True, exist_ok=True)
@@ -311,11 +326,19 @@ def zoo(session: nox.Session) -> None:
     )
 
 
+@nox.session(venv_backend="none", tags=["lock"])
+def lock(session: nox.Session) -> None:
+    """Compile envs/locks/<env>.txt from envs/<env>.txt with uv: the whole env pinned with hashes
+    (torch excepted, see hfmatrix/provision.py). `nox -s lock -- cpu web` for some; uv must be on PATH."""
+    for env in session.posargs or provision.lockable():
+        session.run(*provision.lock_command(env), external=True)
+        provision.stamp_lock(env)
+
+
 @nox.session(python=PYTHON, tags=["report"])
 def report(session: nox.Session) -> None:
     """Merge every results/<session>/ into results/matrix.{json,md} (+ index.html) and combine coverage."""
-    session.install("-r", "envs/report.txt")
-    session.install("--no-deps", "-e", ".")
+    _install(session, "report")
     # exits non-zero when a check failed/crashed/xpassed, a results file is corrupt or a session is
     # INCOMPLETE; `nox -s report -- --no-fail` to browse locally anyway
     session.run("hfmatrix", "report", "--results-dir", str(RESULTS), "--rcfile", str(ROOT / "pyproject.toml"),
