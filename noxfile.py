@@ -56,8 +56,10 @@ def _install(session: nox.Session, env: str) -> None:
         return
     lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
     if lock.is_file():
-        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py)
-            session.install("--no-deps", torch)
+        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
+            # PyTorch CPU index where the workflow names it (for this install alone), else pip's config
+            index = os.environ.get("HFMATRIX_TORCH_INDEX")
+            session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
         session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
     else:
         session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
@@ -70,16 +72,18 @@ def _install(session: nox.Session, env: str) -> None:
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
-               name: str | None = None) -> None:
+               name: str | None = None, require: str | None = None) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
-    (name defaults to the nox session's)."""
+    (name defaults to the nox session's); with `require`, the probe fails the session unless that
+    backend is usable."""
     name = name or session.name
     _install(session, env)
     out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
-    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"))  # table in the log, JSON in the file
+    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),  # table in the log, JSON in the file
+                *(("--require", require) if require else ()))
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
         "python", "-m", "coverage", "run", "-m", "pytest", *paths,
@@ -106,15 +110,19 @@ def _accelerator(session: nox.Session, device: str) -> None:
     """Run the suites on an accelerator. Without the hardware, install the CPU env instead of a
     multi-GB accelerator build: every test then skips with kind hardware-absent and the reason,
     so a CPU-only run stays green and honest, and the matrix shows the column."""
-    import sys
-    sys.path.insert(0, str(ROOT))
     from hwprobe.presence import hardware_present
     present, why = hardware_present(device)
     env, precisions = ACCELERATORS[device]
+    # HFMATRIX_REQUIRE (the workflow sets it on self-hosted accelerator runners): a runner whose GPU or
+    # driver broke fails here instead of switching to the hardware-absent env and going green
+    required = device in os.environ.get("HFMATRIX_REQUIRE", "").split(",")
+    if required and not present:
+        session.error(f"HFMATRIX_REQUIRE={device}: {why}")
     if not present:
         session.log(f"{device}: hardware-absent ({why}); running the suites to record typed skips")
         env = "absent"  # no torch at all: nothing can accidentally run on the CPU and pass
-    run_suites(session, env=env, backend="torch", device=device, precisions=precisions)
+    run_suites(session, env=env, backend="torch", device=device, precisions=precisions,
+               require=device if required else None)
 
 
 @nox.session(python=PYTHON, tags=["cuda", "accelerator"])
