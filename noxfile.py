@@ -62,7 +62,8 @@ def _install(session: nox.Session, env: str) -> None:
             session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
         session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
     else:
-        session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
+        if env not in provision.UNLOCKED_ENVS:
+            session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
         session.install("-r", f"envs/{env}.txt")
     session.install("--no-deps", "-e", ".")
     if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
@@ -332,6 +333,20 @@ def zoo(session: nox.Session) -> None:
         *session.posargs,
         env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
     )
+
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # pyproject's requires-python, tested by `nox -s pythons`
+PYTHONS_TESTS = ("tests/test_hwprobe.py", "tests/test_report.py", "tests/test_locks.py")
+
+
+@nox.session(python=PYTHONS, tags=["pythons"])
+def pythons(session: nox.Session) -> None:
+    """The harness's torch-free tests (hwprobe, records, report, env locks) on every claimed Python.
+    The ML stacks run on 3.11 alone: the only CPU torch 2.13.0 wheel here is cp311. With pyenv,
+    `PYENV_VERSION=3.10.13:3.11.7:3.12.1:3.13.0 nox -s pythons` puts them on PATH."""
+    _install(session, "pythons")
+    session.run("python", "-m", "pytest", *PYTHONS_TESTS, "-n", "0", "--results-dir=none", *session.posargs,
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 @nox.session(venv_backend="none", tags=["lock"])

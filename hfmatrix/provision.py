@@ -25,6 +25,8 @@ UNHASHED = "torch"
 # Envs whose torch must be a CPU build (no nvidia-* wheels). Accelerator envs are excluded: their torch
 # comes from a GPU index and they are not locked here (no such index is reachable from this machine).
 ACCELERATOR_ENVS = ("cuda", "rocm", "mps")
+# Installed on several Pythons (nox -s pythons): a lock compiled for 3.11 does not resolve on 3.10/3.13.
+UNLOCKED_ENVS = ("pythons",)
 _CONFIG_LINE = re.compile(r"^(?P<scope>[^.]*)\.(?P<key>[a-z-]+)='(?P<value>.*)'$")
 
 
@@ -102,7 +104,7 @@ def cpu_torch_problems(distributions: list[str]) -> list[str]:
 
 def lockable() -> list[str]:
     """Every env source that `nox -s lock` compiles (the accelerator envs need a GPU index: not here)."""
-    return sorted(p.stem for p in ENVS.glob("*.txt") if p.stem not in ACCELERATOR_ENVS)
+    return sorted(p.stem for p in ENVS.glob("*.txt") if p.stem not in ACCELERATOR_ENVS + UNLOCKED_ENVS)
 
 
 def lock_command(env: str, uv: str = "uv") -> list[str]:
