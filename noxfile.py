@@ -354,7 +354,8 @@ def lock(session: nox.Session) -> None:
     """Compile envs/locks/<env>.txt from envs/<env>.txt with uv: the whole env pinned with hashes
     (torch excepted, see hfmatrix/provision.py). `nox -s lock -- cpu web` for some; uv must be on PATH.
     torch's own dependencies are those of the CPU wheel pip's find-links gives here; on a machine
-    without one, `UV_TORCH_BACKEND=cpu nox -s lock` (else tests/test_locks.py fails on nvidia-* pins)."""
+    without one, `UV_TORCH_BACKEND=cpu nox -s lock` (untried: this machine has no route to PyTorch's
+    index); tests/test_locks.py fails on a lock with nvidia-* pins either way."""
     for env in session.posargs or provision.lockable():
         session.run(*provision.lock_command(env), external=True)
         provision.stamp_lock(env)
