@@ -172,13 +172,19 @@ def qnn(session: nox.Session) -> None:
 def backendtests(session: nox.Session, env: str) -> None:
     """Only the exported backends' self-tests (tests/test_backends_export.py) in one env; the backend
     sessions run them too, after their suites."""
-    _backend_selftests(session, env)
+    _backend_selftests(session, env, RESULTS / f"backendtests-{env}")
 
 
-def _backend_selftests(session: nox.Session, env: str) -> None:
+def _selftests_dir(session: nox.Session) -> Path:
+    """results/<session>/selftests/: inside the folder CI uploads, so the report shows (and gates on)
+    a backend's own tests run by its backend session."""
+    return RESULTS / session.name / "selftests"
+
+
+def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) -> None:
     """The exported backends' own self-tests, in the env the backend session already installed."""
     _install(session, env)
-    out = RESULTS / f"backendtests-{env}"
+    out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_backends_export.py", "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs,
@@ -259,8 +265,8 @@ def webnn(session: nox.Session) -> None:
     _web(session, "webnn")
 
 
-def _web_selftests(session: nox.Session) -> None:
-    out = RESULTS / "webtests"
+def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
+    out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs)
@@ -271,7 +277,7 @@ def webtests(session: nox.Session) -> None:
     """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
     _web_prerequisites(session)
     _install(session, "web")
-    _web_selftests(session)
+    _web_selftests(session, RESULTS / "webtests")
 
 
 @nox.session(python=PYTHON, tags=["hosted"])
