@@ -330,6 +330,23 @@ def baseline(session: nox.Session) -> None:
     session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(ROOT / "baselines"))
 
 
+# Version axis (hfmatrix/axis.toml): a base session's target under another library version, as its own
+# column (`nox -s cpu-4.57`); the report's "what changes on upgrade" view pairs the two cell by cell.
+# CI (CI=1) runs each on the variant's small model set (its env is its own: that is the point).
+def _variant_session(variant: dict) -> None:
+    backend, device, precisions = BASELINE_TARGETS[variant["base"]]
+
+    def run(session: nox.Session) -> None:
+        models = (f"--models={variant['ci_models']}",) if os.environ.get("CI") and variant.get("ci_models") else ()
+        run_suites(session, env=variant["env"], backend=backend, device=device, precisions=precisions, extra=models)
+    run.__doc__ = f"{variant['base']} under another {variant['axis']}: {variant['reason']}"
+    nox.session(run, name=variant["name"], python=PYTHON, tags=["hosted", "axis"])
+
+
+for _variant in provision.variants():
+    _variant_session(_variant)
+
+
 @nox.session(python=PYTHON, tags=["hosted", "zoo"])
 def zoo(session: nox.Session) -> None:
     """Auto-zoo: every transformers model type, tiny and random, base + head model, stage by stage.

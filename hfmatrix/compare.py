@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from . import versions
+
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
@@ -153,7 +155,7 @@ def known_entry(check: str, model: str, backend: str, device: str, precision: st
     for entry in table.get("known_bug", []):
         # each key: one fnmatch pattern or a list of them (any matches)
         if all(any(fnmatch.fnmatch(keys[k], str(p)) for p in (v if isinstance(v, list) else [v]))
-               for k in keys for v in [entry.get(k, "*")]):
+               for k in keys for v in [entry.get(k, "*")]) and versions.holds(entry):  # e.g. transformers = ">=5"
             if not entry.get("reason"):
                 raise ValueError(f"known_failures entry {entry} has no reason")
             if "unstable" in entry and not str(entry["unstable"]).strip():

@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import versions
+
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
@@ -49,7 +51,8 @@ class Expectation:
     raises: tuple[str, ...] = ()  # any of these class names (a short list of specific errors, never Exception)
     match: str = ""
     behaviour: str = ""
-    keys: tuple[tuple[str, str], ...] = ()  # (backend|model|device|precision, pattern)
+    keys: tuple[tuple[str, Any], ...] = ()  # (backend|model|device|precision, pattern or patterns) and
+    # (library, version specifier) conditions such as ("transformers", "<5")
 
     def describe(self) -> str:
         what = f"raises {' | '.join(self.raises)} matching /{self.match}/" if self.raises else f"behaviour {self.behaviour!r}"
@@ -91,11 +94,19 @@ class NegCase:
         best, best_score = None, -1
         for exp in self.expect:
             keys = dict(exp.keys)
-            if all(fnmatch.fnmatch(values[k], keys.get(k, "*")) for k in values):
-                score = sum(1 for k in values if keys.get(k, "*") != "*")
+            # library-version conditions (transformers = "<5") hold or not in this env; each counts as specific
+            conditions = {k: v for k, v in keys.items() if k in versions.VERSION_KEYS}
+            # a pattern key is one fnmatch pattern or a list of them (any matches)
+            if all(any(fnmatch.fnmatch(values[k], p) for p in _patterns(keys.get(k, "*"))) for k in values) \
+                    and versions.holds(conditions):
+                score = sum(1 for k in values if keys.get(k, "*") != "*") + len(conditions)
                 if score > best_score:
                     best, best_score = exp, score
         return best
+
+
+def _patterns(value) -> tuple[str, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
@@ -121,7 +132,10 @@ def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
                 raise ValueError(f"negative case {cid!r}: 'raises = Exception' proves nothing; name the error")
             if raises and not e.get("match"):
                 raise ValueError(f"negative case {cid!r}: an expected error needs a message pattern (match)")
-            keys = tuple((k, str(e.pop(k))) for k in ("backend", "model", "device", "precision") if k in e)
+            versions.conditions(e)  # a malformed version specifier fails the catalogue's load
+            keys = tuple((k, tuple(map(str, v)) if isinstance(v, list) else str(v))
+                         for k in ("backend", "model", "device", "precision", *versions.VERSION_KEYS)
+                         if k in e for v in [e.pop(k)])
             expects.append(Expectation(reason=e["reason"], raises=raises, match=e.get("match", ""),
                                        behaviour=e.get("behaviour", ""), keys=keys))
         for key in ("needs", "any_of", "tasks", "models", "sources"):

@@ -154,3 +154,26 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--check-cpu-torch"]:
         sys.exit("usage: python -m hfmatrix.provision --check-cpu-torch")
     sys.exit(check_cpu_torch())
+
+
+# ----------------------------------------------------------------------------- version axis
+AXIS_FILE = Path(__file__).with_name("axis.toml")
+
+
+def variants(path: Path | None = None) -> list[dict]:
+    """Version-axis sessions (hfmatrix/axis.toml): name, base session, env, axis (the library that
+    differs), reason; the noxfile makes a session of each, the report pairs it with its base."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore
+    with open(path or AXIS_FILE, "rb") as fh:
+        data = tomllib.load(fh)
+    out = []
+    for i, v in enumerate(data.get("variant", [])):
+        missing = [k for k in ("name", "base", "env", "axis", "reason") if not v.get(k)]
+        if missing:
+            raise ValueError(f"{path or AXIS_FILE}: variant #{i} lacks {missing}")
+        out.append(v)
+    return out
+

@@ -93,6 +93,14 @@ def test_pipeline(case, model_dir, backend_session, measure):
             ids = model.generate(**enc, max_new_tokens=5, do_sample=False)
         assert text == pipe.tokenizer.decode(ids[0], skip_special_tokens=True), (text, ids.tolist())
         measure(generated_text=text)
+    elif task == "text2text-generation":  # transformers < 5 (5 removed the pipeline: a typed skip above)
+        result = pipe(PROMPT, max_new_tokens=5, do_sample=False)
+        text = result[0]["generated_text"]
+        enc = pipe.tokenizer(PROMPT, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            ids = model.generate(**enc, max_new_tokens=5, do_sample=False)
+        assert text == pipe.tokenizer.decode(ids[0], skip_special_tokens=True), (text, ids.tolist())
+        measure(generated_text=text)
     elif task == "image-classification":
         _scores_ok(pipe(_image(), top_k=None), list(model.config.id2label.values()))
     elif task == "zero-shot-image-classification":
