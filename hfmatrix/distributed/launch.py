@@ -22,12 +22,14 @@ import psutil
 class JobFailed(Exception):
     """A distributed job did not finish: ``kind`` is 'rank-died' (a rank exited non-zero or was
     killed; torchrun then stops the others) or 'deadline' (nothing ended it in time: killed by us).
-    ``logs`` maps rank -> that rank's log; ``orphans`` lists processes that outlived the job."""
+    ``logs`` maps rank -> that rank's log (-1: torchrun's own); ``pids`` are the job's processes,
+    ``orphans`` those that outlived it."""
 
     def __init__(self, kind: str, message: str, logs: dict[int, str], returncode: int | None,
-                 elapsed: float, orphans: list[int]):
+                 elapsed: float, orphans: list[int], pids: list[int] = ()):
         super().__init__(f"[{kind}] {message}")
         self.kind, self.logs, self.returncode, self.elapsed, self.orphans = kind, logs, returncode, elapsed, orphans
+        self.pids = [*pids]
 
 
 @dataclass
@@ -100,10 +102,11 @@ def run(world_size: int, worker_args: list[str], out: Path, deadline: float, env
     logs = _logs(out, world_size)
     logs[-1] = (out / "torchrun.log").read_text(errors="replace")[-20000:]  # the agent's own account
     if timed_out:
-        raise JobFailed("deadline", f"job still running after {deadline:.0f} s: killed", logs, None, elapsed, orphans)
+        raise JobFailed("deadline", f"job still running after {deadline:.0f} s: killed", logs, None, elapsed,
+                        orphans, [proc.pid, *tree])
     if proc.returncode != 0 or orphans:
         raise JobFailed("rank-died", f"torchrun exited {proc.returncode}; orphans {orphans}", logs,
-                        proc.returncode, elapsed, orphans)
+                        proc.returncode, elapsed, orphans, [proc.pid, *tree])
     ranks = [RankResult(r, dict(np.load(out / f"rank-{r}.npz")), json.loads((out / f"rank-{r}.json").read_text()),
                         logs.get(r, "")) for r in range(world_size)]
     return JobResult(world_size, ranks, elapsed, sorted(tree))
