@@ -36,6 +36,19 @@ def device_map_options(mode: str, device: str, model_dir: Path, share: float, fo
     return {"device_map": "auto", "max_memory": memory, "offload_folder": folder, "offload_buffers": True}
 
 
+def _peak_rss() -> int:
+    """This process's peak resident set so far, in bytes: VmHWM where /proc has it. Not ru_maxrss on
+    Linux: it survives fork+exec, so a child starts at its parent's RSS (a pytest process with torch
+    loaded made every mode peak alike here)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def _offloaded(model) -> list[str]:
     """Modules whose weights accelerate's hook brings in per forward (they sit on 'meta' until then)."""
     return sorted(name for name, m in model.named_modules()
@@ -57,26 +70,28 @@ def main(argv=None) -> int:
     import torch
     import transformers
     out = Path(args.out)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peaks = {"start": _peak_rss()}
     with tempfile.TemporaryDirectory(prefix="hfm-offload-") as folder:
         opts = device_map_options(args.mode, args.device, Path(args.model), args.share, folder)
         model = getattr(transformers, args.auto_class).from_pretrained(args.model, dtype=torch.float32, **opts).eval()
+        peaks["loaded"] = _peak_rss()
         main_device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
         result = {}
         with torch.inference_mode():
             if args.inputs:
                 feed = {k: torch.from_numpy(v).to(main_device) for k, v in np.load(args.inputs).items()}
                 result["logits"] = model(**feed, use_cache=False).logits.float().cpu().numpy()
+                peaks["forward"] = _peak_rss()
             if args.gen_inputs:
                 feed = {k: torch.from_numpy(v).to(main_device) for k, v in np.load(args.gen_inputs).items()}
                 ids = model.generate(**feed, max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens,
                                      do_sample=False, num_beams=1, pad_token_id=model.generation_config.pad_token_id)
                 result["generated_ids"] = ids.cpu().numpy()
+                peaks["generate"] = _peak_rss()
         evidence = {"mode": args.mode, "device": args.device, "share": args.share,
                     "device_map": {k: str(v) for k, v in (getattr(model, "hf_device_map", None) or {}).items()},
                     "offloaded_modules": _offloaded(model), "weight_bytes": weight_bytes(Path(args.model)),
-                    "rss_before_load": rss_before,
-                    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+                    "peak_rss_by_stage": peaks, "peak_rss": _peak_rss()}
     np.savez(out / "rank-0.npz", **result)
     (out / "rank-0.json").write_text(json.dumps(evidence, indent=1))
     return 0
