@@ -280,8 +280,10 @@ def distributed_cuda(session: nox.Session) -> None:
 
 
 def _distributed(session: nox.Session, device: str) -> None:
+    # CI runs llama and mixtral (tp2, ep2, disk offload: .ci/run sets HFMATRIX_DISTRIBUTED_MODELS); nox the whole zoo
+    models = os.environ.get("HFMATRIX_DISTRIBUTED_MODELS", "default")
     run_suites(session, env="distributed", backend="distributed", device=device, precisions="fp32",
-               paths=("suites/test_distributed.py",), extra=("-n", "1"))
+               paths=("suites/test_distributed.py",), extra=("-n", "1", f"--models={models}"))
     if device == "cpu":  # the launcher's fault handling and the planted sharding defects, same env
         session.run("python", "-m", "pytest", "tests/test_distributed.py", "--results-dir=none",
                     f"--junitxml={RESULTS / 'distributedtests' / 'junit.xml'}", *session.posargs,

@@ -70,7 +70,7 @@ def test_killed_rank_is_a_typed_failure_with_the_survivors_logs(llama):
     exc = info.value
     assert exc.kind == "rank-died" and exc.returncode != 0
     assert exc.elapsed < 90
-    assert exc.logs.get(0), "the surviving rank's log is missing"
+    assert "rank 0/2" in exc.logs.get(0, ""), "the surviving rank's log is missing"
     assert "fault kill on rank 1" in exc.logs.get(1, ""), "the killed rank's log does not show the planted kill"
     assert exc.orphans == [] and _gone(exc.pids) == [], f"processes left behind: {_gone(exc.pids)}"
 

@@ -115,11 +115,14 @@ def main(argv=None) -> int:
     import torch.distributed as dist
     from ..backends.torch_backend import outputs_to_numpy
     rank, world_size, backend = _init(args)
+    print(f"rank {rank}/{world_size}: {backend} process group up (timeout {args.timeout:.0f} s)", flush=True)
     model = _load(args, world_size)
+    print(f"rank {rank}/{world_size}: {type(model).__name__} loaded, {args.strategy} plan applied", flush=True)
     evidence = {"rank": rank, "world_size": world_size, "process_group": backend, "strategy": args.strategy,
                 "pid": os.getpid(), "model_class": type(model).__name__, "sharded": _shards(model)}
     if args.plant:
         evidence["planted"] = _plant(model, args.plant, rank, world_size)
+    dist.barrier()  # every rank has loaded (and logged so) before a planted fault strikes
     _fault(args, rank)
     device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
     result = {}
