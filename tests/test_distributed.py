@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("accelerate", reason="[dependency-missing] the distributed env (envs/distributed.txt) runs these")
 
-import psutil  # noqa: E402
 from conftest import SUITES, outcomes, run_suites  # noqa: E402
 
 from hfmatrix.backends import Target, get  # noqa: E402
@@ -59,10 +58,6 @@ def llama():
     session.close()
 
 
-def _gone(pids) -> list[int]:
-    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-
-
 def test_killed_rank_is_a_typed_failure_with_the_survivors_logs(llama):
     session, inputs, gen = llama
     with pytest.raises(launch.JobFailed) as info:
@@ -72,7 +67,8 @@ def test_killed_rank_is_a_typed_failure_with_the_survivors_logs(llama):
     assert exc.elapsed < 90
     assert "rank 0/2" in exc.logs.get(0, ""), "the surviving rank's log is missing"
     assert "fault kill on rank 1" in exc.logs.get(1, ""), "the killed rank's log does not show the planted kill"
-    assert exc.orphans == [] and _gone(exc.pids) == [], f"processes left behind: {_gone(exc.pids)}"
+    assert exc.orphans == [], f"processes outlived the job: {exc.orphans}"
+    assert launch.alive_pids(exc.pids) == [], f"processes left behind: {launch.alive_pids(exc.pids)}"
 
 
 def test_hung_rank_hits_the_collective_timeout(llama):
@@ -84,7 +80,7 @@ def test_hung_rank_hits_the_collective_timeout(llama):
     exc = info.value
     assert exc.kind == "rank-died", f"{exc.kind}: the collective timeout did not fire ({exc.elapsed:.0f} s)"
     assert 5 <= exc.elapsed < 120
-    assert _gone(exc.pids) == []
+    assert launch.alive_pids(exc.pids) == []
 
 
 def test_deadline_kills_a_job_that_does_not_end(llama):
@@ -93,7 +89,7 @@ def test_deadline_kills_a_job_that_does_not_end(llama):
         session.job(TP2, inputs, gen, 3, fault="hang@1", timeout=600, deadline=12)
     exc = info.value
     assert exc.kind == "deadline" and exc.elapsed < 30
-    assert _gone(exc.pids) == [], f"processes left behind: {_gone(exc.pids)}"
+    assert launch.alive_pids(exc.pids) == [], f"processes left behind: {launch.alive_pids(exc.pids)}"
 
 
 # each reason is read from the model's config (heads, experts, transformers' plans): the same on every host

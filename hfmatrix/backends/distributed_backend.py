@@ -52,11 +52,15 @@ class DistributedSession:
         cmd = [sys.executable, "-m", "hfmatrix.distributed.offload", "--out", str(out), "--mode", mode, *common]
         started = time.monotonic()
         with open(out / "rank-0.log", "wb") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=deadline)
+            try:
+                returncode = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=deadline).returncode
+            except subprocess.TimeoutExpired:  # subprocess.run has killed it
+                returncode = None
         logs = {0: (out / "rank-0.log").read_text(errors="replace")[-20000:]}
-        if proc.returncode != 0:
-            raise launch.JobFailed("rank-died", f"{plan.id} process exited {proc.returncode}", logs,
-                                   proc.returncode, time.monotonic() - started, [])
+        if returncode != 0:
+            kind = "deadline" if returncode is None else "rank-died"
+            raise launch.JobFailed(kind, f"{plan.id} process: exit {returncode} (deadline {deadline:.0f} s)", logs,
+                                   returncode, time.monotonic() - started, [])
         import json
         rank = launch.RankResult(0, dict(np.load(out / "rank-0.npz")), json.loads((out / "rank-0.json").read_text()), logs[0])
         return launch.JobResult(1, [rank], time.monotonic() - started)

@@ -76,7 +76,19 @@ def _stop(proc: subprocess.Popen, tree: list[psutil.Process]) -> list[int]:
         if not alive:
             break
     proc.wait(timeout=10)
-    return [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return alive_pids(p.pid for p in tree)
+
+
+def alive_pids(pids) -> list[int]:
+    """The pids among ``pids`` that still run (a zombie awaiting its reaper does not)."""
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.Error:
+            pass
+    return alive
 
 
 def run(world_size: int, worker_args: list[str], out: Path, deadline: float, env: dict | None = None) -> JobResult:
