@@ -49,6 +49,15 @@ def test_planted_shard_defect_fails_parity(pytester, zoo_cache, defect):
     assert result.ret != 0
 
 
+def test_unsharded_run_fails_the_evidence_check(pytester, zoo_cache):
+    """Every rank holding the whole model (tp_size 1 in a group of 2) computes the right numbers:
+    only the evidence check can tell that nothing was sharded, and it must."""
+    result, records = _suite(pytester, zoo_cache, plant=_planted("unsharded"))
+    got = outcomes(records)
+    assert got["sharded_parity[llama]"] == "passed", result.stdout.str()[-3000:]
+    assert got["sharded_evidence[llama]"] == "failed", result.stdout.str()[-3000:]
+
+
 @pytest.fixture(scope="module")
 def llama():
     spec = load_specs(None)["llama"]

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ class DistributedSession:
     def __init__(self, model_dir: Path, spec, target: Target):
         self.model_dir, self.spec, self.target = Path(model_dir), spec, target
         self._scratch = Path(tempfile.mkdtemp(prefix="hfm-dist-"))
+        # sessions cached by the plugin are never closed explicitly: their scratch goes at exit
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._scratch, True)
 
     def job(self, plan: plans.Plan, inputs: Arrays, gen_inputs: Arrays, max_new_tokens: int, *,
             plant: str = "", fault: str = "", timeout: float = 30.0, deadline: float = DEADLINE_S) -> launch.JobResult:
@@ -69,7 +72,7 @@ class DistributedSession:
         return {"model_dir": str(self.model_dir), "device": self.target.device}
 
     def close(self) -> None:
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._cleanup()
 
 
 class DistributedBackend:

@@ -5,7 +5,7 @@ and evidence (which parameters are DTensors, their placements and local shapes) 
     torchrun --nproc-per-node 2 -m hfmatrix.distributed.worker --model DIR --strategy tp --out DIR ...
 
 --plant and --fault exist for the harness's own tests: a planted sharding defect (one rank's shard of a
-parameter zeroed or swapped after loading) must make the suite's checks fail; a killed or hung rank
+parameter zeroed or swapped after loading, or no sharding at all) must make the suite's checks fail; a killed or hung rank
 must end the job with a typed failure.
 """
 from __future__ import annotations
@@ -49,7 +49,9 @@ def _load(args, world_size: int):
     from transformers.distributed.configuration_utils import DistributedConfig
     # ep: the model's ep_plan on the experts (each rank holds whole experts) with the dense modules
     # tensor parallel; enable_expert_parallel is deprecated in 5.2x in favour of ep_size
-    config = DistributedConfig(tp_size=world_size, ep_size=world_size if args.strategy == "ep" else None)
+    # --plant unsharded: tp_size 1 in a group of world_size ranks, so every rank silently holds the whole model
+    tp_size = 1 if args.plant == "unsharded" else world_size
+    config = DistributedConfig(tp_size=tp_size, ep_size=world_size if args.strategy == "ep" else None)
     auto = getattr(transformers, args.auto_class)
     model = auto.from_pretrained(args.model, dtype=torch.float32, distributed_config=config)
     return model.eval()
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
     print(f"rank {rank}/{world_size}: {type(model).__name__} loaded, {args.strategy} plan applied", flush=True)
     evidence = {"rank": rank, "world_size": world_size, "process_group": backend, "strategy": args.strategy,
                 "pid": os.getpid(), "model_class": type(model).__name__, "sharded": _shards(model)}
-    if args.plant:
+    if args.plant and args.plant != "unsharded":
         evidence["planted"] = _plant(model, args.plant, rank, world_size)
     dist.barrier()  # every rank has loaded (and logged so) before a planted fault strikes
     _fault(args, rank)
