@@ -29,7 +29,7 @@ nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
 # then the report. Accelerator sessions skip as a whole (hardware-absent) where the hardware is missing.
 nox.options.sessions = ["cpu", "openvino", "onnxruntime", "qnn", "wasm", "webgpu", "webnn",
-                        "cuda", "rocm", "mps", "zoo", "report"]
+                        "cuda", "rocm", "mps", "zoo", "distributed", "report"]
 
 # Where each tagged session runs in CI; the workflow reads these through `nox --list --json`.
 RUNNERS = {
@@ -37,6 +37,7 @@ RUNNERS = {
     "cuda": ["self-hosted", "linux", "x64", "gpu-nvidia"],
     "rocm": ["self-hosted", "linux", "x64", "gpu-amd"],
     "mps": ["self-hosted", "macos", "arm64"],
+    "multi-gpu": ["self-hosted", "linux", "x64", "gpu-nvidia", "multi-gpu"],
 }
 
 # Accelerator sessions: device -> (env file with the accelerator torch, precisions to test)
@@ -301,6 +302,32 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+# Sharded execution (hfmatrix/distributed/): torchrun runs of tensor/expert-parallel models, each rank
+# against the single-process CPU fp32 reference, plus offloaded loading and fault handling. One xdist
+# worker: each check already runs world-size processes on this machine's cores.
+@nox.session(python=PYTHON, tags=["hosted", "backend"])
+def distributed(session: nox.Session) -> None:
+    """Tensor/expert parallel (torchrun, gloo on CPU) and device_map offload vs the single-process reference."""
+    _distributed(session, "cpu")
+
+
+@nox.session(name="distributed-cuda", python=PYTHON, tags=["multi-gpu", "accelerator"])
+def distributed_cuda(session: nox.Session) -> None:
+    """The same checks with nccl across GPUs and a two-GPU device_map split (hardware-absent below 2 GPUs)."""
+    _distributed(session, "cuda")
+
+
+def _distributed(session: nox.Session, device: str) -> None:
+    # CI runs llama and mixtral (tp2, ep2, disk offload: .ci/run sets HFMATRIX_DISTRIBUTED_MODELS); nox the whole zoo
+    models = os.environ.get("HFMATRIX_DISTRIBUTED_MODELS", "default")
+    run_suites(session, env="distributed", backend="distributed", device=device, precisions="fp32",
+               paths=("suites/test_distributed.py",), extra=("-n", "1", f"--models={models}"))
+    if device == "cpu":  # the launcher's fault handling and the planted sharding defects, same env
+        session.run("python", "-m", "pytest", "tests/test_distributed.py", "--results-dir=none",
+                    f"--junitxml={RESULTS / 'distributedtests' / 'junit.xml'}", *session.posargs,
+                    env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 # `nox -s baseline` records baselines/<fingerprint>/<backend>-<device>-<precision>.json for one env

@@ -269,8 +269,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                   for p in params for sub in provider(p.values[0])]
     if not params:
         # No applicable model in this selection: say so instead of silently collecting nothing.
+        why = f"no selected model has {needs or 'a matching target'}"
+        if only_backends and st.backend not in only_backends:
+            why = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}"
         params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
-                               marks=pytest.mark.skip(reason=f"[{skips.UNSUPPORTED}] no selected model has {needs or 'a matching target'}"))]
+                               marks=pytest.mark.skip(reason=f"[{skips.UNSUPPORTED}] {why}"))]
     metafunc.parametrize(("case", per_case.args[0]) if per_case else "case", params)
 
 

@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "qnn": "hfmatrix.backends.onnxruntime_backend:QnnBackend",
     "openvino": "hfmatrix.backends.openvino_backend:OpenVINOBackend",
     "web": "hfmatrix.backends.web_backend:WebBackend",
+    "distributed": "hfmatrix.backends.distributed_backend:DistributedBackend",
 }
 
 _instances: dict[str, Backend] = {}
