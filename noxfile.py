@@ -52,6 +52,12 @@ def _install(session: nox.Session, env: str) -> None:
     _INSTALLED.add(key)
 
 
+def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """A node id after `--` (the report's rerun command: nox -s cpu -- 'suites/x.py::test[id]')
+    selects that test alone: the default paths would run everything else as well."""
+    return () if any("::" in a for a in session.posargs) else paths
+
+
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
                name: str | None = None) -> None:
@@ -66,7 +72,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"))  # table in the log, JSON in the file
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
-        "python", "-m", "coverage", "run", "-m", "pytest", *paths,
+        "python", "-m", "coverage", "run", "-m", "pytest", *selected(session, paths),
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
@@ -238,7 +244,7 @@ def _web_selftests(session: nox.Session) -> None:
     out = RESULTS / "webtests"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
-                f"--junitxml={out / 'junit.xml'}", *session.posargs)
+                f"--junitxml={out / 'junit.xml'}", *(a for a in session.posargs if "::" not in a))
 
 
 @nox.session(python=PYTHON, tags=["web"])
@@ -302,7 +308,7 @@ def zoo(session: nox.Session) -> None:
     out = RESULTS / session.name
     out.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", "suites/test_autozoo.py", "-p", "hfmatrix.zoo.auto_pytest",
+        "python", "-m", "pytest", *selected(session, ("suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
         "-n", os.environ.get("HFMATRIX_WORKERS", "2"), "--dist=loadgroup",
         f"--timeout={os.environ.get('HFMATRIX_AUTOZOO_TIMEOUT', '150')}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",
