@@ -154,6 +154,101 @@ def test_matrix_md_content(matrix_results: Path, capsys) -> None:
     assert md.splitlines()[2].startswith("❌ **2 of 11 checks did not pass**")
 
 
+def test_what_changed_since_the_previous_run(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "bert", "passed", err=1e-7, i=0), rec("cpu", "gpt2", "failed", arch="decoder", err=1e-3, i=1),
+                               rec("cpu", "vit", "passed", arch="vision", err=1e-7, i=2), rec("cpu", "t5", "passed", err=1e-6, i=3),
+                               rec("cpu", "clip", "passed", err=1e-6, i=4)])
+    run_report(res, capsys)
+    assert "No previous run to compare with" in (res / "matrix.md").read_text()
+    import shutil
+    shutil.rmtree(res / "cpu")
+    write_session(res, "cpu", [rec("cpu", "bert", "failed", err=1e-3, i=0), rec("cpu", "gpt2", "passed", arch="decoder", err=1e-7, i=1),
+                               rec("cpu", "vit", "skipped", arch="vision", kind=skips.DEPENDENCY_MISSING, msg="gone", i=2),
+                               rec("cpu", "t5", "passed", err=5e-6, i=3), rec("cpu", "clip", "passed", err=1.9e-6, i=4)])
+    run_report(res, capsys)
+    assert (res / "previous" / "matrix.json").exists()          # the last report's, kept automatically
+    md = (res / "matrix.md").read_text()
+    assert md.index("## What changed") < md.index("## Curated models")
+    changed = md[md.index("## What changed"):md.index("## Curated models")]
+    assert "**❌ pass → fail (1)**: `bert` parity @ cpu · torch · cpu · fp32" in changed
+    assert "**✅ fail → pass (1)**: `gpt2` parity" in changed
+    assert "**new skips (1)**: `vit` parity @ cpu · torch · cpu · fp32 (pass → skip)" in changed
+    growth = changed[changed.index("error grew"):]
+    assert "`t5` parity @ cpu · torch · cpu · fp32 (1e-06 → 5e-06)" in growth and "clip" not in growth  # 1.9× is not 2×
+    doc = json.loads((res / "matrix.json").read_text())
+    assert [c["model"] for c in doc["changes"]["pass_to_fail"]] == ["bert"]
+    # an explicit previous run (a CI artifact): the same first run, so the same changes
+    rc = report_main(["--results-dir", str(res), "--no-coverage", "--previous", str(res / "previous" / "matrix.json")])
+    capsys.readouterr()
+    assert rc == 1 and json.loads((res / "matrix.json").read_text())["changes"]["fail_to_pass"][0]["model"] == "gpt2"
+    page = (res / "index.html").read_text()
+    assert page.index('id="changes"') < page.index('id="landing-sec"') and "data-kind='pass_to_fail'" in page
+
+
+def test_hardware_absent_columns_fold_into_one_line(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "bert", "passed", err=1e-7)])
+    why = "no CUDA device: torch.cuda.is_available() is False"
+    write_session(res, "cuda", [rec("cuda", m, "skipped", device="cuda", precision=p, kind=skips.HARDWARE_ABSENT, msg=why, i=k)
+                                for k, (m, p) in enumerate([("bert", "fp32"), ("bert", "fp16"), ("gpt2", "fp32")])])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert "| class | model | torch · cpu · fp32 |" in md                   # no cuda column
+    assert f"Hardware absent — **cuda** (cuda: torch · cuda · fp16, torch · cuda · fp32): {why}" in md
+    assert md.count("Hardware absent") == 1
+
+
+BANNER = "[gw1] linux -- Python 3.11.7 /work/.nox/openvino/bin/python\n\n    def test_generate_greedy(case):\n>       assert x\nE   AssertionError: greedy ids differ\n"
+
+
+def test_failures_say_what_was_compared(tmp_path: Path, capsys) -> None:
+    """Greedy: the first differing position and both token sequences; batch: which row and the error.
+    A record written before the plugin put the assertion first still shows the assertion, not the banner."""
+    res = tmp_path / "results"
+    write_session(res, "openvino", [
+        rec("openvino", "gpt2", "failed", check="generate_greedy", backend="openvino", precision="bf16", arch="decoder", msg=BANNER,
+            measures={"expected_ids": [[5, 6, 7, 8]], "actual_ids": [[5, 6, 9, 8]], "first_diff": [0, 2]}),
+        rec("openvino", "bert", "failed", check="batch_equivalence", backend="openvino", err=4e-3, frac=12.0, i=1,
+            msg="AssertionError: batch row 1 vs its single run: max |Δ| 0.004", measures={"failed_row": 1, "worst_output": "last_hidden_state"})])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert "[gw1]" not in md.split("## Failures")[1].split("## ")[0].replace("full message", "")
+    greedy = md[md.index("`gpt2` generate_greedy"):]
+    assert greedy.startswith("`gpt2` generate_greedy @ openvino · cpu · bf16: AssertionError: greedy ids differ")
+    assert "  - first differing (row, position): [0, 2]\n  - reference ids: [5, 6, 7, 8]\n  - backend ids: [5, 6, 9, 8]" in greedy
+    batch = md[md.index("`bert` batch_equivalence"):]
+    assert "  - batch row that differs from its single run: 1" in batch and "  - worst output: last_hidden_state" in batch
+    assert "  - share of tolerance used: 12" in batch
+    page = (res / "index.html").read_text()
+    assert "AssertionError: greedy ids differ" in page and "first differing (row, position)" in page
+
+
+def test_markdown_and_page_stay_small_on_12k_records(tmp_path: Path, capsys) -> None:
+    """matrix.md (the job summary) under 64 KB and index.html under 1 MB for a default-sized matrix:
+    12k records over four sessions, 1% failures with long messages, 40 auto-zoo-like extra models."""
+    res = tmp_path / "results"
+    curated = [("encoder", "bert"), ("decoder", "gpt2"), ("decoder", "llama"), ("encoder-decoder", "t5"), ("vision", "vit"),
+               ("multimodal", "clip"), ("audio", "whisper"), ("mixture-of-experts", "mixtral")]
+    models = curated + [("encoder", f"extra-{k}") for k in range(40)]
+    checks = ("parity", "batch_equivalence", "generate_greedy", "deterministic", "output_shapes")
+    for session, backend in (("cpu", "torch"), ("openvino", "openvino"), ("onnxruntime", "onnxruntime"), ("wasm", "web")):
+        write_session(res, session, [
+            rec(session, mo, "failed" if i % 100 == 7 else "skipped" if i % 9 == 0 else "passed", check=checks[i % 5], arch=a,
+                backend=backend, err=1e-6 * (1 + i % 13), frac=0.01 * (1 + i % 13), i=i,
+                kind=skips.UNSUPPORTED if i % 9 == 0 else None,
+                msg=("AssertionError: " + "x" * 3000) if i % 100 == 7 else f"[unsupported-by-backend] reason {i % 30}")
+            for i in range(3000) for a, mo in [models[i % len(models)]]])
+    run_report(res, capsys)
+    md = (res / "matrix.md").read_bytes()
+    page = (res / "index.html").read_bytes()
+    assert len(md) < 64_000, len(md)
+    assert len(page) < 1_000_000, len(page)
+    text = md.decode()
+    assert "## Curated models × backends" in text and "## Failures (120)" in text and "truncated" not in text
+    assert "extra-1" not in text.split("## Failures")[0]                  # the landing matrix is the curated zoo only
+
+
 def test_missing_shard_is_incomplete(tmp_path: Path, capsys) -> None:
     res = tmp_path / "results"
     write_session(res, "cpu", [rec("cpu", "bert", "passed", shard="1of3")], shard="1of3", folder="cpu-1of3")

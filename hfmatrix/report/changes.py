@@ -28,7 +28,8 @@ def cells_of_doc(doc: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, f
     out = {}
     for c in doc.get("cells") or []:
         try:
-            key = (rows[c["row"]]["model"], cols[c["col"]]["label"], checks[c["check"]])
+            chk = c["check"] if isinstance(c["check"], str) else checks[c["check"]]   # matrix.json names it
+            key = (rows[c["row"]]["model"], cols[c["col"]]["label"], chk)
         except (IndexError, KeyError, TypeError):
             continue
         err = c.get("worst_max_abs_err")
