@@ -263,10 +263,13 @@ def tests(session: nox.Session) -> None:
     _chromium(session)  # the report page is opened in headless Chromium
     out = RESULTS / "tests"
     out.mkdir(parents=True, exist_ok=True)
-    # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept)
-    session.run("python", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+    for stale in out.glob(".coverage*"):  # this run's coverage only
+        stale.unlink()
+    # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept); their
+    # coverage (pytester subprocesses too: [tool.coverage.run] patch) joins every session's in the report
+    session.run("python", "-m", "coverage", "run", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
-                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COVERAGE_FILE": str(out / ".coverage")})
 
 
 # `nox -s baseline` records baselines/<fingerprint>/<backend>-<device>-<precision>.json for one env
