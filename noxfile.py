@@ -52,10 +52,14 @@ def _install(session: nox.Session, env: str) -> None:
     _INSTALLED.add(key)
 
 
-def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
+def rerun_one(session: nox.Session) -> bool:
     """A node id after `--` (the report's rerun command: nox -s cpu -- 'suites/x.py::test[id]')
-    selects that test alone: the default paths would run everything else as well."""
-    return () if any("::" in a for a in session.posargs) else paths
+    selects that test alone: no default paths, no self-tests after it."""
+    return any("::" in a for a in session.posargs)
+
+
+def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
+    return () if rerun_one(session) else paths
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
@@ -158,6 +162,8 @@ def backendtests(session: nox.Session, env: str) -> None:
 
 def _backend_selftests(session: nox.Session, env: str) -> None:
     """The exported backends' own self-tests, in the env the backend session already installed."""
+    if rerun_one(session):
+        return
     _install(session, env)
     out = RESULTS / f"backendtests-{env}"
     out.mkdir(parents=True, exist_ok=True)
@@ -241,10 +247,12 @@ def webnn(session: nox.Session) -> None:
 
 
 def _web_selftests(session: nox.Session) -> None:
+    if rerun_one(session):
+        return
     out = RESULTS / "webtests"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
-                f"--junitxml={out / 'junit.xml'}", *(a for a in session.posargs if "::" not in a))
+                f"--junitxml={out / 'junit.xml'}", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["web"])

@@ -224,6 +224,16 @@ def test_failures_say_what_was_compared(tmp_path: Path, capsys) -> None:
     assert "AssertionError: greedy ids differ" in page and "first differing (row, position)" in page
 
 
+def test_rerun_command_selects_by_pytests_node_id() -> None:
+    """xdist's --dist=loadgroup reports node ids with '@group' appended: pytest selects without it
+    (`nox -R -s cpu -- 'suites/test_parity.py::test_parity[gpt2@torch-cpu-fp32]'` ran exactly 1 test)."""
+    from hfmatrix.report.explain import rerun
+    grouped = {"session": "openvino", "nodeid": "suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]@gpt2"}
+    assert rerun(grouped) == "nox -s openvino -- 'suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]'"
+    assert rerun({"session": "cpu", "nodeid": "suites/test_golden.py::test_golden@minilm"}) == \
+        "nox -s cpu -- suites/test_golden.py::test_golden"
+
+
 def test_markdown_and_page_stay_small_on_12k_records(tmp_path: Path, capsys) -> None:
     """matrix.md (the job summary) under 64 KB and index.html under 1 MB for a default-sized matrix:
     12k records over four sessions, 1% failures with long messages, 40 auto-zoo-like extra models."""
@@ -512,6 +522,9 @@ def test_index_html_in_headless_chromium(matrix_results: Path, capsys) -> None:
             assert "evidence" in detail and "max_abs_err" in detail and "3.2e-3" in detail
             assert "nox -s cpu -- 'suites/test_parity.py::test_parity[llama-torch-fp32-3]'" in detail
             page.screenshot(path=str(shot_dir / "report-drilldown.png"))
+            assert page.evaluate("rerun('cpu', 'suites/t.py::test_x[gpt2@torch-cpu-fp32]@gpt2')") == \
+                "nox -s cpu -- 'suites/t.py::test_x[gpt2@torch-cpu-fp32]'"          # xdist's @group dropped
+            assert page.evaluate("rerun('cpu', 'suites/t.py::test_y@minilm')") == "nox -s cpu -- suites/t.py::test_y"
             page.keyboard.press("Escape")
 
             # the failures explain themselves on the page: assertion, numbers, tolerance, rerun command

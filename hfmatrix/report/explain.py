@@ -28,8 +28,16 @@ def rerun(record: dict[str, Any]) -> str:
     """The command that reruns exactly this record's test: nox's session and pytest's node id (a
     node id selects one test whatever the option names are; noxfile.selected drops the default paths)."""
     session = record.get("session") or "cpu"
-    nodeid = record.get("nodeid") or ""
+    nodeid = selectable(record.get("nodeid") or "")
     return f"nox -s {shlex.quote(str(session))} -- {shlex.quote(nodeid)}"
+
+
+def selectable(nodeid: str) -> str:
+    """The node id pytest selects by: xdist's --dist=loadgroup reports 'path::test[id]@group'."""
+    path, sep, name = nodeid.rpartition("::")
+    if "[" in name:
+        return nodeid[:nodeid.rindex("]") + 1]
+    return path + sep + name.split("@", 1)[0]
 
 
 def tolerance_text(tol: Any) -> str:

@@ -230,6 +230,9 @@ function headline(msg) {
 }
 
 function rerun(session, nodeid) {
+  // xdist's --dist=loadgroup reports "path::test[id]@group": pytest selects by the part before it
+  const cut = nodeid.includes("[") ? nodeid.lastIndexOf("]") + 1 : nodeid.length;
+  nodeid = nodeid.slice(0, cut).replace(/(::[^:@\[]+)@[^:]*$/, "$1");
   const q = (s) => /^[\w@%+=:,./-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\"'\"'") + "'";
   return `nox -s ${q(session)} -- ${q(nodeid)}`;
 }
