@@ -53,7 +53,7 @@ def landing_html(m: Matrix) -> str:
     head = "".join(
         f"<th data-b='{e(c['backend'])}' title='sessions: {e(', '.join(c['sessions']))}'>"
         f"<span class='ch-s'>{e(c['backend'])}</span><span class='ch-d'>{e(c['device'])} · {e(c['precision'])}</span>"
-        + ("<span class='tag sw' title='evidence says this device is emulated in software'>SOFTWARE</span>" if c["software"] else "")
+        + ("<span class='ch-d soft' title='evidence says this device is emulated in software'>software</span>" if c["software"] else "")
         + ("<span class='tag inc' title='a session of this column did not finish'>INCOMPLETE</span>" if c["incomplete"] else "")
         + "</th>" for c in cols)
     body, last = [], None
@@ -64,8 +64,21 @@ def landing_html(m: Matrix) -> str:
         tds = "".join(_cell(ri, ci, cells.get((ri, ci)), c, n) for ci, c in enumerate(cols))
         bad = any(cells.get((ri, ci), [0, 0, ""])[2] == "bad" for ci in range(len(cols)))
         body.append(f"<tr data-k='{e(klass)}' data-bad='{int(bad)}'><td class='rm'>{e(model)}</td>{tds}</tr>")
-    return (f"<div class='tablewrap'><table id='landing'><thead><tr><th class='rm'>model</th>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>{absent}")
+    return (f"<div class='first'><div class='tablewrap'><table id='landing'><thead><tr><th class='rm'>model</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>{_failures_aside(m)}</div>{absent}")
+
+
+def _failures_aside(m: Matrix, limit: int = 8) -> str:
+    """Beside the matrix, on the first screen: each failure's assertion in one line."""
+    if not m.failures:
+        return "<aside class='fside ok'><b>No failures.</b></aside>"
+    items = "".join(
+        f"<li><span class='oc {e(str(f.get('outcome')))}'>{e(str(f.get('outcome')))}</span> <code>{e(str(f.get('model', '')))}</code> "
+        f"{e(str(f.get('check', '')))} <span class='kv'>@ {e(f['column'])}</span><div class='why'>{e(explain.headline(f.get('message'), 160))}</div></li>"
+        for f in sorted(m.failures, key=explain.sort_key)[:limit])
+    more = f"<p class='kv'>… and {len(m.failures) - limit} more</p>" if len(m.failures) > limit else ""
+    return (f"<aside class='fside'><b><a href='#failures'>Failures ({len(m.failures)})</a></b> "
+            f"<span class='kv'>— what was compared and the rerun command: below</span><ul>{items}</ul>{more}</aside>")
 
 
 def _cell(ri: int, ci: int, c: list | None, col: dict, n: int) -> str:
