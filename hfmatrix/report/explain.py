@@ -58,7 +58,7 @@ def _ids(x: Any) -> str:
     return json.dumps(flat)
 
 
-def _g(x: Any) -> str:
+def num(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
@@ -76,7 +76,7 @@ def compared(record: dict[str, Any]) -> list[tuple[str, str]]:
     for key, label in (("worst_output", "worst output"), ("max_abs_err", "max |Δ|"),
                        ("max_rel_err", "max |Δ| / max |ref|"), ("tol_fraction", "share of tolerance used")):
         if m.get(key) is not None:
-            out.append((label, _g(m[key])))
+            out.append((label, num(m[key])))
     if m.get("tolerance") is not None:
         out.append(("tolerance", tolerance_text(m["tolerance"])))
     shown = {"expected_ids", "actual_ids", "first_diff", "failed_row", "worst_output", "max_abs_err", "max_rel_err",

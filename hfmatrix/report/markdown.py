@@ -127,7 +127,7 @@ def _changes(m: Matrix) -> list[str]:
             continue
         out.append(f"**{title} ({len(items)})**: " + "; ".join(
             f"`{_md(e['model'])}` {_md(e['check'])} @ {_md(e['column'])}"
-            + (f" ({explain._g(e['err_before'])} → {explain._g(e['err_now'])})" if key == "error_growth" else
+            + (f" ({explain.num(e['err_before'])} → {explain.num(e['err_now'])})" if key == "error_growth" else
                f" ({e['before']} → {e['now']})" if key == "new_skips" else "")
             for e in items[:MAX_CHANGES]) + (f"; … {len(items) - MAX_CHANGES} more" if len(items) > MAX_CHANGES else ""))
         out.append("")

@@ -30,7 +30,7 @@ def changes_html(m: Matrix) -> str:
             continue
         lis = "".join(
             f"<li><code>{e(x['model'])}</code> {e(x['check'])} @ {e(x['column'])} "
-            + (f"<span class='mono'>{explain._g(x['err_before'])} → {explain._g(x['err_now'])}</span>"
+            + (f"<span class='mono'>{explain.num(x['err_before'])} → {explain.num(x['err_now'])}</span>"
                if key == "error_growth" else f"<span class='kv'>({e(x['before'])} → {e(x['now'])})</span>")
             + "</li>" for x in items[:MAX_CHANGES])
         more = f"<li>… {len(items) - MAX_CHANGES} more in matrix.json</li>" if len(items) > MAX_CHANGES else ""
@@ -89,7 +89,7 @@ def _cell(ri: int, ci: int, c: list | None, col: dict, n: int) -> str:
     bad = sum(counts[OUT_INDEX[o]] for o in BAD)
     tip = ", ".join(f"{v} {o}" for o, v in zip(OUTCOMES, counts) if v)
     if err is not None:
-        tip += f"; worst max |Δ| {explain._g(err)}"
+        tip += f"; worst max |Δ| {explain.num(err)}"
     shown = landing.frac_text(frac)
     num = f"<span class='fr'>{e(shown)}</span>" if shown else ""
     count = f"<span class='nb'>{bad}</span>" if bad else ""
