@@ -72,6 +72,16 @@ def _install(session: nox.Session, env: str) -> None:
     _INSTALLED.add(key)
 
 
+def rerun_one(session: nox.Session) -> bool:
+    """A node id after `--` (the report's rerun command: nox -s cpu -- 'suites/x.py::test[id]')
+    selects that test alone: no default paths, no self-tests after it."""
+    return any("::" in a for a in session.posargs)
+
+
+def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
+    return () if rerun_one(session) else paths
+
+
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
                name: str | None = None, require: str | None = None) -> None:
@@ -84,11 +94,12 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
-    session.run("python", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),  # table in the log, JSON in the file
-                *(("--require", require) if require else ()))
+    # table in the log, JSON in the file; measured like the suites (hwprobe is half of what coverage counts)
+    session.run("python", "-m", "coverage", "run", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),
+                *(("--require", require) if require else ()), env={"COVERAGE_FILE": str(out / ".coverage")})
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
-        "python", "-m", "coverage", "run", "-m", "pytest", *paths,
+        "python", "-m", "coverage", "run", "-m", "pytest", *selected(session, paths),
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
@@ -193,6 +204,8 @@ def _selftests_dir(session: nox.Session) -> Path:
 
 def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) -> None:
     """The exported backends' own self-tests, in the env the backend session already installed."""
+    if rerun_one(session):
+        return
     _install(session, env)
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,6 +290,8 @@ def webnn(session: nox.Session) -> None:
 
 
 def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
+    if rerun_one(session):
+        return
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
@@ -298,10 +313,13 @@ def tests(session: nox.Session) -> None:
     _chromium(session)  # the report page is opened in headless Chromium
     out = RESULTS / "tests"
     out.mkdir(parents=True, exist_ok=True)
-    # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept)
-    session.run("python", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+    for stale in out.glob(".coverage*"):  # this run's coverage only
+        stale.unlink()
+    # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept); their
+    # coverage (pytester subprocesses too: [tool.coverage.run] patch) joins every session's in the report
+    session.run("python", "-m", "coverage", "run", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
-                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COVERAGE_FILE": str(out / ".coverage")})
 
 
 # Sharded execution (hfmatrix/distributed/): torchrun runs of tensor/expert-parallel models, each rank
@@ -386,7 +404,7 @@ def zoo(session: nox.Session) -> None:
     out = RESULTS / session.name
     out.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", "suites/test_autozoo.py", "-p", "hfmatrix.zoo.auto_pytest",
+        "python", "-m", "pytest", *selected(session, ("suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
         "-n", os.environ.get("HFMATRIX_WORKERS", "2"), "--dist=loadgroup",
         f"--timeout={os.environ.get('HFMATRIX_AUTOZOO_TIMEOUT', '150')}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",

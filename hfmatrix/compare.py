@@ -81,6 +81,7 @@ class Comparison:
     max_abs: float = 0.0
     max_rel: float = 0.0  # max |Δ| / max |ref| over the worst key
     worst_key: str = ""
+    tol_fraction: float = 0.0  # max over elements of |Δ| / (atol + rtol·|ref|): > 1 fails
     per_key: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -97,7 +98,7 @@ class Comparison:
 
     def measures(self) -> dict[str, Any]:
         return {"max_abs_err": self.max_abs, "max_rel_err": self.max_rel, "worst_output": self.worst_key,
-                "per_output": self.per_key}
+                "tol_fraction": self.tol_fraction, "per_output": self.per_key}
 
 
 def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol: Tolerance,
@@ -134,8 +135,12 @@ def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol
         max_abs = float(diff.max()) if diff.size else 0.0
         ref_max = float(np.abs(r).max()) if r.size else 0.0
         max_rel = max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else float("inf"))
-        bad = diff > (tol.atol + tol.rtol * np.abs(r) + tol.scale * ref_max)
+        allowed = tol.atol + tol.rtol * np.abs(r) + tol.scale * ref_max
+        bad = diff > allowed
         n_bad = int(bad.sum())
+        # the report shows each cell's worst error as a share of what its tolerance allows
+        fraction = float((diff / allowed).max()) if diff.size and (allowed > 0).all() else (0.0 if not n_bad else float("inf"))
+        result.tol_fraction = max(result.tol_fraction, fraction)
         result.per_key[name] = {"max_abs_err": max_abs, "max_rel_err": max_rel, "mismatched": n_bad, "size": int(diff.size)}
         if max_abs >= result.max_abs:
             result.max_abs, result.max_rel, result.worst_key = max_abs, max_rel, name
@@ -143,6 +148,19 @@ def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol
             result.ok = False
             result.problems.append(f"output {name!r}: {n_bad}/{diff.size} elements outside tolerance")
     return result
+
+
+def first_difference(actual: np.ndarray, expected: np.ndarray) -> list[int] | None:
+    """Index (row, position) of the first differing token id, None when equal; a shape mismatch
+    gives the first position past the shorter sequence."""
+    a, e = np.atleast_2d(actual), np.atleast_2d(expected)
+    if a.shape == e.shape:
+        diff = np.argwhere(a != e)
+        return [int(x) for x in diff[0]] if len(diff) else None
+    n = min(a.shape[-1], e.shape[-1])
+    rows = min(a.shape[0], e.shape[0])
+    diff = np.argwhere(a[:rows, :n] != e[:rows, :n])
+    return [int(x) for x in diff[0]] if len(diff) else [0, n]
 
 
 def known_entry(check: str, model: str, backend: str, device: str, precision: str,

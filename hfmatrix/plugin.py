@@ -543,8 +543,8 @@ def _classify(reports: list) -> tuple[str, str, str | None]:
             if rep.when == "call":
                 if "[XPASS(strict)]" in text:
                     return "xpassed", text, skips.KNOWN_BUG
-                return "failed", text, None
-            return "error", f"{rep.when}: {text}", None
+                return "failed", _with_crash_line(rep, text), None
+            return "error", f"{rep.when}: {_with_crash_line(rep, text)}", None
     for rep in reports:
         if rep.skipped:
             if hasattr(rep, "wasxfail"):
@@ -558,6 +558,13 @@ def _classify(reports: list) -> tuple[str, str, str | None]:
     return "passed", "", None
 
 
+def _with_crash_line(rep, text: str) -> str:
+    """The assertion first: under xdist the report text opens with the worker banner
+    ("[gw1] linux -- Python ..."), so a reader of the record's first line saw only that."""
+    crash = getattr(getattr(rep.longrepr, "reprcrash", None), "message", None)
+    return f"{crash}\n\n{text}" if crash else text
+
+
 def _longrepr_text(rep) -> str:
     lr = rep.longrepr
     if lr is None:
@@ -565,6 +572,13 @@ def _longrepr_text(rep) -> str:
     if isinstance(lr, tuple) and len(lr) == 3:
         return str(lr[2])
     return str(getattr(rep, "longreprtext", "") or lr)
+
+
+def _trim(message: str, limit: int = 4000) -> str:
+    """The head (the assertion) and the tail (where it was raised) of a long message."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit // 4]}\n…\n{message[-(limit - limit // 4):]}"
 
 
 def _finish(st: _State, nodeid: str) -> None:
@@ -601,7 +615,7 @@ def _finish(st: _State, nodeid: str) -> None:
             pass
     record = Record(
         run_id=st.run_id, session=st.session, nodeid=nodeid, check=func.split("::")[-1].removeprefix("test_"),
-        outcome=outcome, suite=Path(path).stem, skip_kind=kind, message=message[-4000:],
+        outcome=outcome, suite=Path(path).stem, skip_kind=kind, message=_trim(message),
         measures=measures, evidence=evidence, versions=versions,
         duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=worker,
         backend=props.get("backend", ""), device=props.get("device", ""), precision=props.get("precision", ""),

@@ -77,13 +77,14 @@ def write_session(results: Path, spec: tuple, n_records: int, shards: int, rng: 
             measures = {}
             if err is not None and check in ("parity", "dtype_roundtrip", "batch_consistency"):
                 measures = {"max_abs_err": err, "max_rel_err": err * rng.uniform(1, 20), "max_abs_ref": rng.uniform(1, 30),
+                            "tol_fraction": err / atol,
                             "tolerance": {"atol": atol, "rtol": rtol, "source": f"target.{backend}.{precision}"}}
             if check == "latency" and outcome == "passed":
                 measures = {"latency_ms": {"median": rng.uniform(2, 40), "p90": rng.uniform(40, 60), "n": 20}}
             w.write(Record(
                 run_id=f"run-{session}", session=session, check=check, outcome=outcome,
                 nodeid=f"suites/test_{check}.py::test_{check}[{model}-{backend}-{device}-{precision}-{i}]",
-                backend=backend, device=device, precision=precision, model=f"tiny-{model}", arch_class=klass,
+                backend=backend, device=device, precision=precision, model=model, arch_class=klass,
                 suite=f"test_{check}", skip_kind=kind, message=msg, measures=measures,
                 evidence={**evidence, "precision": precision} if outcome != "skipped" else {},
                 versions={**VERSIONS, backend: "1.0"}, duration=round(rng.uniform(0.01, 3), 3), shard=tag,
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"report: {took:.2f} s wall, {cpu:.2f} s CPU for {args.sessions} × {args.records} records "
           f"(target ≤ {args.target:.0f} s; load average {load:.1f} on {os.cpu_count()} cores); "
-          f"index.html {size / 1e6:.1f} MB; matrix.md {(args.out / 'matrix.md').stat().st_size / 1e3:.0f} kB")
+          f"index.html {size / 1e6:.2f} MB; matrix.md {(args.out / 'matrix.md').stat().st_size / 1e3:.0f} kB")
     # the gate is CPU time: on a shared machine, wall time measures the neighbours as much as the report
     return 0 if proc.returncode == 0 and cpu <= args.target else 1
 

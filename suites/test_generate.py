@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hfmatrix.compare import first_difference
 from hfmatrix.zoo.inputs import generation_inputs
 
 
@@ -13,6 +14,8 @@ def test_generate_greedy(case, model_dir, backend_session, reference_session, me
     n = int(case.spec.generate.get("max_new_tokens", 5))
     expected = reference_session.generate(inputs, n)
     actual = backend_session.generate(inputs, n)
-    measure(expected_ids=expected.tolist(), actual_ids=np.asarray(actual).tolist())
+    first = first_difference(np.asarray(actual), expected)
+    measure(expected_ids=expected.tolist(), actual_ids=np.asarray(actual).tolist(), first_diff=first)
     assert np.asarray(actual).shape == expected.shape, f"shape {np.asarray(actual).shape} != reference {expected.shape}"
-    assert np.array_equal(actual, expected), f"greedy ids {np.asarray(actual).tolist()} != reference {expected.tolist()}"
+    assert np.array_equal(actual, expected), (
+        f"greedy ids differ first at (row, position) {first}: {np.asarray(actual).tolist()} != reference {expected.tolist()}")

@@ -39,7 +39,7 @@ def test_batch_equivalence(case, model_dir, backend_session, measure):
     together = backend_session.run(batch(case.spec, model_dir, indices))
     widths = lengths(case.spec, model_dir, indices)  # None: fixed-size inputs, nothing padded
     tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
-    worst = 0.0
+    worst, fraction = 0.0, 0.0
     for row, index in enumerate(indices):
         single = backend_session.run(example(case.spec, model_dir, index))
         keys = case.spec.outputs or sorted(single)
@@ -50,6 +50,8 @@ def test_batch_equivalence(case, model_dir, backend_session, measure):
                 value = value[:, :single[key].shape[1]]  # right padding: valid positions come first
             rows[key] = value
         result = compare(rows, single, tol, keys)
-        worst = max(worst, result.max_abs)
+        worst, fraction = max(worst, result.max_abs), max(fraction, result.tol_fraction)
+        # measured before the check: a failure's record says which row and by how much
+        measure(max_abs_err=worst, tol_fraction=fraction, tolerance=tol.as_dict(), padded=bool(widths),
+                rows_compared=row + 1, **({} if result.ok else {"failed_row": row, "worst_output": result.worst_key}))
         result.require(tol, f"batch row {row} vs its single run: ")
-    measure(max_abs_err=worst, tolerance=tol.as_dict(), padded=bool(widths))

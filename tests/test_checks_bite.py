@@ -53,6 +53,7 @@ def test_clean_bert_passes_every_check(pytester, zoo_cache):
     assert got["artifact_integrity[bert]"] == "passed"
     assert got["weights_match_build[bert]"] == "passed"
     assert got["parity[bert]"] == "passed"
+    assert all(0 <= r["measures"]["tol_fraction"] <= 1 for r in records if "tol_fraction" in r["measures"])
     assert result.ret == 0, result.stdout.str()[-2000:]
 
 
@@ -68,6 +69,36 @@ def test_broken_padding_mask_fails_batch_equivalence(pytester, zoo_cache):
                                  "-k", "batch_equivalence", plant=BROKEN_MASK)
     assert outcomes(records) == {"batch_equivalence[bert]": "failed"}
     assert "outside tolerance" in records[0]["message"]
+    # the record says which row differs and by how much (the report shows it), the assertion first
+    m = records[0]["measures"]
+    assert m["failed_row"] in (0, 1) and m["tol_fraction"] > 1 and m["max_abs_err"] > 0
+    assert records[0]["message"].startswith(f"AssertionError: batch row {m['failed_row']} vs its single run")
+
+
+LAST_TOKEN_CHANGED = """
+import hfmatrix.plugin as plugin
+_load = plugin.load_session
+def load_session(*a, **k):
+    session = _load(*a, **k)
+    generate = session.generate
+    def changed(inputs, n):
+        ids = generate(inputs, n).copy()
+        ids[..., -1] = (ids[..., -1] + 1) % 64   # one wrong token, at the end
+        return ids
+    session.generate = changed
+    return session
+plugin.load_session = load_session
+"""
+
+
+def test_changed_token_fails_greedy_and_says_where(pytester, zoo_cache):
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--models=gpt2",
+                                 plant=LAST_TOKEN_CHANGED)
+    assert outcomes(records) == {"generate_greedy[gpt2]": "failed"}
+    m = records[0]["measures"]
+    expected, actual = m["expected_ids"], m["actual_ids"]
+    assert m["first_diff"] == [0, len(expected[0]) - 1] and expected[0][:-1] == actual[0][:-1]
+    assert records[0]["message"].startswith(f"AssertionError: greedy ids differ first at (row, position) {m['first_diff']}")
 
 
 def test_altered_weights_fail_load(pytester, zoo_cache, tmp_path):
@@ -97,6 +128,7 @@ def test_perturbed_outputs_fail_parity(pytester, zoo_cache):
     assert got == {"parity[bert]": "failed"}, got
     rec = records[0]
     assert 1e-5 < rec["measures"]["max_rel_err"] < 2e-3  # measured error is recorded on failure too
+    assert rec["measures"]["tol_fraction"] > 1           # over its tolerance, as the report's cell shows
     assert result.ret == 1
 
 

@@ -175,6 +175,16 @@ def test_xdist_controller_writes_every_record(project):
     assert {r["worker"] for r in records} <= {"gw0", "gw1"}
 
 
+def test_failure_message_opens_with_the_assertion_under_xdist(project):
+    """Under xdist the report text starts with the worker banner ("[gw0] linux -- Python ..."):
+    the record's message must open with the assertion instead, the traceback after it."""
+    result, records = _run(project, "-n", "1", "-k", "fails")
+    rec = next(r for r in records if r["model"] == "gamma")
+    first = rec["message"].splitlines()[0]
+    assert rec["outcome"] == "failed" and first.startswith("AssertionError: gamma is broken"), first
+    assert "[gw0]" in rec["message"]          # the full report is still there, after the assertion
+
+
 def test_intact_session_skips_known_bug_only_for_a_recorded_load_bug(project, monkeypatch):
     """A check about something else (bad inputs, leaks) on a model whose intact load is a recorded
     known bug skips as known-bug naming it; any other load failure still fails (errors)."""

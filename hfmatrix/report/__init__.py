@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import autozoo
+from . import changes as changes_mod
 from . import compact
+from . import landing
 from . import coverage as cov_mod
 from .markdown import outcome_summary
 from . import merge as merge_mod
@@ -26,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", type=Path, help="folder holding results/<session>/ (default: results)")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when checks failed (local browsing)")
     p.add_argument("--no-coverage", action="store_true", help="skip combining coverage data")
+    p.add_argument("--previous", type=Path, default=None,
+                   help="a previous run's matrix.json to list what changed (default: the last report's, kept "
+                        "as RESULTS/previous/matrix.json)")
+    p.add_argument("--zoo", type=Path, default=None, help="the curated zoo of the landing view (default: hfmatrix/zoo/models.toml)")
     p.add_argument("--rcfile", default="pyproject.toml", type=Path,
                    help="coverage config with the [paths] remapping (default: ./pyproject.toml)")
     return p
@@ -59,6 +65,7 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "autozoo": {"coverage": autozoo.coverage_table(m.autozoo), "failures_by_stage": autozoo.failures_by_stage(m.autozoo)}
         if m.autozoo else None,
         "browser_costs": m.browser_costs,
+        "landing": m.landing, "changes": m.changes,
     }
 
 
@@ -97,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print("0 passed, 0 failed, 0 skipped")
         return 0 if args.no_fail else 1
     m = merge_mod.merge(results)
+    m.landing = landing.build(m, args.zoo)
+    m.changes = changes_mod.compare(m, changes_mod.previous_path(results, args.previous))
     for p in m.problems:
         print(f"problem: {p}", file=sys.stderr)
     if args.no_coverage:
@@ -108,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     from . import html, markdown   # after coverage: the page embeds the badge
     _write(results / "matrix.json", compact.dump_document(matrix_json(m), indent=True))
     _write(results / "matrix.md", markdown.render(m))
-    page = html.render(m)
+    page, detail = html.render(m)
+    _write(results / html.DETAIL_FILE, detail)     # the page loads it on demand (a <script>: works from file://)
     _write(results / "index.html", page)
     elapsed = time.perf_counter() - t0
 
     print(f"hfmatrix report: {len(m.sessions)} session(s), {sum(s.n_records for s in m.sessions.values())} records "
           f"→ {results / 'matrix.md'}, {results / 'matrix.json'}, {results / 'index.html'} "
-          f"({len(page.encode()) / 1e6:.1f} MB) in {elapsed:.1f} s")
+          f"({len(page.encode()) / 1e6:.2f} MB; {html.DETAIL_FILE} {len(detail.encode()) / 1e6:.1f} MB on demand) in {elapsed:.1f} s")
     cov = m.coverage
     print(f"coverage: {cov['total']:.1f}% → {results / 'coverage.xml'}, {results / 'htmlcov'}, {results / 'coverage-badge.svg'}"
           if cov.get("total") is not None else f"coverage: no total ({cov.get('error')})")

@@ -1,7 +1,8 @@
-"""results/index.html: one self-contained page (inline CSS, JS, SVG; no network; opens from disk).
+"""results/index.html: the page (inline CSS, JS, SVG; no network; opens from disk) and, beside it,
+index-data.js: every record as one compact, column-oriented JSON blob with an interned string table.
 
-Records travel as one compact, column-oriented JSON blob with an interned string table, so 100k
-records stay a few MB and the page renders them with plain JS (aggregates are precomputed here).
+The page stays small (its first screen is rendered here: sections.py); the records load on demand
+with a <script> tag, which works from file:// where fetch() is blocked, and in a CI artifact.
 """
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import compact, libversions, plots
+from . import compact, libversions, plots, sections
 from .markdown import hw_summary, outcome_summary, status_line, versions_summary
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 HERE = Path(__file__).parent
+DETAIL_FILE = "index-data.js"
 
 
-def payload(m: Matrix) -> dict[str, Any]:
+def payload(m: Matrix) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(embedded in the page, loaded on demand from DETAIL_FILE); a shared token lets the page refuse
+    a detail file left over from another run."""
     n = len(OUTCOMES)
+    token = f"{time.time_ns():x}"
     cols = []
     for c in m.columns:
         s = m.sessions[c.session]
@@ -37,17 +42,17 @@ def payload(m: Matrix) -> dict[str, Any]:
     for s in m.sessions.values():
         sessions.append({
             "name": s.name, "complete": s.complete, "incomplete": s.incomplete, "problems": s.problems,
-            "dirs": s.dirs, "shards": s.shards, "hwprobe": s.hwprobe, "junit": s.junit,
+            "dirs": s.dirs, "junit": s.junit,
             "versions": [[json.loads(k), v] for k, v in s.versions.most_common()],
             "counts": dict(s.counts), "skip_kinds": dict(s.skip_kinds), "records": s.n_records,
         })
-    return {
+    page = {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "outcomes": list(OUTCOMES), "bad": [OUT_INDEX[o] for o in BAD],
-        "columns": cols, "rows": [list(r) for r in m.rows], "checks": m.checks,
-        "agg": agg, "rec": rec, "strings": t.strings.table, "sessions": sessions,
-        "problems": m.problems, "coverage": m.coverage,
+        "columns": cols, "rows": [list(r) for r in m.rows], "checks": m.checks, "sessions": sessions,
+        "landing": m.landing, "detail": DETAIL_FILE, "n_records": len(t), "token": token,
     }
+    return page, {"agg": agg, "rec": rec, "strings": t.strings.table, "token": token}
 
 
 def _parity_plot(m: Matrix) -> str:
@@ -158,13 +163,19 @@ def _static_sections(m: Matrix) -> dict[str, str]:
             "PERF_NOTE": "" if perf else "<p>No benchmark data (results/&lt;session&gt;/bench*.json) in this run.</p>"}
 
 
-def render(m: Matrix) -> str:
+def render(m: Matrix) -> tuple[str, str]:
+    """(index.html, the DETAIL_FILE script beside it)."""
     template = (HERE / "template.html").read_text(encoding="utf-8")
     css = (HERE / "report.css").read_text(encoding="utf-8")
     js = (HERE / "report.js").read_text(encoding="utf-8")
-    data = compact.dump_document(payload(m)).replace("</", "<\\/")
+    page, detail = payload(m)
+    data = compact.dump_document(page).replace("</", "<\\/")
     parts = _static_sections(m)
-    parts.update({"CSS": css, "JS": js.replace("</", "<\\/"), "DATA": data})
+    parts.update({"CSS": css, "JS": js.replace("</", "<\\/"), "DATA": data,
+                  "CHANGES": sections.changes_html(m), "LANDING": sections.landing_html(m),
+                  "FAILURES": sections.failures_html(m), "AUTOZOO": sections.autozoo_html(m.autozoo),
+                  "N_FAILURES": str(len(m.failures)), "N_RECORDS": str(len(m.table or ())),
+                  "DETAIL_FILE": DETAIL_FILE})
     # one pass over the template: markers look like @@NAME@@ and never occur in data
     out, pos = [], 0
     while True:
@@ -176,4 +187,4 @@ def render(m: Matrix) -> str:
         out.append(template[pos:i])
         out.append(parts[template[i + 2:j]])
         pos = j + 2
-    return "".join(out)
+    return "".join(out), "window.HFM_DETAIL = " + compact.dump_document(detail) + ";\n"

@@ -1,80 +1,22 @@
-"""results/matrix.md: the report as GitHub-flavoured Markdown, sized for $GITHUB_STEP_SUMMARY (< 1 MiB)."""
+"""results/matrix.md: the report as GitHub-flavoured Markdown for $GITHUB_STEP_SUMMARY, read first:
+what changed, the curated models × backends, the failures with their reasons. Kept under 64 KB for
+the default matrix; the full lists (every model, every skip) are in index.html / matrix.json."""
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo, browser, libversions
+from . import autozoo, browser, explain, landing, libversions
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
-MAX_BYTES = 900_000          # GitHub rejects step summaries over 1 MiB
-MAX_FAILURES = 100
-MAX_REASONS = 25
+MAX_BYTES = 64_000           # a summary read in seconds (GitHub's own limit is 1 MiB)
+MAX_FAILURES = 60            # one line each, after the first DETAILED with what was compared
+DETAILED = 12
+MAX_REASONS = 8
+MAX_CHANGES = 30
 
 O = OUT_INDEX
-
-
-def fmt_err(x: float | None) -> str:
-    if x is None:
-        return ""
-    if x != x:
-        return "NaN"
-    return "0" if x == 0 else f"{x:.1e}"
-
-
-def fmt_tol(tol: Any) -> str:
-    if isinstance(tol, dict):
-        parts = [f"{k}={tol[k]:.1e}" if isinstance(tol[k], (int, float)) else f"{k}={tol[k]}"
-                 for k in ("atol", "rtol") if k in tol]
-        return " ".join(parts) or json.dumps(tol)[:80]
-    if isinstance(tol, (int, float)):
-        return f"{tol:.1e}"
-    return "" if tol is None else str(tol)[:80]
-
-
-def fmt_evidence(ev: Any, limit: int = 160) -> str:
-    if not ev:
-        return ""
-    if isinstance(ev, dict):
-        text = ", ".join(f"{k}={json.dumps(v, sort_keys=True) if not isinstance(v, str) else v}" for k, v in ev.items())
-    else:
-        text = str(ev)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def cell_counts(m: Matrix) -> dict[tuple[int, int], list]:
-    """(row, col) -> counts per outcome + worst error, summed over checks."""
-    n = len(OUTCOMES)
-    cells: dict[tuple[int, int], list] = {}
-    for (row, col, _), v in m.agg.items():
-        c = cells.get((row, col))
-        if c is None:
-            cells[(row, col)] = c = [0] * n + [None]
-        for i in range(n):
-            c[i] += v[i]
-        if v[n] is not None and (c[n] is None or v[n] > c[n]):
-            c[n] = v[n]
-    return cells
-
-
-def cell_text(c: list | None) -> str:
-    if not c:
-        return "–"
-    bad = sum(c[O[o]] for o in BAD)
-    parts = []
-    if bad:
-        parts.append(f"**{bad} ✗**")
-    if c[O["passed"]]:
-        parts.append(f"{c[O['passed']]} ✓")
-    if c[O["skipped"]]:
-        parts.append(f"{c[O['skipped']]} skip")
-    if c[O["xfailed"]]:
-        parts.append(f"{c[O['xfailed']]} xfail")
-    err = fmt_err(c[len(OUTCOMES)])
-    if err:
-        parts.append(f"`{err}`")
-    return " ".join(parts)
 
 
 def outcome_summary(counts, kinds=None) -> str:
@@ -139,9 +81,10 @@ def render(m: Matrix) -> str:
             out.append(f"- … {len(m.problems) - 50} more (see matrix.json)")
         out.append("")
 
-    out += _matrix_table(m)
+    out += _changes(m)
+    out += _landing(m)
     out += _failures(m)
-    out += autozoo.markdown(m.autozoo)
+    out += autozoo.markdown(m.autozoo, max_listed=5)
     out += browser.markdown(m.browser_costs)
     out += _perf(m)
     out += _skips(m)
@@ -165,47 +108,91 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
 
 
-def _matrix_table(m: Matrix) -> list[str]:
-    if not m.columns:
-        return ["No records.", ""]
-    cells = cell_counts(m)
-    heads = []
-    for c in m.columns:
-        s = m.sessions[c.session]
-        flag = " ⚠️ INCOMPLETE" if not s.complete else ""
-        heads.append(f"{_md(c.label())}{flag}")
-    out = ["## Matrix", "",
-           "Each cell: **✗** did not pass (failed, error, crashed, timeout, xpassed) · ✓ passed · skip · "
-           "xfail (known bug) · `worst max |Δ|` measured. – = not run.", "",
-           "| class | model | " + " | ".join(heads) + " |",
-           "|---|---|" + "---|" * len(heads)]
-    last_class = None
-    for r, (klass, model) in enumerate(m.rows):
-        shown = f"**{_md(klass)}**" if klass != last_class else ""
-        last_class = klass
-        out.append(f"| {shown} | {_md(model)} | " +
-                   " | ".join(cell_text(cells.get((r, c))) for c in range(len(m.columns))) + " |")
-    out.append("")
+def _changes(m: Matrix) -> list[str]:
+    ch = m.changes
+    if ch is None:
+        return ["## What changed", "", "No previous run to compare with (`--previous PATH` to a matrix.json; "
+                "a local report keeps the last one as results/previous/matrix.json).", ""]
+    if ch.get("error"):
+        return ["## What changed", "", f"⚠️ {_md(ch['error'])}", ""]
+    out = ["## What changed", "", f"Since `{_md(ch['source'])}` ({_md(ch.get('previous_generated') or '?')}); "
+           f"{ch.get('new_cells', 0)} new cells, {ch.get('gone_cells', 0)} gone.", ""]
+    titles = (("pass_to_fail", "❌ pass → fail"), ("fail_to_pass", "✅ fail → pass"), ("new_skips", "new skips"),
+              ("error_growth", f"error grew beyond {2:g}×"))
+    if not any(ch.get(k) for k, _ in titles):
+        return out + ["Nothing: no verdict changed and no error grew beyond 2×.", ""]
+    for key, title in titles:
+        items = ch.get(key) or []
+        if not items:
+            continue
+        out.append(f"**{title} ({len(items)})**: " + "; ".join(
+            f"`{_md(e['model'])}` {_md(e['check'])} @ {_md(e['column'])}"
+            + (f" ({explain.num(e['err_before'])} → {explain.num(e['err_now'])})" if key == "error_growth" else
+               f" ({e['before']} → {e['now']})" if key == "new_skips" else "")
+            for e in items[:MAX_CHANGES]) + (f"; … {len(items) - MAX_CHANGES} more" if len(items) > MAX_CHANGES else ""))
+        out.append("")
     return out
+
+
+def _landing(m: Matrix) -> list[str]:
+    land = m.landing or {}
+    cols, rows = land.get("cols") or [], land.get("rows") or []
+    out = ["## Curated models × backends", ""]
+    if not cols:
+        out += ["No curated model ran on any backend in this run.", ""]
+    else:
+        n = len(OUTCOMES)
+        cells = {(c[0], c[1]): c for c in land.get("cells", [])}
+        out += ["✓ passed · **✗** did not pass · ⚑ known bug only (strict xfail) · ○ skipped only · – not run; "
+                "the number is the worst error as a share of its tolerance (`40%` inside it, `3×` over it).", "",
+                "| class | model | " + " | ".join(_md(c["label"]) + (" ⚠️ INCOMPLETE" if c["incomplete"] else "")
+                                                  for c in cols) + " |",
+                "|---|---|" + "---|" * len(cols)]
+        last = None
+        for ri, (klass, model, _) in enumerate(rows):
+            shown = f"**{_md(klass)}**" if klass != last else ""
+            last = klass
+            out.append(f"| {shown} | {_md(model)} | " + " | ".join(
+                _landing_cell(cells.get((ri, ci)), n) for ci in range(len(cols))) + " |")
+        out.append("")
+    for a in land.get("absent") or []:
+        out.append(f"Hardware absent — **{_md(a['hardware'])}** ({_md(', '.join(a['sessions']))}: "
+                   f"{_md(', '.join(a['targets']))}): {_md(a['reason'])}")
+    if land.get("absent"):
+        out.append("")
+    return out
+
+
+def _landing_cell(c: list | None, n: int) -> str:
+    if not c:
+        return "–"
+    st, counts = c[2], c[3:3 + n]
+    frac = landing.frac_text(c[3 + n])
+    glyph = landing.GLYPH[st]
+    if st == "bad":
+        bad = sum(counts[O[o]] for o in BAD)
+        return f"**{glyph} {bad}/{sum(counts)}** {frac}".rstrip()
+    return f"{glyph} {frac}".rstrip()
 
 
 def _failures(m: Matrix) -> list[str]:
     if not m.failures:
         return ["## Failures", "", "None.", ""]
-    out = [f"## Failures ({len(m.failures)})", "",
-           "| column | model | check | outcome | max \\|Δ\\| | tolerance | evidence | message |",
-           "|---|---|---|---|---|---|---|---|"]
-    order = {o: i for i, o in enumerate(("crashed", "timeout", "error", "failed", "xpassed"))}
-    for f in sorted(m.failures, key=lambda f: (order.get(f.get("outcome"), 9), f.get("column", ""), f.get("model", "")))[:MAX_FAILURES]:
-        meas = f.get("measures") or {}
-        err = fmt_err(meas.get("max_abs_err") if isinstance(meas.get("max_abs_err"), (int, float)) else None)
-        rel = meas.get("max_rel_err")
-        if isinstance(rel, (int, float)):
-            err += f" (rel {rel:.1e})"
-        msg = (f.get("message") or "").strip().splitlines()
-        out.append(f"| {_md(f['column'])} | {_md(f.get('model', ''))} | {_md(f.get('check', ''))} | "
-                   f"**{f.get('outcome')}** | {err} | {_md(fmt_tol(meas.get('tolerance')))} | "
-                   f"{_md(fmt_evidence(f.get('evidence')))} | {_md(msg[0][:200] if msg else '')} |")
+    out = [f"## Failures ({len(m.failures)})", ""]
+    ordered = sorted(m.failures, key=explain.sort_key)
+    for k, f in enumerate(ordered[:MAX_FAILURES]):
+        head = (f"- **{f.get('outcome')}** `{_md(f.get('model', ''))}` {_md(f.get('check', ''))} @ "
+                f"{_md(f['column'])}: {_md(explain.headline(f.get('message'), 300))}")
+        if k >= DETAILED:
+            out.append(head)
+            continue
+        out.append(head)
+        for label, text in explain.compared(f):
+            out.append(f"  - {label}: {_md(text)[:400]}")
+        ev = explain.evidence_text(f.get("evidence"), 200)
+        if ev:
+            out.append(f"  - evidence: {_md(ev)}")
+        out.append(f"  - rerun: `{explain.rerun(f)}`")
     if len(m.failures) > MAX_FAILURES:
         out.append(f"\n… and {len(m.failures) - MAX_FAILURES} more in index.html / matrix.json.")
     out.append("")

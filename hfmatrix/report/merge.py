@@ -94,6 +94,8 @@ class Matrix:
     coverage: dict[str, Any] = field(default_factory=dict)
     autozoo: list[dict[str, Any]] = field(default_factory=list)      # auto-zoo records, slim (autozoo.slim)
     browser_costs: list[dict[str, Any]] = field(default_factory=list)  # per web parity record: costs, error
+    landing: dict[str, Any] = field(default_factory=dict)            # curated models × targets (landing.build)
+    changes: dict[str, Any] | None = None                            # vs a previous run (changes.compare)
 
     def totals(self) -> Counter:
         total = Counter()
@@ -370,6 +372,7 @@ class RecordTable:
     ms: list[int] = field(default_factory=list)   # other measures, rounded
     sk: list[int] = field(default_factory=list)
     sh: list[int] = field(default_factory=list)
+    frac: list = field(default_factory=list)      # worst |Δ| as a share of the tolerance (tol_fraction), or None
     strings: compact.Strings = field(default_factory=compact.Strings)
 
     def __len__(self) -> int:
@@ -406,9 +409,9 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             i = s_index[text] = len(s_table)
             s_table.append(text)
         return i
-    T_r, T_c, T_k, T_o, T_err, T_idp, T_id, T_msg, T_tol, T_dur, T_ev, T_ms, T_sk, T_sh = (
+    T_r, T_c, T_k, T_o, T_err, T_idp, T_id, T_msg, T_tol, T_dur, T_ev, T_ms, T_sk, T_sh, T_frac = (
         t.r.append, t.c.append, t.k.append, t.o.append, t.err.append, t.idp.append, t.id.append,
-        t.msg.append, t.tol.append, t.dur.append, t.ev.append, t.ms.append, t.sk.append, t.sh.append)
+        t.msg.append, t.tol.append, t.dur.append, t.ev.append, t.ms.append, t.sk.append, t.sh.append, t.frac.append)
     i_skipped = out_index["skipped"]
     for name, sh, recs in raw_rows:
         s = m.sessions[name]
@@ -417,7 +420,8 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
         sh_i = S(sh)
         for r in recs:
             g = r.get
-            ck = (name, g("backend") or "", g("device") or "", g("precision") or "")
+            # the precision that really ran ("auto" on OpenVINO is bf16 or f32 by CPU): one column each
+            ck = (name, g("backend") or "", g("device") or "", g("effective_precision") or g("precision") or "")
             col = cols.get(ck)
             if col is None:
                 col = cols[ck] = len(cols)
@@ -453,8 +457,9 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             cell[oi] += 1
             counts[outcome] += 1
             measures = g("measures")
-            err, tol_i, ms_i = None, 0, 0
+            err, tol_i, ms_i, frac = None, 0, 0, None
             if measures and type(measures) is dict:
+                frac = _num(measures.get("tol_fraction"))
                 e = measures.get("max_abs_err")
                 if e is not None:
                     err = _num(e)
@@ -515,6 +520,7 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             T_ms(ms_i)
             T_sk(S(kind) if kind else 0)
             T_sh(sh_i)
+            T_frac(frac)
         s.n_records += len(recs)
 
     # sort columns, rows and checks, then remap the provisional indices (keys made str for sorting)

@@ -1,7 +1,9 @@
 "use strict";
-// hfmatrix report page: renders the matrix, filters and drill-down from the embedded JSON.
+// hfmatrix report page: the landing view (rendered in the HTML) gets filters and a drill-down; the
+// records (index-data.js beside the page) load on demand with a <script> tag (fetch() of file:// is blocked).
 const D = JSON.parse(document.getElementById("data").textContent);
-const S = D.strings, O = D.outcomes, NO = O.length, R = D.rec;
+const O = D.outcomes, NO = O.length;
+let S = null, R = null, AGG = null;
 const BAD = new Set(D.bad);
 const IP = O.indexOf("passed"), IS = O.indexOf("skipped"), IXF = O.indexOf("xfailed");
 const NC = D.columns.length;
@@ -44,7 +46,7 @@ function cellTotals() {
   // (row*NC+col) -> counts[NO] + worst error, over the selected checks
   const cells = new Map();
   const checks = state.check;
-  for (const a of D.agg) {
+  for (const a of AGG) {
     if (checks.size && !checks.has(D.checks[a[2]])) continue;
     const key = a[0] * NC + a[1];
     let c = cells.get(key);
@@ -120,7 +122,6 @@ function render() {
   shown.innerHTML = shownRows ? `Showing <b>${shownRows}</b> models × <b>${cols.length}</b> columns: ` +
     `<span class="${bad ? "n-bad" : "n-sk"}">${bad} did not pass</span> · <span class="n-ok">${tot[IP]} passed</span> · ` +
     `<span class="n-sk">${tot[IS]} skipped</span> · <span class="n-xf">${tot[IXF]} xfailed</span>` : "No checks match these filters.";
-  renderFailures();
 }
 
 // --- records ---------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ function recordRows(idx, limit, inCell) {
     return `<tr class="rec" data-i="${i}"><td><span class="oc ${o}">${o}</span></td><td>${esc(D.checks[R.k[i]])}</td>` +
       (inCell ? "" : `<td class="mono">${esc(D.rows[R.r[i]][1])}</td><td>${esc(D.columns[R.c[i]].label)}</td>`) +
       `<td class="mono">${fmtErr(R.err[i])}</td><td class="mono nw">${esc(tol)}</td>` +
-      `<td class="msg" title="${esc(S[R.msg[i]])}">${esc(S[R.msg[i]])}</td></tr>`;
+      `<td class="msg" title="${esc(S[R.msg[i]])}">${esc(headline(S[R.msg[i]]))}</td></tr>`;
   });
   const head = ["outcome", "check", ...(inCell ? [] : ["model", "column"]), "max |Δ|", "tolerance", "message"];
   return `<table class="rt"><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
@@ -170,6 +171,7 @@ function recordDetail(i, span) {
   const vers = (sess.versions && sess.versions[0]) ? esc(JSON.stringify(sess.versions[0][0], null, 2)) : "";
   return `<tr class="detail"><td colspan="${span}">` +
     `<div class="kv">nodeid <code>${esc(S[R.idp[i]] + S[R.id[i]])}</code> · shard ${esc(S[R.sh[i]])} · ${R.dur[i] ?? "?"} s` +
+    (BAD.has(R.o[i]) ? `<div class="rerun">rerun: <code class="cmd">${esc(rerun(col.session, S[R.idp[i]] + S[R.id[i]]))}</code></div>` : "") +
     (R.sk[i] ? ` · skip kind <span class="kind">${esc(S[R.sk[i]])}</span>` : "") + `</div>` +
     (R.msg[i] ? `<h4>message</h4><pre>${esc(S[R.msg[i]])}</pre>` : "") +
     `<h4>measured</h4><pre>max_abs_err  ${fmtErr(R.err[i]) || "—"}\ntolerance    ${R.tol[i] ? esc(tolText(JSON.parse(S[R.tol[i]]))) + "  (" + esc(tolWhy(JSON.parse(S[R.tol[i]]))) + ")" : "—"}` +
@@ -188,46 +190,129 @@ function attachDetails(root) {
   });
 }
 
+function showDrawer(title, idx, inCell) {
+  idx.sort((a, b) => (BAD.has(R.o[b]) - BAD.has(R.o[a])) || (R.o[a] - R.o[b]));
+  document.getElementById("dtitle").innerHTML = title + `<div class="kv">${idx.length} records</div>`;
+  const body = document.getElementById("dbody");
+  body.innerHTML = recordRows(idx, 500, inCell) + (idx.length > 500 ? `<p class="kv">first 500 of ${idx.length}</p>` : "");
+  const first = body.querySelector("tr.rec");   // a failure opens with its detail: the reader came for it
+  if (first && BAD.has(R.o[+first.dataset.i])) first.click();
+  document.getElementById("drawer").hidden = false;
+}
+
 function openCell(r, c) {
   const keep = OUTCOME_FILTERS[state.outcome];
   const idx = [];
   for (let i = 0; i < R.r.length; i++) if (R.r[i] === r && R.c[i] === c && recordMatches(i, keep)) idx.push(i);
-  idx.sort((a, b) => (BAD.has(R.o[b]) - BAD.has(R.o[a])) || (R.o[a] - R.o[b]));
   const col = D.columns[c], sess = D.sessions.find((s) => s.name === col.session) || {};
-  document.getElementById("dtitle").innerHTML = `<b class="mono">${esc(D.rows[r][1])}</b> <span class="kv">${esc(D.rows[r][0])}</span><br>` +
+  showDrawer(`<b class="mono">${esc(D.rows[r][1])}</b> <span class="kv">${esc(D.rows[r][0])}</span><br>` +
     `${esc(col.label)} ${col.software ? '<span class="tag sw">SOFTWARE</span>' : ""} ${col.incomplete ? '<span class="tag inc">INCOMPLETE</span>' : ""}` +
-    `<div class="kv">${idx.length} records${sess.incomplete && sess.incomplete.length ? " · " + esc(sess.incomplete.join("; ")) : ""}</div>`;
-  const body = document.getElementById("dbody");
-  body.innerHTML = recordRows(idx, 500, true) + (idx.length > 500 ? `<p class="kv">first 500 of ${idx.length}</p>` : "");
-  document.getElementById("drawer").hidden = false;
+    (sess.incomplete && sess.incomplete.length ? `<div class="kv">${esc(sess.incomplete.join("; "))}</div>` : ""), idx, true);
 }
 
-let failLimit = 200;
-function renderFailures() {
+function openLanding(ri, ci) {
+  const L = D.landing, [klass, model, r] = L.rows[ri], col = L.cols[ci], cols = new Set(col.full);
   const idx = [];
-  for (let i = 0; i < R.o.length; i++) if (BAD.has(R.o[i]) && recordMatches(i, null)) idx.push(i);
-  const order = ["crashed", "timeout", "error", "failed", "xpassed"];
-  idx.sort((a, b) => order.indexOf(O[R.o[a]]) - order.indexOf(O[R.o[b]]) || R.c[a] - R.c[b] || R.r[a] - R.r[b]);
-  document.getElementById("fail-count").textContent = `(${idx.length})`;
-  const el = document.getElementById("fail-list");
-  el.innerHTML = idx.length ? recordRows(idx, failLimit) +
-    (idx.length > failLimit ? `<button class="more" id="fail-more">show all ${idx.length}</button>` : "") : "<p>None for these filters.</p>";
-  const more = document.getElementById("fail-more");
-  if (more) more.onclick = () => { failLimit = Infinity; renderFailures(); };
+  for (let i = 0; i < R.r.length; i++)
+    if (R.r[i] === r && cols.has(R.c[i]) && !D.checks[R.k[i]].startsWith("autozoo_")) idx.push(i);
+  showDrawer(`<b class="mono">${esc(model)}</b> <span class="kv">${esc(klass)}</span><br>${esc(col.label)}` +
+    (col.software ? ' <span class="tag sw">SOFTWARE</span>' : "") + ` <span class="kv">session ${esc(col.sessions.join(", "))}</span>`,
+    idx, cols.size === 1);
+}
+
+// --- helpers ----------------------------------------------------------------------------------
+function headline(msg) {
+  // records written before the plugin put the assertion first open with xdist's "[gw1] linux -- Python" banner
+  const lines = String(msg || "").trim().split("\n");
+  if (!lines[0].startsWith("[gw")) return lines[0];
+  const e = lines.filter((l) => l.startsWith("E ")).map((l) => l.slice(1).trim());
+  return e.length ? e.slice(0, 3).join(" ") : (lines[1] || lines[0]);
+}
+
+function rerun(session, nodeid) {
+  // xdist's --dist=loadgroup reports "path::test[id]@group": pytest selects by the part before it
+  const cut = nodeid.includes("[") ? nodeid.lastIndexOf("]") + 1 : nodeid.length;
+  nodeid = nodeid.slice(0, cut).replace(/(::[^:@\[]+)@[^:]*$/, "$1");
+  const q = (s) => /^[\w@%+=:,./-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\"'\"'") + "'";
+  return `nox -s ${q(session)} -- ${q(nodeid)}`;
+}
+
+let detailWaiters = null;
+function withDetail(cb) {
+  // the records load once, on first need, from the script beside the page
+  if (R) return cb();
+  if (detailWaiters) { detailWaiters.push(cb); return; }
+  detailWaiters = [cb];
+  const note = document.getElementById("load-note");
+  const s = document.createElement("script");
+  s.src = D.detail;
+  s.onload = () => {
+    const X = window.HFM_DETAIL;
+    if (!X || X.token !== D.token) { note.innerHTML = `<span class="warn">${esc(D.detail)} beside this page is from another run: rebuild the report.</span>`; return; }
+    S = X.strings; R = X.rec; AGG = X.agg;
+    const w = detailWaiters; detailWaiters = [];
+    for (const f of w) f();
+  };
+  s.onerror = () => { note.innerHTML = `<span class="warn">${esc(D.detail)} is missing beside this page: the records cannot be shown.</span>`; detailWaiters = null; };
+  document.head.appendChild(s);
+}
+
+// --- landing filters ------------------------------------------------------------------------
+const LS = { backend: new Set(), klass: new Set(), rows: "all" };
+function applyLanding() {
+  const t = document.getElementById("landing"); if (!t) return;
+  for (const el of t.querySelectorAll("[data-b]")) el.hidden = LS.backend.size > 0 && !LS.backend.has(el.dataset.b);
+  const groups = new Map();
+  for (const tr of t.querySelectorAll("tbody tr")) {
+    const k = tr.dataset.k;
+    if (tr.classList.contains("grp")) { groups.set(k, tr); tr.hidden = true; continue; }
+    const hide = (LS.klass.size > 0 && !LS.klass.has(k)) || (LS.rows === "not passed" && tr.dataset.bad !== "1");
+    tr.hidden = hide;
+    if (!hide) groups.get(k).hidden = false;
+  }
+  for (const g of groups.values()) g.lastElementChild.colSpan = Math.max(1, t.querySelectorAll("thead th:not([hidden])").length - 1);
+}
+
+function landingChips(el, values, set, single) {
+  el.innerHTML = (single ? "" : `<button data-v="" class="on">all</button>`) +
+    values.map((v) => `<button data-v="${esc(v)}"${single && v === LS.rows ? ' class="on"' : ""}>${esc(v)}</button>`).join("");
+  el.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button"); if (!b) return;
+    const v = b.dataset.v;
+    if (single) LS.rows = v; else if (v === "") set.clear(); else set.has(v) ? set.delete(v) : set.add(v);
+    for (const x of el.querySelectorAll("button"))
+      x.classList.toggle("on", single ? x.dataset.v === LS.rows : (x.dataset.v === "" ? set.size === 0 : set.has(x.dataset.v)));
+    applyLanding();
+  });
 }
 
 // --- wiring ----------------------------------------------------------------------------------
-chips(document.getElementById("f-backend"), [...new Set(D.columns.map((_, c) => colBackend(c)))].sort(), "backend");
-chips(document.getElementById("f-class"), [...new Set(D.rows.map((r) => r[0]))].sort(), "klass");
-chips(document.getElementById("f-check"), D.checks, "check");
-chips(document.getElementById("f-outcome"), Object.keys(OUTCOME_FILTERS), "outcome", true);
-document.getElementById("f-text").addEventListener("input", (ev) => { state.text = ev.target.value; render(); });
-document.getElementById("matrix").addEventListener("click", (ev) => {
-  const td = ev.target.closest("td.cell[data-r]"); if (td) openCell(+td.dataset.r, +td.dataset.c);
-});
+function initFull() {
+  chips(document.getElementById("f-backend"), [...new Set(D.columns.map((_, c) => colBackend(c)))].sort(), "backend");
+  chips(document.getElementById("f-class"), [...new Set(D.rows.map((r) => r[0]))].sort(), "klass");
+  chips(document.getElementById("f-check"), D.checks, "check");
+  chips(document.getElementById("f-outcome"), Object.keys(OUTCOME_FILTERS), "outcome", true);
+  document.getElementById("f-text").addEventListener("input", (ev) => { state.text = ev.target.value; render(); });
+  document.getElementById("matrix").addEventListener("click", (ev) => {
+    const td = ev.target.closest("td.cell[data-r]"); if (td) openCell(+td.dataset.r, +td.dataset.c);
+  });
+  document.getElementById("full").hidden = false;
+  document.getElementById("load-all").hidden = true;
+  render();
+  document.body.dataset.full = "1";
+}
+let fullShown = false;
+document.getElementById("load-all").onclick = () => withDetail(() => { if (!fullShown) { fullShown = true; initFull(); } });
+if (D.landing && D.landing.cols) {
+  landingChips(document.getElementById("l-backend"), [...new Set(D.landing.cols.map((c) => c.backend))].sort(), LS.backend);
+  landingChips(document.getElementById("l-class"), [...new Set(D.landing.rows.map((r) => r[0]))], LS.klass);
+  landingChips(document.getElementById("l-rows"), ["all", "not passed"], null, true);
+  const t = document.getElementById("landing");
+  if (t) t.addEventListener("click", (ev) => {
+    const td = ev.target.closest("td.lc[data-ri]"); if (td) withDetail(() => openLanding(+td.dataset.ri, +td.dataset.ci));
+  });
+}
 document.getElementById("dclose").onclick = () => { document.getElementById("drawer").hidden = true; };
 document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") document.getElementById("drawer").hidden = true; });
 attachDetails(document.getElementById("dbody"));
-attachDetails(document.getElementById("fail-list"));
-render();
 document.body.dataset.ready = "1";
