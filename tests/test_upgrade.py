@@ -84,3 +84,45 @@ reason = "this release"
     case = negative.load_catalogue(cat)["c"]
     assert case.expectation("bx", "torch").reason == "this release"
     assert case.expectation("c", "torch").reason == "any release"
+
+
+def _session(results, name, records, shard="all", complete=True):
+    import json
+    d = results / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"records-{shard}.jsonl").write_text("".join(json.dumps({"session": name, **r}) + "\n" for r in records))
+    counts = {}
+    for r in records:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    (d / f"meta-{shard}.json").write_text(json.dumps({"session": name, "complete": complete, "counts": counts,
+                                                       "finished": 1.0}))
+
+
+def test_report_shows_the_upgrade_view_and_sorts_failures_by_their_reruns(tmp_path):
+    from hfmatrix.report import markdown, merge
+    cell = "suites/test_parity.py::test_parity[{}@torch-cpu-fp32]"
+    base = dict(check="parity", backend="torch", device="cpu", precision="fp32", arch_class="decoder")
+    _session(tmp_path, "cpu", [
+        {**_rec(cell.format("t5"), "failed", 5e-5, model="t5"), **base, "model": "t5"},
+        {**_rec(cell.format("gpt2"), "failed", 1e-3, model="gpt2"), **base, "model": "gpt2"},
+        {**_rec(cell.format("llama"), "passed", 1e-6, model="llama"), **base, "model": "llama"}])
+    _session(tmp_path, "cpu-4.57", [
+        {**_rec(cell.format("t5"), "passed", 1e-6, model="t5", transformers="4.57.6"), **base, "model": "t5"},
+        {**_rec(cell.format("llama"), "passed", 1e-6, model="llama", transformers="4.57.6"), **base, "model": "llama"}])
+    # the re-run of cpu's failing cells (absolute paths, as hfmatrix.rerun names them): t5 passes, gpt2 does not
+    _session(tmp_path, "cpu", [{**_rec("/abs/" + cell.format("t5"), "passed", model="t5"), **base, "model": "t5", "attempt": 1},
+                               {**_rec("/abs/" + cell.format("gpt2"), "failed", model="gpt2"), **base, "model": "gpt2", "attempt": 1}],
+             shard="all.rerun1")
+    m = merge.merge(tmp_path)
+    assert m.sessions["cpu"].counts["failed"] == 2 and m.sessions["cpu"].complete  # re-runs never count
+    assert m.reruns["cpu"] == {"rerun": 2, "flaky": ["test_parity[t5@torch-cpu-fp32]"],
+                               "failed_every_time": ["test_parity[gpt2@torch-cpu-fp32]"]}
+    (view,) = m.upgrade
+    assert (view["before"], view["after"]) == ("cpu-4.57", "cpu")
+    assert [(r["model"], r["before_outcome"], r["after_outcome"]) for r in view["changes"]] == [("t5", "passed", "failed")]
+    md = markdown.render(m)
+    assert "## Flaky or broken" in md and "| cpu | 2 | 1 | 1 |" in md
+    assert "What changes on upgrade: cpu-4.57 → cpu (transformers 4.57.6 → 5.24.0)" in md
+    from hfmatrix.report import html
+    page, _ = html.render(m)
+    assert "What changes on upgrade: cpu-4.57 → cpu" in page and "Flaky or broken" in page

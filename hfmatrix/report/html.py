@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import compact, libversions, plots, sections
+from . import compact, libversions, plots, reruns, sections, upgrade
 from .markdown import hw_summary, outcome_summary, status_line, versions_summary
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
@@ -173,7 +173,8 @@ def render(m: Matrix) -> tuple[str, str]:
     parts = _static_sections(m)
     parts.update({"CSS": css, "JS": js.replace("</", "<\\/"), "DATA": data,
                   "CHANGES": sections.changes_html(m), "LANDING": sections.landing_html(m),
-                  "FAILURES": sections.failures_html(m), "AUTOZOO": sections.autozoo_html(m.autozoo),
+                  "FAILURES": sections.failures_html(m) + reruns.html(m.reruns) + upgrade.html(m.upgrade),
+                  "AUTOZOO": sections.autozoo_html(m.autozoo),
                   "N_FAILURES": str(len(m.failures)), "N_RECORDS": str(len(m.table or ())),
                   "DETAIL_FILE": DETAIL_FILE})
     # one pass over the template: markers look like @@NAME@@ and never occur in data

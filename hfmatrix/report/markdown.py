@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo, browser, explain, landing, libversions
+from . import autozoo, browser, explain, landing, libversions, reruns, upgrade
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_BYTES = 64_000           # a summary read in seconds (GitHub's own limit is 1 MiB)
@@ -84,6 +84,8 @@ def render(m: Matrix) -> str:
     out += _changes(m)
     out += _landing(m)
     out += _failures(m)
+    out += reruns.markdown(m.reruns)
+    out += upgrade.markdown(m.upgrade)
     out += autozoo.markdown(m.autozoo, max_listed=5)
     out += browser.markdown(m.browser_costs)
     out += _perf(m)

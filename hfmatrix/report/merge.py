@@ -18,7 +18,7 @@ from typing import Any
 
 from hfmatrix import records as rec_mod
 
-from . import compact
+from . import compact, reruns, upgrade
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
@@ -96,6 +96,8 @@ class Matrix:
     browser_costs: list[dict[str, Any]] = field(default_factory=list)  # per web parity record: costs, error
     landing: dict[str, Any] = field(default_factory=dict)            # curated models × targets (landing.build)
     changes: dict[str, Any] | None = None                            # vs a previous run (changes.compare)
+    reruns: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> flaky / failed every time (reruns.py)
+    upgrade: list[dict[str, Any]] = field(default_factory=list)      # version-axis views (upgrade.py)
 
     def totals(self) -> Counter:
         total = Counter()
@@ -194,6 +196,7 @@ def merge(results: Path) -> Matrix:
     # session -> shard -> [dirs] (to spot the same shard twice)
     seen_shards: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     raw_rows: list[tuple] = []
+    rerun_rows: dict[str, list[dict]] = {}
 
     for d in session_dirs:
         rel = str(d.relative_to(results)) if d != results else "."
@@ -239,7 +242,7 @@ def merge(results: Path) -> Matrix:
         for p in m.problems:
             if p.startswith(f"{d}/") and p not in s.problems:
                 s.problems.append(p)
-        shards = set(metas) | {sh for sh, _ in per_file}
+        shards = {sh for sh in set(metas) | {sh for sh, _ in per_file} if not reruns.is_rerun(sh)}
         for sh in shards:
             seen_shards[name][sh].append(rel)
             meta = metas.get(sh)
@@ -253,7 +256,10 @@ def merge(results: Path) -> Matrix:
                 s.incomplete.append(f"shard {sh}: {where} has no finish time")
 
         for sh, recs in per_file:
-            raw_rows.append((name, sh, recs))
+            if reruns.is_rerun(sh):  # re-runs of failing cells sort them (flaky or broken), never count
+                rerun_rows.setdefault(name, []).extend(recs)
+            else:
+                raw_rows.append((name, sh, recs))
 
     for name, shards in seen_shards.items():
         s = m.sessions[name]
@@ -276,6 +282,11 @@ def merge(results: Path) -> Matrix:
 
     _tally(m, raw_rows)
     _check_meta_counts(m, raw_rows)
+    by_session: dict[str, list[dict]] = defaultdict(list)
+    for name, _, recs in raw_rows:
+        by_session[name].extend(recs)
+    m.reruns = {name: reruns.classify(by_session[name], recs) for name, recs in rerun_rows.items()}
+    m.upgrade = upgrade.upgrade_views(by_session)
 
     junit_rel = {str(d.relative_to(results)) for d in junit_dirs}
     _check_plan(results, m, seen_shards, junit_rel)

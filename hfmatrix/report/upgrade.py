@@ -77,21 +77,39 @@ def upgrade_views(by_session: dict[str, list[dict]], path: Path | None = None) -
     return views
 
 
+def _cell(outcome: Any, err: float | None) -> str:
+    return f"{outcome}" + (f" ({err:.3g})" if err is not None else "")
+
+
+def _title(view: dict[str, Any]) -> str:
+    libs = ", ".join(f"{k} {a or '–'} → {b or '–'}" for k, (a, b) in view["versions"].items())
+    return f"What changes on upgrade: {view['before']} → {view['after']} ({libs or 'same versions'})"
+
+
 def markdown(views: list[dict[str, Any]], limit: int = 40) -> list[str]:
     out = []
     for view in views:
-        libs = ", ".join(f"{k} {a or '–'} → {b or '–'}" for k, (a, b) in view["versions"].items())
-        out += [f"### What changes on upgrade: {view['before']} → {view['after']} ({libs or 'same versions'})", "",
+        out += [f"### {_title(view)}", "",
                 f"{view['compared']} cells in both, {len(view['changes'])} changed "
                 f"({view['only_before']} only in {view['before']}, {view['only_after']} only in {view['after']}).", ""]
         if view["changes"]:
             out += ["| model | check | change | before | after |", "|---|---|---|---|---|"]
-            for row in view["changes"][:limit]:
-                def cell(outcome, err):
-                    return f"{outcome}" + (f" ({err:.3g})" if err is not None else "")
-                out.append(f"| {row['model']} | {row['check']} | {row['change']} | "
-                           f"{cell(row['before_outcome'], row['before_error'])} | {cell(row['after_outcome'], row['after_error'])} |")
+            out += [f"| {r['model']} | {r['check']} | {r['change']} | {_cell(r['before_outcome'], r['before_error'])} | "
+                    f"{_cell(r['after_outcome'], r['after_error'])} |" for r in view["changes"][:limit]]
             if len(view["changes"]) > limit:
                 out.append(f"| … | {len(view['changes']) - limit} more in matrix.json | | | |")
             out.append("")
     return out
+
+
+def html(views: list[dict[str, Any]], limit: int = 200) -> str:
+    from html import escape
+    out = []
+    for view in views:
+        rows = "".join(f"<tr><td>{escape(r['model'])}</td><td>{escape(r['check'])}</td><td>{escape(r['change'])}</td>"
+                       f"<td>{escape(_cell(r['before_outcome'], r['before_error']))}</td>"
+                       f"<td>{escape(_cell(r['after_outcome'], r['after_error']))}</td></tr>" for r in view["changes"][:limit])
+        out.append(f"<section class='upgrade'><h3>{escape(_title(view))}</h3><p>{view['compared']} cells in both, "
+                   f"{len(view['changes'])} changed.</p><table><tr><th>model</th><th>check</th><th>change</th>"
+                   f"<th>before</th><th>after</th></tr>{rows}</table></section>")
+    return "".join(out)
