@@ -66,15 +66,21 @@ class CompletionsClient:
                 **self.extensions, **fields}
 
     def post(self, path: str, body: Any, *, raw: bytes | None = None, stream: bool = False):
-        try:
-            if stream:
-                return self.http.stream("POST", path, json=body)
-            return self.http.post(path, json=body if raw is None else None, content=raw,
-                                  headers={"content-type": "application/json"} if raw is not None else None)
-        except httpx.TimeoutException as exc:
-            raise self.fail("hung", f"no answer to POST {path} within {self.timeout_s:.0f} s ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise self.fail("died", f"POST {path}: {type(exc).__name__}: {exc}") from None
+        if stream:  # its errors surface when the stream opens, in stream()
+            return self.http.stream("POST", path, json=body)
+        headers = {"content-type": "application/json"} if raw is not None else None
+        for attempt in (1, 2):
+            try:
+                return self.http.post(path, json=body if raw is None else None, content=raw, headers=headers)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # uvicorn resets a kept-alive connection after a 500: once more on a fresh one, as OpenAI's
+                # clients do (a dead server then refuses the connection: died)
+                if attempt == 2:
+                    raise self.fail("died", f"POST {path}: {type(exc).__name__}: {exc}") from None
+            except httpx.TimeoutException as exc:
+                raise self.fail("hung", f"no answer to POST {path} within {self.timeout_s:.0f} s ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise self.fail("died", f"POST {path}: {type(exc).__name__}: {exc}") from None
 
     def check_status(self, r: httpx.Response) -> None:
         if r.status_code < 400:

@@ -60,7 +60,7 @@ class ServerProcess:
         self.health: Any = None
         _LIVE[self.pid] = self
 
-    def tail(self, lines: int = 40) -> str:
+    def tail(self, lines: int = 25) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError as exc:
