@@ -266,7 +266,7 @@ def tests(session: nox.Session) -> None:
 # Serving: a real `transformers serve` process per model on 127.0.0.1 (hfmatrix/backends/serve_backend.py),
 # the greedy and serving checks through HTTP, then its own fault / planted-defect tests. CI runs a small
 # model set (HFMATRIX_SERVE_MODELS); `nox -s serve` the whole generative zoo.
-SERVE_SUITES = ("suites/test_generate.py", "suites/test_serving.py")
+SERVE_SUITES = ("suites/test_generate.py", "suites/test_serving.py", "suites/test_negative.py")
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
