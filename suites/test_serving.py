@@ -83,3 +83,21 @@ def test_logprobs(case, model_dir, backend_session, measure):
         raise Unsupported("the server answered a logprobs=1 request without logprobs (transformers serve "
                           "lists the field as unsupported and ignores it); no logprob parity possible")
     raise Unsupported("the server returned logprobs, but their parity against the reference is not implemented")
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_serving_load(case, model_dir, backend_session, measure):
+    """Streaming clients at 1 and CLIENTS concurrency (bounded: 2 requests each, 60 s a level): TTFT,
+    inter-token latency, p50/p99 latency and tokens/s go into the record (scripts/bench_serve.py runs
+    the 1/4/16 table); every answer must equal the serial greedy answer."""
+    from hfmatrix.serving.load import level
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    serial = session.generate_text(inputs, n)[0]
+    prompt, fields = session.prompts(inputs)[0], session.request_fields(n)
+    levels = [level(session.client, prompt, n, c, 2, 60.0, **fields) for c in (1, CLIENTS)]
+    measure(serving_load=levels, evidence=session.evidence())
+    assert serial, "the serial answer is empty: nothing to compare"
+    assert all(lv["texts"] == [serial] for lv in levels), f"answers under load {[lv['texts'] for lv in levels]} != {serial!r}"

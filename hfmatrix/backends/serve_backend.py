@@ -75,11 +75,15 @@ class ServeSession:
             out.append(text)
         return out
 
+    def request_fields(self, max_new_tokens: int) -> dict[str, Any]:
+        """The body fields every greedy request of this session carries (beyond prompt / max_tokens)."""
+        return greedy_extensions(max_new_tokens)
+
     def _request(self, inputs: Arrays, max_new_tokens: int, stream: bool) -> list[str]:
         texts = []
         call = self.client.stream if stream else self.client.complete
         for prompt, row in zip(self.prompts(inputs), inputs["input_ids"]):
-            done = call(prompt, max_new_tokens, **greedy_extensions(max_new_tokens))
+            done = call(prompt, max_new_tokens, **self.request_fields(max_new_tokens))
             self.last = {"served_model": done.model, "usage": done.usage, "finish_reason": done.finish_reason}
             sent = done.usage.get("prompt_tokens")
             if sent is not None and int(sent) != len(self.tokenizer(prompt)["input_ids"]):
