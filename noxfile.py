@@ -278,7 +278,8 @@ def serve(session: nox.Session) -> None:
                extra=(f"--models={models}",))
     out = RESULTS / "servetests"
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", "tests/test_serve.py", "--results-dir=none", f"--junitxml={out / 'junit.xml'}",
+    session.run("python", "-m", "pytest", "tests/test_serve.py", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+                "--results-dir=none", f"--junitxml={out / 'junit.xml'}",
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 

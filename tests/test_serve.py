@@ -40,6 +40,16 @@ def gpt2(zoo_cache, tmp_path_factory):
 
 @pytest.fixture
 def served(gpt2):
+    """A server of its own: for the tests that kill or stop it."""
+    spec, folder = gpt2
+    session = ServeBackend().load(folder, spec, TARGET)
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def shared(gpt2):
+    """One server for the tests that leave it as they found it (a server start costs ~10 s)."""
     spec, folder = gpt2
     session = ServeBackend().load(folder, spec, TARGET)
     yield session
@@ -86,16 +96,16 @@ def test_start_failure_is_typed_with_log_tail(gpt2):
     assert "transformers serve --help" in err.value.log_tail  # the server CLI's own complaint, from its log
 
 
-def test_hung_server_is_typed(served):
-    os.kill(served.server.pid, signal.SIGSTOP)
+def test_hung_server_is_typed(shared):
+    os.kill(shared.server.pid, signal.SIGSTOP)
     try:
-        client = CompletionsClient(served.server.base_url, served.model_name, timeout_s=3,
-                                   log_tail=lambda: (served.server.tail(), ""))
+        client = CompletionsClient(shared.server.base_url, shared.model_name, timeout_s=3,
+                                   log_tail=lambda: (shared.server.tail(), ""))
         with pytest.raises(ServerFailure) as err:
             client.complete(PROMPT, 2)
         assert err.value.kind == "hung"
     finally:
-        os.kill(served.server.pid, signal.SIGCONT)
+        os.kill(shared.server.pid, signal.SIGCONT)
 
 
 def test_killed_server_is_typed_died(served):
@@ -107,25 +117,25 @@ def test_killed_server_is_typed_died(served):
     assert "Uvicorn running" in err.value.log_tail  # the dead server's own log, for whoever reads the record
 
 
-def test_5xx_and_4xx_are_typed(served):
+def test_5xx_and_4xx_are_typed(shared):
     with pytest.raises(ServerFailure) as err:
-        served.client.complete(PROMPT, -1)  # transformers serve 5.24: 500 (negative max_new_tokens reaches generate)
+        shared.client.complete(PROMPT, -1)  # transformers serve 5.24: 500 (negative max_new_tokens reaches generate)
     assert err.value.kind == "http-error" and not isinstance(err.value, ServerRejected)
     with pytest.raises(ServerRejected) as rejected:
-        served.client.check_status(served.client.post("/v1/completions", None, raw=b"{not json"))
+        shared.client.check_status(shared.client.post("/v1/completions", None, raw=b"{not json"))
     assert rejected.value.status == 422
 
 
 @pytest.mark.parametrize("mode", ["malformed-json", "truncated-stream"])
-def test_proxy_faults_are_typed(served, mode):
-    proxy = FaultProxy(served.server.base_url, mode).start()
+def test_proxy_faults_are_typed(shared, mode):
+    proxy = FaultProxy(shared.server.base_url, mode).start()
     try:
-        client = CompletionsClient(proxy.url, served.model_name, timeout_s=60, extensions=greedy_extensions(3))
+        client = CompletionsClient(proxy.url, shared.model_name, timeout_s=60, extensions=greedy_extensions(3))
         call = client.complete if mode == "malformed-json" else client.stream
         with pytest.raises(ServerFailure) as err:
             call(PROMPT, 3)
         assert err.value.kind == mode
-        assert FaultProxy(served.server.base_url, "pass").mangle([b"x"]) == [b"x"]
+        assert FaultProxy(shared.server.base_url, "pass").mangle([b"x"]) == [b"x"]
     finally:
         proxy.stop()
 
