@@ -4,7 +4,7 @@ Prints TTFT (to the first non-empty streamed delta), inter-token latency, p50/p9
 tokens/s at 1, 4 and 16 concurrent streaming clients, and writes them as JSON. Load goes only to the
 server this script starts; every level is bounded in requests per client and in time.
 
-    python scripts/bench_serve.py --model gpt2 [--levels 1,4,16] [--out results/serve/bench-serve.json]
+    python scripts/bench_serve.py --model gpt2 [--levels 1,4,16] [--out results/serve/serving-load.json]
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per level (clients stop after it)")
     ap.add_argument("--continuous-batching", action="store_true")
-    ap.add_argument("--out", default="results/serve/bench-serve.json")
+    ap.add_argument("--out", default="results/serve/serving-load.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
