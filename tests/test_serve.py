@@ -151,9 +151,10 @@ _init, _prompts, _text = sb.ServeSession.__init__, sb.ServeSession.prompts, sb.S
 
 def init(self, server, *a, **k):
     _init(self, server, *a, **k)
-    if self.spec.id == os.environ.get("PLANT_DROP_LAST"):  # a proxy that asks for one token fewer
-        self.proxy = FaultProxy(server.base_url, "drop-last-token").start()
-        self.client.http = httpx.Client(base_url=self.proxy.url, timeout=120)
+    for var, mode in (("PLANT_DROP_LAST", "drop-last-token"), ("PLANT_STREAM_DROP", "drop-last-delta")):
+        if self.spec.id == os.environ.get(var):  # a proxy: one token fewer asked / the stream's last delta lost
+            self.proxy = FaultProxy(server.base_url, mode).start()
+            self.client.http = httpx.Client(base_url=self.proxy.url, timeout=120)
 
 def prompts(self, inputs):
     out = _prompts(self, inputs)
@@ -169,11 +170,11 @@ sb.ServeSession.__init__, sb.ServeSession.prompts, sb.ServeSession.generate_text
 """
 
 
-def _run(pytester, zoo_cache, models: str, **plant: str):
+def _run(pytester, zoo_cache, models: str, *args: str, **plant: str):
     for key, value in plant.items():
         pytester._monkeypatch.setenv(key, value)
     pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--backend=serve",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), *args, "--backend=serve",
                                  f"--models={models}", "-n", "0", plant=PLANTED)
     pids = {r["evidence"].get("server_pid") for r in records} - {None}
     assert pids and all(_gone(p, 5) for p in pids), f"server processes left after the run: {pids}"
@@ -182,9 +183,12 @@ def _run(pytester, zoo_cache, models: str, **plant: str):
 
 def test_planted_serving_defects_fail_greedy(pytester, zoo_cache):
     """A proxy dropping the last token (gpt2), a truncated prompt (llama): what the user gets changes,
-    and the greedy check fails; the same run's other models are unaffected by the plants."""
-    result, got, _ = _run(pytester, zoo_cache, "gpt2,llama", PLANT_DROP_LAST="gpt2", PLANT_TRUNCATE="llama")
-    assert got == {"generate_greedy[gpt2]": "failed", "generate_greedy[llama]": "failed"}, got
+    and the greedy check fails. llama's stream also loses its last delta (a proxy): the stream check
+    fails there, and passes for gpt2, whose plain and streamed answers are short alike."""
+    result, got, _ = _run(pytester, zoo_cache, "gpt2,llama", str(SUITES / "test_serving.py"), "-k", "greedy or stream",
+                          PLANT_DROP_LAST="gpt2", PLANT_TRUNCATE="llama", PLANT_STREAM_DROP="llama")
+    assert got == {"generate_greedy[gpt2]": "failed", "generate_greedy[llama]": "failed",
+                   "stream_equals_text[gpt2]": "passed", "stream_equals_text[llama]": "failed"}, got
     assert result.ret != 0
 
 

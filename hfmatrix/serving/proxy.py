@@ -2,7 +2,8 @@
 
 It produces what a server under test cannot be made to produce on demand, and the planted defects
 of the self-tests: ``malformed-json`` (the answer's body cut in half), ``truncated-stream`` (the SSE
-stream closed before its finish chunk), ``drop-last-token`` (the request asks for one token fewer:
+stream closed before its finish chunk), ``drop-last-delta`` (a stream that loses its last text delta
+but ends normally), ``drop-last-token`` (the request asks for one token fewer:
 the user gets an answer short of its last token), ``pass`` (forward unchanged).
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-MODES = ("pass", "malformed-json", "truncated-stream", "drop-last-token")
+MODES = ("pass", "malformed-json", "truncated-stream", "drop-last-token", "drop-last-delta")
 
 
 def _rewrite(body: bytes, mode: str) -> bytes:
@@ -70,6 +71,10 @@ class FaultProxy:
         if self.mode == "truncated-stream" and len(parts) > 1:
             events = [p for p in parts if p.startswith(b"data:")]
             return [e + b"\n" for e in events[:-1]]  # every event but the one with finish_reason
+        if self.mode == "drop-last-delta" and len(parts) > 1:
+            texts = [i for i, p in enumerate(parts) if p.startswith(b"data:") and b'"text":""' not in p
+                     and b'"text"' in p and b"finish_reason" not in p]
+            return [p for i, p in enumerate(parts) if not texts or i != texts[-1]]
         return parts
 
     def start(self) -> "FaultProxy":
