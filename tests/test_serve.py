@@ -204,3 +204,18 @@ def test_killed_server_fails_typed_and_the_run_goes_on(pytester, zoo_cache):
     assert got == {"generate_greedy[gpt2]": "failed", "generate_greedy[llama]": "passed"}, got
     killed = next(r for r in records if r["model"] == "gpt2")
     assert "[serve:died]" in killed["message"] and "server log tail" in killed["message"]
+
+
+def test_existing_deployment_endpoint(pytester, zoo_cache, shared):
+    """--hfm-endpoint: the checks go to a server hfmatrix did not start (here: one this test started),
+    parity against the local reference of the same folder; the API key is sent, never recorded, and
+    the deployment is left running."""
+    pytester._monkeypatch.setenv("HFMATRIX_SERVE_API_KEY", "sk-hfm-never-logged")
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--backend=serve",
+                                 "--models=gpt2", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
+                                 f"--hfm-served-model={shared.model_name}")
+    assert outcomes(records) == {"generate_greedy[gpt2]": "passed"}, result.stdout.str()[-2000:]
+    assert records[0]["evidence"]["existing_deployment"] is True
+    assert shared.server.alive(), "hfmatrix stopped a deployment it did not start"
+    written = "".join(p.read_text(errors="replace") for p in pytester.path.rglob("*") if p.is_file() and p.suffix != ".py")
+    assert "sk-hfm-never-logged" not in written

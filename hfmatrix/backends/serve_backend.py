@@ -27,6 +27,16 @@ REQUEST_TIMEOUT_S = float(os.environ.get("HFMATRIX_SERVE_REQUEST_TIMEOUT", "120"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def endpoint() -> dict[str, str] | None:
+    """--hfm-endpoint (the plugin puts it in the environment, so xdist workers see it): an existing
+    deployment to test instead of a server hfmatrix starts."""
+    url = os.environ.get("HFMATRIX_SERVE_ENDPOINT", "")
+    if not url:
+        return None
+    return {"url": url, "model": os.environ.get("HFMATRIX_SERVE_MODEL", ""),
+            "key_env": os.environ.get("HFMATRIX_SERVE_API_KEY_ENV", "HFMATRIX_SERVE_API_KEY")}
+
+
 def log_dir() -> Path:
     return Path(os.environ.get("HFMATRIX_SERVE_LOGS", "results/serve/servers")).resolve()
 
@@ -50,6 +60,7 @@ class ServeSession:
         self.model_name, self.model_dir = model_name, Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.client = CompletionsClient(server.base_url, model_name, timeout_s=REQUEST_TIMEOUT_S,
+                                        api_key=options.get("api_key"),
                                         log_tail=lambda: (server.tail(), str(server.log_path)))
         self.last: dict[str, Any] = {}
 
@@ -76,8 +87,9 @@ class ServeSession:
         return out
 
     def request_fields(self, max_new_tokens: int) -> dict[str, Any]:
-        """The body fields every greedy request of this session carries (beyond prompt / max_tokens)."""
-        return greedy_extensions(max_new_tokens)
+        """The body fields every greedy request of this session carries (beyond prompt / max_tokens):
+        transformers serve's generation_config; an existing deployment gets the plain OpenAI fields only."""
+        return {} if self.options.get("existing") else greedy_extensions(max_new_tokens)
 
     def _request(self, inputs: Arrays, max_new_tokens: int, stream: bool) -> list[str]:
         texts = []
@@ -101,7 +113,8 @@ class ServeSession:
         from ..zoo.materialize import dist_versions
         return {**self.server.evidence(), "server_alive": self.server.alive(), "served_model": self.model_name,
                 "server_version": dist_versions("transformers")["transformers"], "device": "cpu",
-                "dtype": self.options.get("dtype", "float32"), **self.last}
+                "dtype": self.options.get("dtype", "unknown (existing deployment)" if self.options.get("existing") else "float32"),
+                **self.last}
 
     def close(self) -> None:
         self.client.close()
@@ -135,6 +148,11 @@ class ServeBackend:
         if trust_remote_code:
             raise Unsupported("the server is never started with --trust-remote-code")
         from ..serving import process
+        if endpoint() is not None:
+            if continuous_batching or dtype or extra_args:
+                raise Unsupported("an existing deployment (--hfm-endpoint) runs as its owner started it: "
+                                  "hfmatrix cannot start it again with other server options")
+            return self._existing(model_dir, spec, target, endpoint())
         dtype = dtype or DTYPES[target.precision]
         port = process.free_port()
         cmd = process.serve_command(Path(model_dir), port, dtype=dtype, continuous_batching=continuous_batching,
@@ -148,6 +166,14 @@ class ServeBackend:
         except BaseException:
             server.stop()
             raise
+
+    def _existing(self, model_dir: Path, spec, target: Target, ep: dict[str, str]) -> ServeSession:
+        """The same checks against a deployment someone else runs, on the local folder's tokenizer and
+        reference (--models names the same weights the deployment serves)."""
+        from ..serving.process import ExistingServer
+        server = ExistingServer(ep["url"])
+        options = {"existing": True, "api_key": os.environ.get(ep["key_env"]) or None}
+        return ServeSession(server, ep["model"] or str(model_dir), Path(model_dir), spec, target, options)
 
     def versions(self) -> dict[str, str]:
         from ..zoo.materialize import dist_versions

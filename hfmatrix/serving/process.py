@@ -142,6 +142,35 @@ def start(cmd: list[str], port: int, log_path: Path, deadline_s: float, env: dic
     return server
 
 
+class ExistingServer:
+    """A deployment someone else runs (--hfm-endpoint): never started, stopped or killed by hfmatrix; its
+    log is not ours. The API key is sent in a header and never written anywhere."""
+
+    pid = None
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.health: Any = None
+        self.log_path = Path("(the deployment's own log)")
+        try:
+            r = httpx.get(self.base_url + "/health", timeout=10)
+            self.health = {"status_code": r.status_code, "body": r.text[:200]}
+        except httpx.HTTPError as exc:
+            raise ServerFailure("died", f"{self.base_url}/health: {type(exc).__name__}: {exc}") from None
+
+    def tail(self, lines: int = 25) -> str:
+        return "(an existing deployment: its log is not available to hfmatrix)"
+
+    def alive(self) -> bool:
+        return True
+
+    def stop(self, grace_s: float = 0.0) -> None:  # not ours to stop
+        return None
+
+    def evidence(self) -> dict[str, Any]:
+        return {"server_url": self.base_url, "server_health": self.health, "existing_deployment": True}
+
+
 @atexit.register
 def _stop_all() -> None:
     for server in list(_LIVE.values()):
