@@ -29,7 +29,7 @@ nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
 # then the report. Accelerator sessions skip as a whole (hardware-absent) where the hardware is missing.
 nox.options.sessions = ["cpu", "openvino", "onnxruntime", "qnn", "wasm", "webgpu", "webnn",
-                        "cuda", "rocm", "mps", "zoo", "distributed", "report"]
+                        "cuda", "rocm", "mps", "zoo", "distributed", "serve", "report"]
 
 # Where each tagged session runs in CI; the workflow reads these through `nox --list --json`.
 RUNNERS = {
@@ -346,6 +346,26 @@ def _distributed(session: nox.Session, device: str) -> None:
         session.run("python", "-m", "pytest", "tests/test_distributed.py", "--results-dir=none",
                     f"--junitxml={RESULTS / 'distributedtests' / 'junit.xml'}", *session.posargs,
                     env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+# Serving: a real `transformers serve` process per model on 127.0.0.1 (hfmatrix/backends/serve_backend.py),
+# the greedy and serving checks through HTTP, then its own fault / planted-defect tests. CI runs a small
+# model set (HFMATRIX_SERVE_MODELS); `nox -s serve` the whole generative zoo.
+SERVE_SUITES = ("suites/test_generate.py", "suites/test_serving.py", "suites/test_negative.py")
+
+
+@nox.session(python=PYTHON, tags=["hosted", "backend"])
+def serve(session: nox.Session) -> None:
+    """The generative zoo as served by `transformers serve` (OpenAI-compatible HTTP) vs the CPU reference."""
+    models = os.environ.get("HFMATRIX_SERVE_MODELS", "gpt2,llama,mixtral,mamba,t5,whisper,llava")
+    os.environ["HFMATRIX_SERVE_LOGS"] = str(RESULTS / "serve" / "servers")
+    run_suites(session, env="serve", backend="serve", precisions="fp32", paths=SERVE_SUITES,
+               extra=(f"--models={models}",))
+    out = RESULTS / "servetests"
+    out.mkdir(parents=True, exist_ok=True)
+    session.run("python", "-m", "pytest", "tests/test_serve.py", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+                "--results-dir=none", f"--junitxml={out / 'junit.xml'}",
+                env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 # `nox -s baseline` records baselines/<fingerprint>/<backend>-<device>-<precision>.json for one env

@@ -40,7 +40,9 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore
 
 CATALOGUE = Path(__file__).with_name("negative_cases.toml")
-STAGES = ("load", "run", "inputs", "subprocess")
+STAGES = ("load", "run", "inputs", "subprocess", "request")
+#: backends that take the `request` stage (bad HTTP requests to a served model) and only that stage
+REQUEST_BACKENDS = ("serve",)
 WEIGHTS = "model.safetensors"
 
 
@@ -610,6 +612,7 @@ MUTATIONS: dict[str, dict[str, Callable]] = {
             "drop_input": i_drop_input, "extra_input": i_extra_input},
     "inputs": {"text": r_text, "example_from_folder": r_example},
     "subprocess": {"memory_limit": None},
+    "request": dict.fromkeys(("prompt_too_long", "unknown_model", "max_tokens", "raw_body")),  # serving/bad_requests.py
 }
 
 

@@ -60,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
                 help="run the code a model folder ships (auto_map) for these model ids only; repeatable, "
                      "also $HFMATRIX_TRUST_REMOTE_CODE; no wildcard")
+    g.addoption("--hfm-endpoint", default="", help="serve backend: test this existing OpenAI-compatible server "
+                "(URL) instead of starting one; --models names the same weights for the reference")
+    g.addoption("--hfm-served-model", default="", help="serve backend: the model name the endpoint serves")
+    g.addoption("--hfm-api-key-env", default="HFMATRIX_SERVE_API_KEY",
+                help="serve backend: the environment variable holding the endpoint's API key (never logged)")
     g.addoption("--hard-timeout", type=float, default=None,
                 help="seconds before a test stuck in native code is killed by the faulthandler watchdog "
                      "(default 2 x --timeout + 10; 0 disables); xdist then replaces the worker")
@@ -75,6 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
                             "the case: provider(case) yields pytest.param values for argname (none = not applicable)")
     _LOAD_POLICY.update(allow_pickle=bool(config.getoption("--allow-pickle")),
                         trusted=safeload.trusted_models(config.getoption("--trust-remote-code")))
+    if config.getoption("--hfm-endpoint"):  # the environment reaches xdist workers; the key stays in its own variable
+        os.environ.update(HFMATRIX_SERVE_ENDPOINT=config.getoption("--hfm-endpoint"),
+                          HFMATRIX_SERVE_MODEL=config.getoption("--hfm-served-model"),
+                          HFMATRIX_SERVE_API_KEY_ENV=config.getoption("--hfm-api-key-env"))
     if config.getoption("--zoo-cache"):
         os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)

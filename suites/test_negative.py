@@ -26,6 +26,8 @@ def _applicable(case):
         if not neg.applies(case.spec):
             continue
         t = case.target
+        if (neg.stage == "request") != (t.backend in negative.REQUEST_BACKENDS):
+            continue  # bad HTTP requests go to served models; a served model gets only those
         marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
         marks += known_bug_marks(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.effective)
         yield pytest.param(neg, id=neg.id, marks=marks)
@@ -54,6 +56,9 @@ def test_negative(case, neg, model_dir, tmp_path, intact_session, measure):
             fresh.close()
     elif neg.stage == "inputs":
         outcome = negative.run_raw_case(neg, case.spec, model_dir, tmp_path)
+    elif neg.stage == "request":
+        from hfmatrix.serving.bad_requests import run_request_case
+        outcome = run_request_case(neg, case.spec, model_dir, intact_session)
     else:
         timeout = float(neg.args.get("timeout", DEFAULT_TIMEOUT)) - 30
         outcome = negative.run_subprocess_case(neg, case, model_dir, timeout=timeout)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Availability, Backend, Session, Target
+from .base import Availability, Backend, Session, Target, TextGenerator
 
 # name -> "module:attribute"; a new backend adds one line here.
 REGISTRY: dict[str, str] = {
@@ -13,6 +13,7 @@ REGISTRY: dict[str, str] = {
     "openvino": "hfmatrix.backends.openvino_backend:OpenVINOBackend",
     "web": "hfmatrix.backends.web_backend:WebBackend",
     "distributed": "hfmatrix.backends.distributed_backend:DistributedBackend",
+    "serve": "hfmatrix.backends.serve_backend:ServeBackend",
 }
 
 _instances: dict[str, Backend] = {}
@@ -27,4 +28,4 @@ def get(name: str) -> Backend:
     return _instances[name]
 
 
-__all__ = ["Availability", "Backend", "Session", "Target", "REGISTRY", "get"]
+__all__ = ["Availability", "Backend", "Session", "Target", "TextGenerator", "REGISTRY", "get"]

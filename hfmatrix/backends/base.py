@@ -73,6 +73,20 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class TextGenerator(Protocol):
+    """A session that answers with text only (an OpenAI-compatible server): checks compare its text
+    with the reference's greedy ids decoded by the same tokenizer (zoo.inputs.decode_new)."""
+
+    def generate_text(self, inputs: Arrays, max_new_tokens: int) -> list[str]:
+        """The new text of each prompt row, greedy, exactly max_new_tokens tokens."""
+        ...
+
+    def stream_text(self, inputs: Arrays, max_new_tokens: int) -> list[str]:
+        """The same request streamed: the concatenated deltas of each row."""
+        ...
+
+
 class Backend(Protocol):
     name: str
     #: precisions this backend knows, first is the default

@@ -89,6 +89,19 @@ def generation_inputs(spec: ModelSpec, model_dir: Path | str) -> Arrays:
     raise ValueError(f"{spec.id}: task {spec.task!r} has no generation inputs")
 
 
+def decode_new(spec: ModelSpec, model_dir: Path | str, inputs: Arrays, ids: np.ndarray) -> list[str]:
+    """The new text of each row of greedy ``ids`` (a Session.generate result), decoded by the
+    folder's tokenizer as a server decodes what it generated (skip_special_tokens)."""
+    model_dir = Path(model_dir)
+    kind = _kind(spec, model_dir)
+    if kind not in ("text", "seq2seq"):
+        raise ValueError(f"{spec.id}: no text decoding for {kind} generation")
+    # decoders return prompt + new; seq2seq returns the decoder start token + new
+    skip = inputs["input_ids"].shape[1] if kind == "text" else 1
+    tok = _tokenizer(model_dir)
+    return [tok.decode([int(t) for t in row[skip:]], skip_special_tokens=True) for row in np.asarray(ids)]
+
+
 def max_positions(spec: ModelSpec, model_dir: Path | str) -> int | None:
     """The config value named by spec.max_positions_key (dotted keys walk sub-configs)."""
     if not spec.max_positions_key:

@@ -1,0 +1,103 @@
+"""Checks only a served model has: streaming, concurrent clients, logprobs (the serve backend;
+greedy text parity is test_generate's)."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from hfmatrix.backends.base import TextGenerator
+from hfmatrix.plugin import load_session
+from hfmatrix.skips import Unsupported
+from hfmatrix.zoo.inputs import generation_inputs
+
+CLIENTS = 4  # concurrent clients: enough to overlap requests on 2 cores, few enough for CI
+
+
+def _text_session(session) -> TextGenerator:
+    if not isinstance(session, TextGenerator):
+        raise Unsupported(f"{type(session).__name__} is not a text API (no generate_text / stream_text)")
+    return session
+
+
+def _concurrent(session, inputs, n: int) -> list[list[str]]:
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return list(pool.map(lambda _: session.generate_text(inputs, n), range(CLIENTS)))
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_stream_equals_text(case, model_dir, backend_session, measure):
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    plain, streamed = session.generate_text(inputs, n), session.stream_text(inputs, n)
+    measure(plain_text=plain, streamed_text=streamed, evidence=session.evidence())
+    assert plain[0], "the non-streamed answer is empty: nothing to compare the stream with"
+    assert streamed == plain, f"streamed {streamed!r} != non-streamed {plain!r}"
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_concurrent_equals_serial(case, model_dir, backend_session, measure):
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    serial = [session.generate_text(inputs, n) for _ in range(2)]
+    together = _concurrent(session, inputs, n)
+    measure(serial_text=serial, concurrent_text=together, clients=CLIENTS)
+    assert serial[0][0], "the serial answer is empty: nothing to compare"
+    assert all(s == serial[0] for s in serial), f"serial answers differ: {serial!r}"
+    assert all(t == serial[0] for t in together), f"{CLIENTS} concurrent answers {together!r} != serial {serial[0]!r}"
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_concurrent_equals_serial_continuous_batching(case, model_dir, backend_session, measure):
+    """A second server of the same folder with --continuous-batching: its concurrent answers equal the
+    plain server's serial answer (which test_generate ties to the reference)."""
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    serial = session.generate_text(inputs, n)
+    batched = load_session(case, model_dir, fresh=True, continuous_batching=True)
+    try:
+        together = _concurrent(batched, inputs, n)
+        measure(serial_text=serial, concurrent_text=together, clients=CLIENTS, evidence=batched.evidence())
+    finally:
+        batched.close()
+    assert serial[0], "the serial answer is empty: nothing to compare"
+    assert all(t == serial for t in together), f"continuous batching: {together!r} != serial {serial!r}"
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_logprobs(case, model_dir, backend_session, measure):
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    prompt = session.prompts(inputs)[0]
+    answer = session.client.complete(prompt, 1, logprobs=1)
+    got = answer.raw["choices"][0].get("logprobs")
+    measure(logprobs=got)
+    if got is None:  # decided from the response's structure: the field the request asked for is absent
+        raise Unsupported("the server answered a logprobs=1 request without logprobs (transformers serve "
+                          "lists the field as unsupported and ignores it); no logprob parity possible")
+    raise Unsupported("the server returned logprobs, but their parity against the reference is not implemented")
+
+
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_serving_load(case, model_dir, backend_session, measure):
+    """Streaming clients at 1 and CLIENTS concurrency (bounded: 2 requests each, 60 s a level): TTFT,
+    inter-token latency, p50/p99 latency and tokens/s go into the record (scripts/bench_serve.py runs
+    the 1/4/16 table); every answer must equal the serial greedy answer."""
+    from hfmatrix.serving.load import level
+    session = _text_session(backend_session)
+    inputs = generation_inputs(case.spec, model_dir)
+    n = int(case.spec.generate.get("max_new_tokens", 5))
+    serial = session.generate_text(inputs, n)[0]
+    prompt, fields = session.prompts(inputs)[0], session.request_fields(n)
+    levels = [level(session.client, prompt, n, c, 2, 60.0, **fields) for c in (1, CLIENTS)]
+    measure(serving_load=levels, evidence=session.evidence())
+    assert serial, "the serial answer is empty: nothing to compare"
+    assert all(lv["texts"] == [serial] for lv in levels), f"answers under load {[lv['texts'] for lv in levels]} != {serial!r}"
