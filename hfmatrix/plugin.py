@@ -523,6 +523,12 @@ class Recorder:
             session.exitstatus = 1
         # collected but never run (xdist gave up after --max-worker-restart, -x, ...): not a complete matrix
         not_run = st.isolation.not_run(session, st.recorded) if st.isolation is not None else []
+        if not st.folded and not session.config.getoption("collectonly"):  # under xdist only workers collected
+            try:
+                for spec in st.specs().values():
+                    st.case_targets(spec)
+            except Exception:  # noqa: BLE001 - the meta must still be written
+                pass
         st.write_meta(complete=not not_run, exitstatus=int(session.exitstatus), not_run=not_run)
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:

@@ -117,6 +117,15 @@ def _compiled(request):
     return request.get_compiled_model()  # an InferRequest (stateful decoders, seq2seq parts)
 
 
+def stateful_parts(model) -> set[str]:
+    """Names (as compiled_models names them) of the parts whose own InferRequest keeps state (a KV cache,
+    Mamba's conv/SSM state), asked of the requests the OVModel already holds: a new request would allocate."""
+    ov = _ov()
+    parts = {"model": getattr(model, "request", None),
+             **{name: getattr(part, "request", None) for name, part in getattr(model, "components", {}).items()}}
+    return {name for name, r in parts.items() if isinstance(r, ov.InferRequest) and r.query_state()}
+
+
 def compiled_models(model) -> dict[str, Any]:
     """name -> CompiledModel for every compiled model an OVModel holds (top level and components)."""
     found = {}
@@ -198,7 +207,8 @@ class OVSession(OptimumSession):
         are reported as such (a verdict cannot be keyed by one of them)."""
         inference = {_prop(c, "INFERENCE_PRECISION_HINT") for c in self.compiled.values()}
         # KV_CACHE_PRECISION reads back on every compiled model; it only computes in one that keeps state
-        kv = {_prop(c, "KV_CACHE_PRECISION") for c in self.compiled.values() if c.create_infer_request().query_state()}
+        stateful = stateful_parts(self.model)
+        kv = {_prop(c, "KV_CACHE_PRECISION") for name, c in self.compiled.items() if name in stateful}
         if len(inference) != 1 or len(kv) > 1:
             return f"mixed:inference={sorted(inference)},kv_cache={sorted(kv)}"
         return eff.name(inference.pop(), kv.pop() if kv else None)
