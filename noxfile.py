@@ -82,6 +82,13 @@ def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
     return () if rerun_one(session) else paths
 
 
+def _own_tmp(session: nox.Session) -> str:
+    """pytest's temp root in this session's own folder: by default every run shares
+    /tmp/pytest-of-<user>/ and prunes it to its last 3 runs, so another session (or a second nox)
+    running on the machine deleted a running session's temp dirs (876 setup errors in one run)."""
+    return f"--basetemp={Path(session.create_tmp()) / 'pytest'}"
+
+
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
                name: str | None = None, require: str | None = None) -> None:
@@ -99,7 +106,7 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                 *(("--require", require) if require else ()), env={"COVERAGE_FILE": str(out / ".coverage")})
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
-        "python", "-m", "coverage", "run", "-m", "pytest", *selected(session, paths),
+        "python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), *selected(session, paths),
         f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
         f"--session-name={name}", f"--results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
@@ -209,7 +216,7 @@ def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) 
     _install(session, env)
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", "tests/test_backends_export.py", "tests/test_localize_export.py",
+    session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_backends_export.py", "tests/test_localize_export.py",
                 "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -294,7 +301,7 @@ def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
         return
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", "tests/test_web.py", "--results-dir=none",
+    session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_web.py", "--results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs)
 
 
@@ -317,7 +324,7 @@ def tests(session: nox.Session) -> None:
         stale.unlink()
     # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept); their
     # coverage (pytester subprocesses too: [tool.coverage.run] patch) joins every session's in the report
-    session.run("python", "-m", "coverage", "run", "-m", "pytest", "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+    session.run("python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COVERAGE_FILE": str(out / ".coverage")})
 
@@ -343,7 +350,7 @@ def _distributed(session: nox.Session, device: str) -> None:
     run_suites(session, env="distributed", backend="distributed", device=device, precisions="fp32",
                paths=("suites/test_distributed.py",), extra=("-n", "1", f"--models={models}"))
     if device == "cpu":  # the launcher's fault handling and the planted sharding defects, same env
-        session.run("python", "-m", "pytest", "tests/test_distributed.py", "--results-dir=none",
+        session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_distributed.py", "--results-dir=none",
                     f"--junitxml={RESULTS / 'distributedtests' / 'junit.xml'}", *session.posargs,
                     env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
@@ -363,7 +370,7 @@ def serve(session: nox.Session) -> None:
                extra=(f"--models={models}",))
     out = RESULTS / "servetests"
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", "tests/test_serve.py", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
+    session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_serve.py", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
                 "--results-dir=none", f"--junitxml={out / 'junit.xml'}",
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
@@ -424,7 +431,7 @@ def zoo(session: nox.Session) -> None:
     out = RESULTS / session.name
     out.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", *selected(session, ("suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
+        "python", "-m", "pytest", _own_tmp(session), *selected(session, ("suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
         "-n", os.environ.get("HFMATRIX_WORKERS", "2"), "--dist=loadgroup",
         f"--timeout={os.environ.get('HFMATRIX_AUTOZOO_TIMEOUT', '150')}",
         f"--session-name={session.name}", f"--results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",
@@ -443,7 +450,7 @@ def pythons(session: nox.Session) -> None:
     The ML stacks run on 3.11 alone: the only CPU torch 2.13.0 wheel here is cp311. With pyenv,
     `PYENV_VERSION=3.10.13:3.11.7:3.12.1:3.13.0 nox -s pythons` puts them on PATH."""
     _install(session, "pythons")
-    session.run("python", "-m", "pytest", *PYTHONS_TESTS, "-n", "0", "--results-dir=none", *session.posargs,
+    session.run("python", "-m", "pytest", _own_tmp(session), *PYTHONS_TESTS, "-n", "0", "--results-dir=none", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
