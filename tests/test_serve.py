@@ -151,8 +151,10 @@ _init, _prompts, _text = sb.ServeSession.__init__, sb.ServeSession.prompts, sb.S
 
 def init(self, server, *a, **k):
     _init(self, server, *a, **k)
-    for var, mode in (("PLANT_DROP_LAST", "drop-last-token"), ("PLANT_STREAM_DROP", "drop-last-delta")):
-        if self.spec.id == os.environ.get(var):  # a proxy: one token fewer asked / the stream's last delta lost
+    # a proxy: one token fewer asked / the stream's last delta lost / every request SLOW_S late
+    for var, mode in (("PLANT_DROP_LAST", "drop-last-token"), ("PLANT_STREAM_DROP", "drop-last-delta"),
+                      ("PLANT_SLOW", "slow")):
+        if self.spec.id == os.environ.get(var):
             self.proxy = FaultProxy(server.base_url, mode).start()
             self.client.http = httpx.Client(base_url=self.proxy.url, timeout=120)
 
@@ -219,3 +221,29 @@ def test_existing_deployment_endpoint(pytester, zoo_cache, shared):
     assert shared.server.alive(), "hfmatrix stopped a deployment it did not start"
     written = "".join(p.read_text(errors="replace") for p in pytester.path.rglob("*") if p.is_file() and p.suffix != ".py")
     assert "sk-hfm-never-logged" not in written
+
+
+def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shared, tmp_path):
+    """A baseline recorded here (the shared server, the suite's own prompt and measurement), then the
+    suite's gate against a server behind a proxy that holds every request SLOW_S: a regression, and a
+    failure whose measured slowdown is the planted one. --perf-max-load=0: a busy CI machine must not
+    turn the verdict into 'not judged'."""
+    from hfmatrix.perf.baselines import fingerprint, record
+    from hfmatrix.plugin import Case
+    from hfmatrix.serving.perf import measured
+    from hfmatrix.serving.proxy import SLOW_S
+    from hfmatrix.zoo.inputs import generation_inputs
+    spec, folder = gpt2
+    n = int(spec.generate.get("max_new_tokens", 5))
+    prompt = shared.prompts(generation_inputs(spec, folder))[0]
+    m, _ = measured(Case(spec, TARGET), shared, prompt, n, shared.request_fields(n))
+    record([m.entry], tmp_path / "baselines", fingerprint())
+    pytester._monkeypatch.setenv("PLANT_SLOW", "gpt2")
+    pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "serving_vs_baseline",
+                                 "--backend=serve", "--models=gpt2", "-n", "0", f"--perf-baselines={tmp_path / 'baselines'}",
+                                 "--perf-max-load=0", plant=PLANTED)
+    assert outcomes(records) == {"serving_vs_baseline[gpt2]": "failed"}, result.stdout.str()[-2000:]
+    got = records[0]["measures"]
+    assert got["verdict"] == "regression" and "slower than baseline" in records[0]["message"]
+    assert got["latency_c1_p50_ms"] - got["latency_c1_baseline_p50_ms"] >= 0.8 * SLOW_S * 1e3, got

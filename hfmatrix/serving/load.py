@@ -46,6 +46,8 @@ def level(client, prompt: str, max_tokens: int, clients: int, requests_per_clien
         "itl_p50_s": _pct(itl, 50), "itl_p99_s": _pct(itl, 99),
         "latency_p50_s": _pct(latency, 50), "latency_p99_s": _pct(latency, 99),
         "texts": sorted({a.text for a in answers}),
+        # raw samples (s), for the baseline gate (hfmatrix/serving/perf.py): percentiles cannot be tested
+        "latency_values": latency, "ttft_values": ttft,
     }
 
 
