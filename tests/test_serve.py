@@ -247,3 +247,38 @@ def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shar
     got = records[0]["measures"]
     assert got["verdict"] == "regression" and "slower than baseline" in records[0]["message"]
     assert got["latency_c1_p50_ms"] - got["latency_c1_baseline_p50_ms"] >= 0.8 * SLOW_S * 1e3, got
+
+
+def test_endpoint_without_models_runs_the_model_free_checks(pytester, zoo_cache, shared):
+    """--hfm-endpoint without --models against a real server this test started: the model-free checks
+    run and pass, the per-model parity check skips as dependency-missing, and the report says both."""
+    from hfmatrix.report import markdown, merge
+    pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), str(SUITES / "test_generate.py"),
+                                 "--backend=serve", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
+                                 f"--hfm-served-model={shared.model_name}")
+    got = {r["nodeid"].split("::")[-1]: (r["outcome"], r.get("skip_kind")) for r in records}
+    free = {r["nodeid"].split("::")[-1]: (r["outcome"], None) for r in records if r["check"] != "generate_greedy"}  # nodeids: no path (outside rootdir)
+    assert free and all(o == "passed" for o, _ in free.values()), (got, result.stdout.str()[-2000:])
+    assert {"test_health", "test_stream_equals_text", "test_concurrent_equals_serial", "test_endpoint_checks",
+            "test_bad_request_refused[request-invalid-json]", "test_bad_request_refused[request-unknown-model]"} <= set(free)
+    assert got["test_generate_greedy[no-applicable-model]"] == ("skipped", "dependency-missing"), got
+    summary = next(r for r in records if r["check"] == "endpoint_checks")["measures"]["endpoint_checks"]
+    assert {"health", "stream_equals_text", "concurrent_equals_serial", "bad_request_refused"} <= set(summary["ran"])
+    md = markdown.render(merge.merge(pytester.path / "results"))
+    assert "ran bad_request_refused, concurrent_equals_serial" in md and "parity checks need --models" in md
+
+
+def test_endpoint_stream_check_bites(pytester, zoo_cache, shared):
+    """The model-free stream check against a deployment whose stream loses its last delta (a proxy in
+    front of the real server; the non-streamed answer is intact): it fails."""
+    proxy = FaultProxy(shared.server.base_url, "drop-last-delta").start()
+    try:
+        pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
+        _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), "-k", "stream_equals_text",
+                                "--backend=serve", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                f"--hfm-served-model={shared.model_name}")
+    finally:
+        proxy.stop()
+    (rec,) = records
+    assert rec["outcome"] == "failed" and "!= non-streamed" in rec["message"], rec["message"][-500:]
