@@ -18,6 +18,9 @@ CLIENTS = 4  # concurrent clients: enough to overlap requests on 2 cores, few en
 def _text_session(session) -> TextGenerator:
     if not isinstance(session, TextGenerator):
         raise Unsupported(f"{type(session).__name__} is not a text API (no generate_text / stream_text)")
+    if getattr(session, "audio_only", False):
+        raise Unsupported(f"{session.spec.id} is served for /v1/audio/transcriptions only: its prompt is audio, "
+                          "not text (test_transcription checks it)")
     return session
 
 
@@ -139,3 +142,33 @@ def test_serving_vs_baseline(request, case, model_dir, backend_session, perf_con
     finally:
         _MEASURED.pop(case.id, None)
     judge(request, m.entry["name"], cmp, fp, perf_config, measure)
+
+
+@pytest.mark.hfm_needs("audio")
+@pytest.mark.hfm_backends("serve")
+def test_transcription(case, model_dir, backend_session, reference_session, measure):
+    """/v1/audio/transcriptions: the served text equals the reference's greedy decode of the same audio
+    (the same WAV bytes, decoded by soundfile on both sides; the server generates with the folder's own
+    generation config, so the reference does too, greedy)."""
+    import io
+
+    import soundfile as sf
+    import torch
+    from transformers import AutoProcessor
+
+    from hfmatrix.zoo.inputs import SAMPLE_RATE, _waveform
+    if case.spec.task != "automatic-speech-recognition":
+        raise Unsupported(f"task {case.spec.task}: /v1/audio/transcriptions serves speech-to-text generation only")
+    buf = io.BytesIO()
+    sf.write(buf, _waveform(case.spec, 0, SAMPLE_RATE), SAMPLE_RATE, format="WAV", subtype="FLOAT")  # lossless
+    audio = buf.getvalue()
+    got = backend_session.client.transcribe(audio)
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    wave, rate = sf.read(io.BytesIO(audio), dtype="float32")
+    features = processor(wave, sampling_rate=rate, return_tensors="pt")
+    with torch.inference_mode():
+        ids = reference_session.model.generate(**features, do_sample=False, num_beams=1)
+    expected = processor.batch_decode(ids, skip_special_tokens=True)[0]
+    measure(expected_ids=ids.tolist(), expected_text=expected, actual_text=got.text, evidence=backend_session.evidence())
+    assert expected, "the reference transcription is empty: nothing to compare"
+    assert got.text == expected, f"served transcription {got.text!r} != reference {expected!r}"

@@ -169,6 +169,19 @@ def generate_text(self, inputs, n):
     return _text(self, inputs, n)
 
 sb.ServeSession.__init__, sb.ServeSession.prompts, sb.ServeSession.generate_text = init, prompts, generate_text
+
+if os.environ.get("PLANT_AUDIO_HALF"):  # the upload carries only the first half of the audio (re-encoded)
+    import io
+    import soundfile as sf
+    from hfmatrix.serving.client import CompletionsClient
+    _transcribe = CompletionsClient.transcribe
+
+    def transcribe(self, audio, *a, **k):
+        wave, rate = sf.read(io.BytesIO(audio), dtype="float32")
+        buf = io.BytesIO()
+        sf.write(buf, wave[: len(wave) // 2], rate, format="WAV", subtype="FLOAT")
+        return _transcribe(self, buf.getvalue(), *a, **k)
+    CompletionsClient.transcribe = transcribe
 """
 
 
@@ -282,3 +295,24 @@ def test_endpoint_stream_check_bites(pytester, zoo_cache, shared):
         proxy.stop()
     (rec,) = records
     assert rec["outcome"] == "failed" and "!= non-streamed" in rec["message"], rec["message"][-500:]
+
+
+def test_planted_half_audio_fails_transcription(pytester, zoo_cache):
+    """whisper through /v1/audio/transcriptions, the upload cut to its first half: what the user gets
+    changes and the transcription check fails (unplanted, `nox -s serve` passes it)."""
+    pytester._monkeypatch.setenv("PLANT_AUDIO_HALF", "1")
+    pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "transcription",
+                                 "--backend=serve", "--models=whisper", "-n", "0", plant=PLANTED)
+    assert outcomes(records) == {"transcription[whisper]": "failed"}, result.stdout.str()[-2000:]
+    assert "served transcription" in records[0]["message"]
+
+
+def test_no_transcription_route_is_a_typed_skip_quoting_the_answer(shared):
+    """A server without the route (the real server, under a prefix it does not serve: 404) is an
+    unsupported-by-backend skip that quotes its status and body; decided from the status."""
+    from hfmatrix.skips import Unsupported
+    client = CompletionsClient(shared.server.base_url + "/no-audio-here", shared.model_name, timeout_s=30)
+    with pytest.raises(Unsupported) as skip:
+        client.transcribe(b"RIFF....WAVE")
+    assert "HTTP 404" in str(skip.value) and "Not Found" in str(skip.value)
