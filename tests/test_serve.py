@@ -236,11 +236,12 @@ def test_existing_deployment_endpoint(pytester, zoo_cache, shared):
     assert "sk-hfm-never-logged" not in written
 
 
-def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shared, tmp_path):
-    """A baseline recorded here (the shared server, the suite's own prompt and measurement), then the
-    suite's gate against a server behind a proxy that holds every request SLOW_S: a regression, and a
-    failure whose measured slowdown is the planted one. --perf-max-load=0: a busy CI machine must not
-    turn the verdict into 'not judged'."""
+def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shared, tmp_path, monkeypatch):
+    """A baseline recorded here (the suite's own measurement, against the shared server as a deployment),
+    then the suite's gate against the same server behind a proxy that holds every request SLOW_S: a
+    regression, and a failure whose measured slowdown is the planted one. Both sides go through
+    --hfm-endpoint (no second server start); --perf-max-load=0: a busy CI machine must not turn the
+    verdict into 'not judged'."""
     from hfmatrix.perf.baselines import fingerprint, record
     from hfmatrix.plugin import Case
     from hfmatrix.serving.perf import measured
@@ -248,14 +249,23 @@ def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shar
     from hfmatrix.zoo.inputs import generation_inputs
     spec, folder = gpt2
     n = int(spec.generate.get("max_new_tokens", 5))
-    prompt = shared.prompts(generation_inputs(spec, folder))[0]
-    m, _ = measured(Case(spec, TARGET), shared, prompt, n, shared.request_fields(n))
+    monkeypatch.setenv("HFMATRIX_SERVE_ENDPOINT", shared.server.base_url)
+    monkeypatch.setenv("HFMATRIX_SERVE_MODEL", shared.model_name)
+    deployment = ServeBackend().load(folder, spec, TARGET)
+    try:
+        prompt = deployment.prompts(generation_inputs(spec, folder))[0]
+        m, _ = measured(Case(spec, TARGET), deployment, prompt, n, deployment.request_fields(n))
+    finally:
+        deployment.close()
     record([m.entry], tmp_path / "baselines", fingerprint())
-    pytester._monkeypatch.setenv("PLANT_SLOW", "gpt2")
-    pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "serving_vs_baseline",
-                                 "--backend=serve", "--models=gpt2", "-n", "0", f"--perf-baselines={tmp_path / 'baselines'}",
-                                 "--perf-max-load=0", plant=PLANTED)
+    proxy = FaultProxy(shared.server.base_url, "slow").start()
+    try:
+        result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "serving_vs_baseline",
+                                     "--backend=serve", "--models=gpt2", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                     f"--hfm-served-model={shared.model_name}", "--perf-max-load=0",
+                                     f"--perf-baselines={tmp_path / 'baselines'}")
+    finally:
+        proxy.stop()
     assert outcomes(records) == {"serving_vs_baseline[gpt2]": "failed"}, result.stdout.str()[-2000:]
     got = records[0]["measures"]
     assert got["verdict"] == "regression" and "slower than baseline" in records[0]["message"]
