@@ -383,7 +383,11 @@ BASELINE_TARGETS = {  # env -> (backend, device, precisions), as its backend ses
     "cpu": ("torch", "cpu", "fp32"),
     "openvino": ("openvino", "cpu", "fp32,auto"),
     "onnxruntime": ("onnxruntime", "cpu", "fp32,fp16"),
+    "serve": ("serve", "cpu", "fp32"),
 }
+# serve's figures come from its load test (hfmatrix/serving/perf.py), 24 requests a level, on its model set
+BASELINE_SUITES = {"serve": ("suites/test_serving.py", "-k", "serving_load or serving_vs_baseline",
+                             f"--models={os.environ.get('HFMATRIX_SERVE_MODELS', 'gpt2,llama,mixtral,mamba')}")}
 
 
 @nox.session(python=PYTHON, tags=["perf"])
@@ -393,8 +397,9 @@ def baseline(session: nox.Session) -> None:
     if env not in BASELINE_TARGETS:
         session.error(f"HFMATRIX_BASELINE_ENV={env!r}: known {sorted(BASELINE_TARGETS)}")
     backend, device, precisions = BASELINE_TARGETS[env]
+    os.environ.setdefault("HFMATRIX_SERVE_LOAD_REQUESTS", "24")
     run_suites(session, env=env, backend=backend, device=device, precisions=precisions,
-               paths=("suites/test_perf.py",),
+               paths=BASELINE_SUITES.get(env, ("suites/test_perf.py",)),
                extra=(f"--perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
                       f"--perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '1.0')}",
                       f"--perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",

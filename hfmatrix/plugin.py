@@ -244,6 +244,13 @@ def state(config: pytest.Config) -> _State:
     return config.stash[_STATE]
 
 
+def model_free_endpoint(config: pytest.Config) -> bool:
+    """--hfm-endpoint without --models (nor $HFMATRIX_MODELS): no local weights, so no reference; only
+    suites/test_endpoint.py's model-free checks run, every per-model check skips."""
+    return bool(config.getoption("--hfm-endpoint")) and config.getoption("--models") == "default" \
+        and not os.environ.get("HFMATRIX_MODELS")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
@@ -276,13 +283,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         argname, provider = per_case.args
         params = [pytest.param(p.values[0], *sub.values, id=f"{p.id}+{sub.id}", marks=[*p.marks, *sub.marks])
                   for p in params for sub in provider(p.values[0])]
+    kind = skips.UNSUPPORTED
+    if model_free_endpoint(metafunc.config):  # no weights: no case, and the skip says what is missing
+        params, kind = [], skips.DEPENDENCY_MISSING
     if not params:
         # No applicable model in this selection: say so instead of silently collecting nothing.
         why = f"no selected model has {needs or 'a matching target'}"
+        if kind == skips.DEPENDENCY_MISSING:
+            why = ("per-model (parity) checks against --hfm-endpoint need --models: the same weights, for the "
+                   "local reference; the model-free checks are suites/test_endpoint.py's")
         if only_backends and st.backend not in only_backends:
-            why = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}"
+            why, kind = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}", skips.UNSUPPORTED
         params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
-                               marks=pytest.mark.skip(reason=f"[{skips.UNSUPPORTED}] {why}"))]
+                               marks=pytest.mark.skip(reason=f"[{kind}] {why}"))]
     metafunc.parametrize(("case", per_case.args[0]) if per_case else "case", params)
 
 

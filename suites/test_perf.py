@@ -8,14 +8,11 @@ asv's two-part rule (median ratio > factor AND Mann-Whitney p < alpha) on the ra
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
-from hfmatrix import skips
-from hfmatrix.perf import gate
 from hfmatrix.perf.baselines import fingerprint
-from hfmatrix.perf.plugin import PROP_COMPARISON, PROP_ENTRY
+from hfmatrix.perf.plugin import PROP_ENTRY, judge
 from hfmatrix.perf.runner import Measured, PerfConfig, compare_case, measure_case
 
 pytestmark = pytest.mark.hfm_perf
@@ -88,27 +85,4 @@ def test_perf_vs_baseline(request, case, model_dir, perf_config, measure):
     finally:
         m.close()
         _MEASURED.pop(case.id, None)
-    request.node.user_properties.append((PROP_COMPARISON, {"name": m.entry["name"], "comparison": cmp}))
-    verdict = cmp["verdict"]
-    numbers = {"verdict": verdict, "fingerprint": fp}
-    for metric, block in cmp.get("metrics", {}).items():
-        fin = block["final"]
-        numbers[f"{metric}_ratio"] = fin["ratio"]
-        numbers[f"{metric}_p_value"] = fin["p_value"]
-        numbers[f"{metric}_baseline_p50_ms"] = fin["baseline_median"] * 1e3 if fin["baseline_median"] else None
-        numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
-        numbers[f"{metric}_verdict"] = block["verdict"]
-    numbers["regression"] = verdict == gate.REGRESSION
-    if cmp.get("undecided"):
-        numbers["undecided"] = cmp["undecided"]
-    measure(**numbers)
-    if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
-        # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
-        skips.skip(skips.NO_BASELINE, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
-    regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
-    if regressions:
-        msg = f"{case.id} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)
-        if perf_config.on_regression == "fail":
-            pytest.fail(msg)
-        warnings.warn(msg)
-
+    judge(request, m.entry["name"], cmp, fp, perf_config, measure)

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hfmatrix.backends.base import TextGenerator
+from hfmatrix.perf.plugin import PROP_ENTRY
 from hfmatrix.plugin import load_session
 from hfmatrix.skips import Unsupported
 from hfmatrix.zoo.inputs import generation_inputs
@@ -17,6 +18,9 @@ CLIENTS = 4  # concurrent clients: enough to overlap requests on 2 cores, few en
 def _text_session(session) -> TextGenerator:
     if not isinstance(session, TextGenerator):
         raise Unsupported(f"{type(session).__name__} is not a text API (no generate_text / stream_text)")
+    if getattr(session, "audio_only", False):
+        raise Unsupported(f"{session.spec.id} is served for /v1/audio/transcriptions only: its prompt is audio, "
+                          "not text (test_transcription checks it)")
     return session
 
 
@@ -85,19 +89,86 @@ def test_logprobs(case, model_dir, backend_session, measure):
     raise Unsupported("the server returned logprobs, but their parity against the reference is not implemented")
 
 
+# Measured once per model by test_serving_load, judged by test_serving_vs_baseline (same xdist group:
+# the same worker, the same server).
+_MEASURED: dict = {}
+
+
+def _load_measured(request, case, session, model_dir):
+    from hfmatrix import backends
+    from hfmatrix.plugin import state
+    from hfmatrix.serving.perf import measured
+    if case.id not in _MEASURED:
+        inputs = generation_inputs(case.spec, model_dir)
+        n = int(case.spec.generate.get("max_new_tokens", 5))
+        st = state(request.config)
+        _MEASURED[case.id] = measured(case, session, session.prompts(inputs)[0], n, session.request_fields(n),
+                                      run_id=st.run_id, session_name=st.session,
+                                      versions=backends.get(case.target.backend).versions())
+        request.node.user_properties.append((PROP_ENTRY, _MEASURED[case.id][0].entry))
+    return _MEASURED[case.id]
+
+
+@pytest.mark.hfm_perf
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_backends("serve")
-def test_serving_load(case, model_dir, backend_session, measure):
-    """Streaming clients at 1 and CLIENTS concurrency (bounded: 2 requests each, 60 s a level): TTFT,
-    inter-token latency, p50/p99 latency and tokens/s go into the record (scripts/bench_serve.py runs
-    the 1/4/16 table); every answer must equal the serial greedy answer."""
-    from hfmatrix.serving.load import level
+def test_serving_load(request, case, model_dir, backend_session, measure):
+    """Streaming clients at 1 and 4 concurrency (bounded: HFMATRIX_SERVE_LOAD_REQUESTS requests, 60 s a
+    level): TTFT, inter-token latency, p50/p99 latency and tokens/s go into the record and the bench JSON
+    (scripts/bench_serve.py runs the 1/4/16 table); every answer must equal the serial greedy answer."""
     session = _text_session(backend_session)
     inputs = generation_inputs(case.spec, model_dir)
-    n = int(case.spec.generate.get("max_new_tokens", 5))
-    serial = session.generate_text(inputs, n)[0]
-    prompt, fields = session.prompts(inputs)[0], session.request_fields(n)
-    levels = [level(session.client, prompt, n, c, 2, 60.0, **fields) for c in (1, CLIENTS)]
-    measure(serving_load=levels, evidence=session.evidence())
+    serial = session.generate_text(inputs, int(case.spec.generate.get("max_new_tokens", 5)))[0]
+    _, levels = _load_measured(request, case, session, model_dir)
+    measure(serving_load=[{k: v for k, v in lv.items() if not k.endswith("_values")} for lv in levels],
+            evidence=session.evidence())
     assert serial, "the serial answer is empty: nothing to compare"
     assert all(lv["texts"] == [serial] for lv in levels), f"answers under load {[lv['texts'] for lv in levels]} != {serial!r}"
+
+
+@pytest.mark.hfm_perf
+@pytest.mark.hfm_needs("generate")
+@pytest.mark.hfm_backends("serve")
+def test_serving_vs_baseline(request, case, model_dir, backend_session, perf_config, measure):
+    """The load figures through the same gate as every backend's (asv's rule on raw per-request samples,
+    against baselines/<fingerprint>/serve-cpu-fp32.json); no baseline is the same typed skip."""
+    from hfmatrix.perf.baselines import fingerprint
+    from hfmatrix.perf.plugin import judge
+    from hfmatrix.perf.runner import compare_case
+    m, _ = _load_measured(request, case, _text_session(backend_session), model_dir)
+    fp = fingerprint()["id"]
+    try:
+        cmp = compare_case(m, perf_config, fp)
+    finally:
+        _MEASURED.pop(case.id, None)
+    judge(request, m.entry["name"], cmp, fp, perf_config, measure)
+
+
+@pytest.mark.hfm_needs("audio")
+@pytest.mark.hfm_backends("serve")
+def test_transcription(case, model_dir, backend_session, reference_session, measure):
+    """/v1/audio/transcriptions: the served text equals the reference's greedy decode of the same audio
+    (the same WAV bytes, decoded by soundfile on both sides; the server generates with the folder's own
+    generation config, so the reference does too, greedy)."""
+    import io
+
+    import soundfile as sf
+    import torch
+    from transformers import AutoProcessor
+
+    from hfmatrix.zoo.inputs import SAMPLE_RATE, _waveform
+    if case.spec.task != "automatic-speech-recognition":
+        raise Unsupported(f"task {case.spec.task}: /v1/audio/transcriptions serves speech-to-text generation only")
+    buf = io.BytesIO()
+    sf.write(buf, _waveform(case.spec, 0, SAMPLE_RATE), SAMPLE_RATE, format="WAV", subtype="FLOAT")  # lossless
+    audio = buf.getvalue()
+    got = backend_session.client.transcribe(audio)
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    wave, rate = sf.read(io.BytesIO(audio), dtype="float32")
+    features = processor(wave, sampling_rate=rate, return_tensors="pt")
+    with torch.inference_mode():
+        ids = reference_session.model.generate(**features, do_sample=False, num_beams=1)
+    expected = processor.batch_decode(ids, skip_special_tokens=True)[0]
+    measure(expected_ids=ids.tolist(), expected_text=expected, actual_text=got.text, evidence=backend_session.evidence())
+    assert expected, "the reference transcription is empty: nothing to compare"
+    assert got.text == expected, f"served transcription {got.text!r} != reference {expected!r}"

@@ -151,8 +151,10 @@ _init, _prompts, _text = sb.ServeSession.__init__, sb.ServeSession.prompts, sb.S
 
 def init(self, server, *a, **k):
     _init(self, server, *a, **k)
-    for var, mode in (("PLANT_DROP_LAST", "drop-last-token"), ("PLANT_STREAM_DROP", "drop-last-delta")):
-        if self.spec.id == os.environ.get(var):  # a proxy: one token fewer asked / the stream's last delta lost
+    # a proxy: one token fewer asked / the stream's last delta lost / every request SLOW_S late
+    for var, mode in (("PLANT_DROP_LAST", "drop-last-token"), ("PLANT_STREAM_DROP", "drop-last-delta"),
+                      ("PLANT_SLOW", "slow")):
+        if self.spec.id == os.environ.get(var):
             self.proxy = FaultProxy(server.base_url, mode).start()
             self.client.http = httpx.Client(base_url=self.proxy.url, timeout=120)
 
@@ -167,6 +169,19 @@ def generate_text(self, inputs, n):
     return _text(self, inputs, n)
 
 sb.ServeSession.__init__, sb.ServeSession.prompts, sb.ServeSession.generate_text = init, prompts, generate_text
+
+if os.environ.get("PLANT_AUDIO_HALF"):  # the upload carries only the first half of the audio (re-encoded)
+    import io
+    import soundfile as sf
+    from hfmatrix.serving.client import CompletionsClient
+    _transcribe = CompletionsClient.transcribe
+
+    def transcribe(self, audio, *a, **k):
+        wave, rate = sf.read(io.BytesIO(audio), dtype="float32")
+        buf = io.BytesIO()
+        sf.write(buf, wave[: len(wave) // 2], rate, format="WAV", subtype="FLOAT")
+        return _transcribe(self, buf.getvalue(), *a, **k)
+    CompletionsClient.transcribe = transcribe
 """
 
 
@@ -219,3 +234,95 @@ def test_existing_deployment_endpoint(pytester, zoo_cache, shared):
     assert shared.server.alive(), "hfmatrix stopped a deployment it did not start"
     written = "".join(p.read_text(errors="replace") for p in pytester.path.rglob("*") if p.is_file() and p.suffix != ".py")
     assert "sk-hfm-never-logged" not in written
+
+
+def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shared, tmp_path, monkeypatch):
+    """A baseline recorded here (the suite's own measurement, against the shared server as a deployment),
+    then the suite's gate against the same server behind a proxy that holds every request SLOW_S: a
+    regression, and a failure whose measured slowdown is the planted one. Both sides go through
+    --hfm-endpoint (no second server start); --perf-max-load=0: a busy CI machine must not turn the
+    verdict into 'not judged'."""
+    from hfmatrix.perf.baselines import fingerprint, record
+    from hfmatrix.plugin import Case
+    from hfmatrix.serving.perf import measured
+    from hfmatrix.serving.proxy import SLOW_S
+    from hfmatrix.zoo.inputs import generation_inputs
+    spec, folder = gpt2
+    n = int(spec.generate.get("max_new_tokens", 5))
+    monkeypatch.setenv("HFMATRIX_SERVE_ENDPOINT", shared.server.base_url)
+    monkeypatch.setenv("HFMATRIX_SERVE_MODEL", shared.model_name)
+    deployment = ServeBackend().load(folder, spec, TARGET)
+    try:
+        prompt = deployment.prompts(generation_inputs(spec, folder))[0]
+        m, _ = measured(Case(spec, TARGET), deployment, prompt, n, deployment.request_fields(n))
+    finally:
+        deployment.close()
+    record([m.entry], tmp_path / "baselines", fingerprint())
+    proxy = FaultProxy(shared.server.base_url, "slow").start()
+    try:
+        result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "serving_vs_baseline",
+                                     "--backend=serve", "--models=gpt2", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                     f"--hfm-served-model={shared.model_name}", "--perf-max-load=0",
+                                     f"--perf-baselines={tmp_path / 'baselines'}")
+    finally:
+        proxy.stop()
+    assert outcomes(records) == {"serving_vs_baseline[gpt2]": "failed"}, result.stdout.str()[-2000:]
+    got = records[0]["measures"]
+    assert got["verdict"] == "regression" and "slower than baseline" in records[0]["message"]
+    assert got["latency_c1_p50_ms"] - got["latency_c1_baseline_p50_ms"] >= 0.8 * SLOW_S * 1e3, got
+
+
+def test_endpoint_without_models_runs_the_model_free_checks(pytester, zoo_cache, shared):
+    """--hfm-endpoint without --models against a real server this test started: the model-free checks
+    run and pass, the per-model parity check skips as dependency-missing, and the report says both."""
+    from hfmatrix.report import markdown, merge
+    pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), str(SUITES / "test_generate.py"),
+                                 "--backend=serve", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
+                                 f"--hfm-served-model={shared.model_name}")
+    got = {r["nodeid"].split("::")[-1]: (r["outcome"], r.get("skip_kind")) for r in records}
+    free = {r["nodeid"].split("::")[-1]: (r["outcome"], None) for r in records if r["check"] != "generate_greedy"}  # nodeids: no path (outside rootdir)
+    assert free and all(o == "passed" for o, _ in free.values()), (got, result.stdout.str()[-2000:])
+    assert {"test_health", "test_stream_equals_text", "test_concurrent_equals_serial", "test_endpoint_checks",
+            "test_bad_request_refused[request-invalid-json]", "test_bad_request_refused[request-unknown-model]"} <= set(free)
+    assert got["test_generate_greedy[no-applicable-model]"] == ("skipped", "dependency-missing"), got
+    summary = next(r for r in records if r["check"] == "endpoint_checks")["measures"]["endpoint_checks"]
+    assert {"health", "stream_equals_text", "concurrent_equals_serial", "bad_request_refused"} <= set(summary["ran"])
+    md = markdown.render(merge.merge(pytester.path / "results"))
+    assert "ran bad_request_refused, concurrent_equals_serial" in md and "parity checks need --models" in md
+
+
+def test_endpoint_stream_check_bites(pytester, zoo_cache, shared):
+    """The model-free stream check against a deployment whose stream loses its last delta (a proxy in
+    front of the real server; the non-streamed answer is intact): it fails."""
+    proxy = FaultProxy(shared.server.base_url, "drop-last-delta").start()
+    try:
+        pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
+        _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), "-k", "stream_equals_text",
+                                "--backend=serve", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                f"--hfm-served-model={shared.model_name}")
+    finally:
+        proxy.stop()
+    (rec,) = records
+    assert rec["outcome"] == "failed" and "!= non-streamed" in rec["message"], rec["message"][-500:]
+
+
+def test_planted_half_audio_fails_transcription(pytester, zoo_cache):
+    """whisper through /v1/audio/transcriptions, the upload cut to its first half: what the user gets
+    changes and the transcription check fails (unplanted, `nox -s serve` passes it)."""
+    pytester._monkeypatch.setenv("PLANT_AUDIO_HALF", "1")
+    pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "transcription",
+                                 "--backend=serve", "--models=whisper", "-n", "0", plant=PLANTED)
+    assert outcomes(records) == {"transcription[whisper]": "failed"}, result.stdout.str()[-2000:]
+    assert "served transcription" in records[0]["message"]
+
+
+def test_no_transcription_route_is_a_typed_skip_quoting_the_answer(shared):
+    """A server without the route (the real server, under a prefix it does not serve: 404) is an
+    unsupported-by-backend skip that quotes its status and body; decided from the status."""
+    from hfmatrix.skips import Unsupported
+    client = CompletionsClient(shared.server.base_url + "/no-audio-here", shared.model_name, timeout_s=30)
+    with pytest.raises(Unsupported) as skip:
+        client.transcribe(b"RIFF....WAVE")
+    assert "HTTP 404" in str(skip.value) and "Not Found" in str(skip.value)

@@ -20,7 +20,10 @@ from ..skips import Unsupported
 from .base import Arrays, Availability, Target
 
 #: tasks whose prompt is text and whose answer is /v1/completions text
-SERVED_TASKS = ("text-generation", "text2text-generation")
+TEXT_TASKS = ("text-generation", "text2text-generation")
+#: tasks the server answers on /v1/audio/transcriptions (audio in, text out; no text prompt)
+AUDIO_TASKS = ("automatic-speech-recognition",)
+SERVED_TASKS = TEXT_TASKS + AUDIO_TASKS
 SERVER_DEPS = ("fastapi", "uvicorn", "openai", "pydantic", "accelerate", "httpx")
 HEALTH_DEADLINE_S = float(os.environ.get("HFMATRIX_SERVE_START_TIMEOUT", "120"))
 REQUEST_TIMEOUT_S = float(os.environ.get("HFMATRIX_SERVE_REQUEST_TIMEOUT", "120"))
@@ -58,6 +61,7 @@ class ServeSession:
         from ..serving.client import CompletionsClient
         self.server, self.spec, self.target, self.options = server, spec, target, options
         self.model_name, self.model_dir = model_name, Path(model_dir)
+        self.audio_only = spec.task in AUDIO_TASKS  # its prompt is audio: only the transcription check applies
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.client = CompletionsClient(server.base_url, model_name, timeout_s=REQUEST_TIMEOUT_S,
                                         api_key=options.get("api_key"),
@@ -75,6 +79,9 @@ class ServeSession:
     def prompts(self, inputs: Arrays) -> list[str]:
         """The text of each prompt row; it must tokenize back to the same ids, else the server would
         be asked something other than what the reference ran."""
+        if self.audio_only:
+            raise Unsupported(f"{self.spec.id}'s prompt is audio: /v1/completions takes text "
+                              "(test_transcription sends the audio to /v1/audio/transcriptions)")
         out = []
         for row, mask in zip(inputs["input_ids"], inputs.get("attention_mask", np.ones_like(inputs["input_ids"]))):
             ids = [int(i) for i, m in zip(row, mask) if m]
@@ -143,8 +150,9 @@ class ServeBackend:
              extra_args: tuple[str, ...] = ()) -> ServeSession:
         self.available(target.device, target.precision).require()
         if spec.task not in SERVED_TASKS:
-            raise Unsupported(f"task {spec.task}: the serve backend sends text prompts to /v1/completions only "
-                              f"({', '.join(SERVED_TASKS)})")
+            raise Unsupported(f"task {spec.task}: the serve backend sends text prompts to /v1/completions "
+                              f"({', '.join(TEXT_TASKS)}) and audio to /v1/audio/transcriptions "
+                              f"({', '.join(AUDIO_TASKS)}) only")
         if trust_remote_code:
             raise Unsupported("the server is never started with --trust-remote-code")
         from ..serving import process

@@ -110,7 +110,7 @@ def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[
                     "metrics": {m: {"unit": e["report"][m]["latency"]["unit"],
                                     "values": e["report"][m]["latency"]["values"],
                                     **({"batch_size": e["report"][m]["batch_size"]} if "batch_size" in e["report"][m] else {})}
-                                for m in metrics if m in e.get("report", {})},
+                                for m in (e.get("baseline_metrics") or metrics) if m in e.get("report", {})},
                 }
             data["models"] = dict(sorted(data["models"].items()))
             write_json_atomic(path, data)

@@ -91,6 +91,38 @@ def perf_config(pytestconfig) -> PerfConfig:
     return config_from(pytestconfig)
 
 
+def judge(request, name: str, cmp: dict[str, Any], fp: str, cfg: PerfConfig, measure) -> None:
+    """The baseline check's verdict for one bench entry (test_perf_vs_baseline, test_serving_vs_baseline):
+    the comparison into the bench JSON, its numbers into the record, then a typed skip when the gate
+    could not decide, a failure (or a warning) on a confirmed regression."""
+    import warnings
+
+    from .. import skips
+    request.node.user_properties.append((PROP_COMPARISON, {"name": name, "comparison": cmp}))
+    verdict = cmp["verdict"]
+    numbers = {"verdict": verdict, "fingerprint": fp}
+    for metric, block in cmp.get("metrics", {}).items():
+        fin = block["final"]
+        numbers[f"{metric}_ratio"] = fin["ratio"]
+        numbers[f"{metric}_p_value"] = fin["p_value"]
+        numbers[f"{metric}_baseline_p50_ms"] = fin["baseline_median"] * 1e3 if fin["baseline_median"] else None
+        numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
+        numbers[f"{metric}_verdict"] = block["verdict"]
+    numbers["regression"] = verdict == gate.REGRESSION
+    if cmp.get("undecided"):
+        numbers["undecided"] = cmp["undecided"]
+    measure(**numbers)
+    if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
+        # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
+        skips.skip(skips.NO_BASELINE, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
+    regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
+    if regressions:
+        msg = f"{name} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)
+        if cfg.on_regression == "fail":
+            pytest.fail(msg)
+        warnings.warn(msg)
+
+
 # ----------------------------------------------------------------------------- exclusive lock
 _LOCKDIR = pytest.StashKey[str]()
 

@@ -104,6 +104,7 @@ class Measured:
     inputs: dict[str, Any]
     batch_inputs: dict[str, Any] | None
     load: Callable[[], Any] | None = None
+    again: Callable[[str], list[float]] | None = None  # fresh samples of one metric (else remeasure())
 
     def open_session(self):
         if self.session is None:
@@ -238,7 +239,7 @@ def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, A
         out.update(verdict=gate.INCOMPARABLE, reason="conditions differ from the baseline's: " +
                    "; ".join(f"{k}: baseline {b!r} vs now {c!r}" for k, (b, c) in diff.items()))
         return out
-    for metric in GATED:
+    for metric in e.get("baseline_metrics") or GATED:
         if metric not in e["report"] or metric not in base.get("metrics", {}):
             continue
         ref = base["metrics"][metric]["values"]
@@ -247,7 +248,8 @@ def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, A
         final = first
         for i in range(cfg.confirm if first.flagged else 0):
             # a real regression survives a fresh measurement; a burst of load from neighbours does not
-            samples = remeasure(measured, metric, cfg, backend=e["backend"], device=e["device"])
+            samples = measured.again(metric) if measured.again else \
+                remeasure(measured, metric, cfg, backend=e["backend"], device=e["device"])
             again = gate.compare(ref, samples, cfg.factor, cfg.alpha)
             block.setdefault("confirmations", []).append({**again.as_dict(), "values": samples})
             if not again.flagged:

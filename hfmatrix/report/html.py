@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from . import compact, libversions, plots, reruns, sections, upgrade
+from . import compact, libversions, plots, reruns, sections, serving, upgrade
 from .markdown import hw_summary, outcome_summary, status_line, versions_summary
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
@@ -177,6 +177,7 @@ def render(m: Matrix) -> tuple[str, str]:
                   "AUTOZOO": sections.autozoo_html(m.autozoo),
                   "N_FAILURES": str(len(m.failures)), "N_RECORDS": str(len(m.table or ())),
                   "DETAIL_FILE": DETAIL_FILE})
+    parts["PERF_NOTE"] += serving.html(m.serving)  # beside the perf plots: the served models' load figures
     # one pass over the template: markers look like @@NAME@@ and never occur in data
     out, pos = [], 0
     while True:

@@ -18,7 +18,7 @@ from typing import Any
 
 from hfmatrix import records as rec_mod
 
-from . import compact, reruns, upgrade
+from . import compact, reruns, serving, upgrade
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
@@ -98,6 +98,7 @@ class Matrix:
     changes: dict[str, Any] | None = None                            # vs a previous run (changes.compare)
     reruns: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> flaky / failed every time (reruns.py)
     upgrade: list[dict[str, Any]] = field(default_factory=list)      # version-axis views (upgrade.py)
+    serving: dict[str, Any] = field(default_factory=dict)            # serving load figures + gate (serving.py)
 
     def totals(self) -> Counter:
         total = Counter()
@@ -287,6 +288,7 @@ def merge(results: Path) -> Matrix:
         by_session[name].extend(recs)
     m.reruns = {name: reruns.classify(by_session[name], recs) for name, recs in rerun_rows.items()}
     m.upgrade = upgrade.upgrade_views(by_session)
+    m.serving = serving.collect(by_session)
 
     junit_rel = {str(d.relative_to(results)) for d in junit_dirs}
     _check_plan(results, m, seen_shards, junit_rel)

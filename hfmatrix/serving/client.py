@@ -14,7 +14,12 @@ from typing import Any, Callable
 
 import httpx
 
+from ..skips import Unsupported
 from .errors import ServerFailure
+
+#: statuses that say "no such route / not implemented here": the server cannot transcribe (a typed skip);
+#: any other error status is a failure of a server that claims the route
+NO_ROUTE = (404, 405, 501)
 
 
 class ServerRejected(ServerFailure):
@@ -143,3 +148,25 @@ class CompletionsClient:
         if finish is None:
             raise self.fail("truncated-stream", f"the stream ended after {len(parts)} deltas without a finish_reason")
         return Completion("".join(parts), finish, usage, time.perf_counter() - t0, model, {}, times)
+
+    def transcribe(self, audio: bytes, filename: str = "audio.wav") -> Completion:
+        """POST /v1/audio/transcriptions (multipart: file + model), as OpenAI's client sends it."""
+        t0 = time.perf_counter()
+        try:
+            r = self.http.post("/v1/audio/transcriptions", files={"file": (filename, audio, "audio/wav")},
+                               data={"model": self.model})
+        except httpx.TimeoutException as exc:
+            raise self.fail("hung", f"no transcription within {self.timeout_s:.0f} s ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise self.fail("died", f"transcription request: {type(exc).__name__}: {exc}") from None
+        if r.status_code in NO_ROUTE:  # decided from the status alone; the body is quoted for the reader
+            raise Unsupported(f"the server answered HTTP {r.status_code} to POST /v1/audio/transcriptions "
+                              f"({r.text[:200]!r}): it does not transcribe audio")
+        self.check_status(r)
+        try:
+            data = json.loads(r.text)
+        except ValueError as exc:
+            raise self.fail("malformed-json", f"transcription: not JSON ({exc}): {r.text[:200]!r}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            raise self.fail("malformed-json", f"transcription: no text field in {r.text[:200]!r}")
+        return Completion(data["text"], None, data.get("usage") or {}, time.perf_counter() - t0, self.model, data)

@@ -46,15 +46,12 @@ def level(client, prompt: str, max_tokens: int, clients: int, requests_per_clien
         "itl_p50_s": _pct(itl, 50), "itl_p99_s": _pct(itl, 99),
         "latency_p50_s": _pct(latency, 50), "latency_p99_s": _pct(latency, 99),
         "texts": sorted({a.text for a in answers}),
+        # raw samples (s), for the baseline gate (hfmatrix/serving/perf.py): percentiles cannot be tested
+        "latency_values": latency, "ttft_values": ttft,
     }
 
 
 def table(levels: list[dict[str, Any]]) -> str:
-    ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"  # noqa: E731
-    rows = ["| clients | requests | TTFT p50/p99 ms | ITL p50/p99 ms | latency p50/p99 ms | tokens/s |",
-            "|---|---|---|---|---|---|"]
-    for lv in levels:
-        rows.append(f"| {lv['clients']} | {lv['requests']} | {ms(lv['ttft_p50_s'])} / {ms(lv['ttft_p99_s'])} | "
-                    f"{ms(lv['itl_p50_s'])} / {ms(lv['itl_p99_s'])} | {ms(lv['latency_p50_s'])} / "
-                    f"{ms(lv['latency_p99_s'])} | {lv['tokens_per_s']:.1f} |")
-    return "\n".join(rows)
+    from ..report.serving import LEVEL_HEADER, level_cells
+    rows = ["| " + " | ".join(LEVEL_HEADER) + " |", "|" + "---|" * len(LEVEL_HEADER)]
+    return "\n".join(rows + ["| " + " | ".join(level_cells(lv)) + " |" for lv in levels])

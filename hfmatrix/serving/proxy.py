@@ -4,17 +4,20 @@ It produces what a server under test cannot be made to produce on demand, and th
 of the self-tests: ``malformed-json`` (the answer's body cut in half), ``truncated-stream`` (the SSE
 stream closed before its finish chunk), ``drop-last-delta`` (a stream that loses its last text delta
 but ends normally), ``drop-last-token`` (the request asks for one token fewer:
-the user gets an answer short of its last token), ``pass`` (forward unchanged).
+the user gets an answer short of its last token), ``slow`` (every request waits SLOW_S before it is
+forwarded: the planted slowdown the serving baseline gate must flag), ``pass`` (forward unchanged).
 """
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-MODES = ("pass", "malformed-json", "truncated-stream", "drop-last-token", "drop-last-delta")
+MODES = ("pass", "malformed-json", "truncated-stream", "drop-last-token", "drop-last-delta", "slow")
+SLOW_S = 0.25
 
 
 def _rewrite(body: bytes, mode: str) -> bytes:
@@ -48,6 +51,8 @@ class FaultProxy:
 
             def do_POST(self) -> None:
                 body = _rewrite(self.rfile.read(int(self.headers.get("content-length", 0))), proxy.mode)
+                if proxy.mode == "slow":
+                    time.sleep(SLOW_S)
                 headers = {"content-type": self.headers.get("content-type", "application/json")}
                 with httpx.stream("POST", proxy.upstream + self.path, content=body, headers=headers, timeout=120) as r:
                     parts = [line.encode() + b"\n" for line in r.iter_lines()] if "event-stream" in r.headers.get(
