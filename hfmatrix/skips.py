@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 HARDWARE_ABSENT = "hardware-absent"
 DEPENDENCY_MISSING = "dependency-missing"
@@ -53,6 +52,7 @@ def skip(kind: str, reason: str):
     """pytest.skip with a typed reason; the only way suites should skip."""
     if kind not in KINDS:
         raise ValueError(f"unknown skip kind {kind!r}; expected one of {KINDS}")
+    import pytest  # here, not at the top: the report env (no pytest) reads the kinds from this module
     pytest.skip(f"[{kind}] {reason}")
 
 
