@@ -25,13 +25,16 @@ pytestmark = pytest.mark.xdist_group("endpoint")  # one worker: test_endpoint_ch
 @pytest.fixture(scope="module")
 def endpoint(request):
     from hfmatrix.backends.serve_backend import endpoint as configured
-    from hfmatrix.serving.client import CompletionsClient
-    from hfmatrix.serving.process import ExistingServer
     from hfmatrix.plugin import model_free_endpoint
     ep = configured()
-    if ep is None:
+    if ep is None:  # decided before importing the HTTP client: every other session's env lacks it
         skips.skip(skips.UNSUPPORTED, "model-free checks test an existing deployment (--hfm-endpoint); servers the "
                                       "serve session starts get suites/test_serving.py")
+    try:
+        from hfmatrix.serving.client import CompletionsClient
+        from hfmatrix.serving.process import ExistingServer
+    except ImportError as exc:
+        skips.skip(skips.DEPENDENCY_MISSING, f"--hfm-endpoint needs the serve env's HTTP client (envs/serve.txt): {exc}")
     if not model_free_endpoint(request.config):
         skips.skip(skips.UNSUPPORTED, "--models is given: the same checks run per model in test_serving.py, "
                                       "against the local reference")
