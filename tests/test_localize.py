@@ -77,7 +77,7 @@ def load_session(case, model_dir, *a, **k):
     tensor = LAYERS.get(case.spec.id)
     if tensor is None:
         return _load(case, model_dir, *a, **k)
-    copy = Path(tempfile.mkdtemp(prefix="hfm-altered-")) / Path(model_dir).name
+    copy = Path(tempfile.mkdtemp(prefix="hfm-altered-", dir=Path.cwd())) / Path(model_dir).name  # the test's own dir
     shutil.copytree(model_dir, copy)
     weights = load_file(copy / "model.safetensors")
     weights[tensor] = weights[tensor] * 1.01
