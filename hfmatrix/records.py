@@ -88,6 +88,14 @@ class CorruptRecords(ValueError):
     """A results file that cannot be read whole; names the file and line."""
 
 
+def selectable(nodeid: str) -> str:
+    """The node id pytest selects by: xdist's --dist=loadgroup reports 'path::test[id]@group'."""
+    path, sep, name = nodeid.rpartition("::")
+    if "[" in name:
+        return nodeid[:nodeid.rindex("]") + 1]
+    return path + sep + name.split("@", 1)[0]
+
+
 def read_records(path: Path, strict: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
     """Read one records file. Returns (records, problems). A truncated last line (a run killed
     mid-write) or a corrupt line is reported in problems, not raised, unless strict."""

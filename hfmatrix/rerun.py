@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from .records import selectable
+
 RERUN_BAD = ("failed", "error", "crashed", "timeout")
 # options of the first run a re-run must not repeat: it names its tests, runs in one process,
 # and must not overwrite the first run's JUnit XML
 _DROP_WITH_VALUE = {"-n", "--numprocesses", "--dist", "--junitxml", "--junit-xml", "--hfm-rerun-failures",
                     "--hfm-attempt", "-k", "-m", "--maxprocesses"}
-
-
-_GROUP = re.compile(r"@[\w.-]+$")
 
 
 def child_args(args: list[str], paths: list[str]) -> list[str]:
@@ -52,7 +50,7 @@ def failing(records_file: Path, rootdir: Path) -> list[str]:
     for line in records_file.read_text().splitlines():
         if line.strip():
             rec = json.loads(line)
-            path, _, rest = _GROUP.sub("", rec["nodeid"]).partition("::")  # xdist's @group is not part of it
+            path, _, rest = selectable(rec["nodeid"]).partition("::")  # xdist's @group is not part of it
             nodeid = f"{rootdir / path}::{rest}"
             if rec.get("outcome") in RERUN_BAD and nodeid not in ids:
                 ids.append(nodeid)

@@ -24,6 +24,12 @@ def _text_session(session) -> TextGenerator:
     return session
 
 
+def _greedy_request(case, model_dir, backend_session):
+    """The served session, the zoo's generation inputs and the token count every text check sends."""
+    return (_text_session(backend_session), generation_inputs(case.spec, model_dir),
+            int(case.spec.generate.get("max_new_tokens", 5)))
+
+
 def _concurrent(session, inputs, n: int) -> list[list[str]]:
     with ThreadPoolExecutor(CLIENTS) as pool:
         return list(pool.map(lambda _: session.generate_text(inputs, n), range(CLIENTS)))
@@ -32,9 +38,7 @@ def _concurrent(session, inputs, n: int) -> list[list[str]]:
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_backends("serve")
 def test_stream_equals_text(case, model_dir, backend_session, measure):
-    session = _text_session(backend_session)
-    inputs = generation_inputs(case.spec, model_dir)
-    n = int(case.spec.generate.get("max_new_tokens", 5))
+    session, inputs, n = _greedy_request(case, model_dir, backend_session)
     plain, streamed = session.generate_text(inputs, n), session.stream_text(inputs, n)
     measure(plain_text=plain, streamed_text=streamed, evidence=session.evidence())
     assert plain[0], "the non-streamed answer is empty: nothing to compare the stream with"
@@ -44,9 +48,7 @@ def test_stream_equals_text(case, model_dir, backend_session, measure):
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_backends("serve")
 def test_concurrent_equals_serial(case, model_dir, backend_session, measure):
-    session = _text_session(backend_session)
-    inputs = generation_inputs(case.spec, model_dir)
-    n = int(case.spec.generate.get("max_new_tokens", 5))
+    session, inputs, n = _greedy_request(case, model_dir, backend_session)
     serial = [session.generate_text(inputs, n) for _ in range(2)]
     together = _concurrent(session, inputs, n)
     measure(serial_text=serial, concurrent_text=together, clients=CLIENTS)
@@ -60,9 +62,7 @@ def test_concurrent_equals_serial(case, model_dir, backend_session, measure):
 def test_concurrent_equals_serial_continuous_batching(case, model_dir, backend_session, measure):
     """A second server of the same folder with --continuous-batching: its concurrent answers equal the
     plain server's serial answer (which test_generate ties to the reference)."""
-    session = _text_session(backend_session)
-    inputs = generation_inputs(case.spec, model_dir)
-    n = int(case.spec.generate.get("max_new_tokens", 5))
+    session, inputs, n = _greedy_request(case, model_dir, backend_session)
     serial = session.generate_text(inputs, n)
     batched = load_session(case, model_dir, fresh=True, continuous_batching=True)
     try:
@@ -116,9 +116,8 @@ def test_serving_load(request, case, model_dir, backend_session, measure):
     """Streaming clients at 1 and 4 concurrency (bounded: HFMATRIX_SERVE_LOAD_REQUESTS requests, 60 s a
     level): TTFT, inter-token latency, p50/p99 latency and tokens/s go into the record and the bench JSON
     (scripts/bench_serve.py runs the 1/4/16 table); every answer must equal the serial greedy answer."""
-    session = _text_session(backend_session)
-    inputs = generation_inputs(case.spec, model_dir)
-    serial = session.generate_text(inputs, int(case.spec.generate.get("max_new_tokens", 5)))[0]
+    session, inputs, n = _greedy_request(case, model_dir, backend_session)
+    serial = session.generate_text(inputs, n)[0]
     _, levels = _load_measured(request, case, session, model_dir)
     measure(serving_load=[{k: v for k, v in lv.items() if not k.endswith("_values")} for lv in levels],
             evidence=session.evidence())

@@ -6,6 +6,7 @@ import json
 import shlex
 from typing import Any
 
+from ..records import selectable
 from . import compact
 
 MAX_IDS = 24          # token ids shown per sequence (a greedy failure's ids are short)
@@ -30,14 +31,6 @@ def rerun(record: dict[str, Any]) -> str:
     session = record.get("session") or "cpu"
     nodeid = selectable(record.get("nodeid") or "")
     return f"nox -s {shlex.quote(str(session))} -- {shlex.quote(nodeid)}"
-
-
-def selectable(nodeid: str) -> str:
-    """The node id pytest selects by: xdist's --dist=loadgroup reports 'path::test[id]@group'."""
-    path, sep, name = nodeid.rpartition("::")
-    if "[" in name:
-        return nodeid[:nodeid.rindex("]") + 1]
-    return path + sep + name.split("@", 1)[0]
 
 
 def tolerance_text(tol: Any) -> str:

@@ -10,9 +10,10 @@ import re
 from html import escape
 from typing import Any
 
+from ..records import selectable
+
 BAD = ("failed", "error", "crashed", "timeout")
 RERUN_SHARD = re.compile(r"\.rerun(\d+)$")
-_GROUP = re.compile(r"@[\w.-]+$")
 
 
 def is_rerun(shard: str) -> bool:
@@ -20,7 +21,7 @@ def is_rerun(shard: str) -> bool:
 
 
 def _key(record: dict) -> str:
-    return _GROUP.sub("", record.get("nodeid", "")).split("::", 1)[-1]  # the re-run names files absolutely
+    return selectable(record.get("nodeid", "")).split("::", 1)[-1]  # the re-run names files absolutely
 
 
 def classify(first: list[dict], reruns: list[dict]) -> dict[str, Any]:

@@ -6,19 +6,18 @@ report env has no ML stack).
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
 from pathlib import Path
 
 from ..provision import AXIS_FILE, variants  # noqa: F401  (the noxfile reads the same file)
+from ..records import selectable
 
 ERROR_RATIO = 2.0     # a measured error that grows or shrinks by more than this is a change
-_GROUP = re.compile(r"@[\w.-]+$")
 
 
 def _key(record: dict) -> str:
-    return _GROUP.sub("", record.get("nodeid", ""))  # xdist's @group suffix is not part of the cell
+    return selectable(record.get("nodeid", ""))  # xdist's @group suffix is not part of the cell
 
 
 def _error(record: dict) -> float | None:
