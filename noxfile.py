@@ -1,7 +1,7 @@
 """hfmatrix sessions: one isolated env per backend, plus tests, report, baseline and zoo.
 
 Each backend session installs envs/<env>.txt and the project, writes the hwprobe JSON, and runs the
-shared suites (suites/) with xdist and coverage into results/<session>/. `nox -s report` merges
+shared suites (hfmatrix/suites/) with xdist and coverage into results/<session>/. `nox -s report` merges
 whatever results/<session>/ folders exist. Sessions are tagged by where they run (see RUNNERS):
 the CI matrix is generated from `nox --list --json`.
 """
@@ -73,7 +73,7 @@ def _install(session: nox.Session, env: str) -> None:
 
 
 def rerun_one(session: nox.Session) -> bool:
-    """A node id after `--` (the report's rerun command: nox -s cpu -- 'suites/x.py::test[id]')
+    """A node id after `--` (the report's rerun command: nox -s cpu -- 'hfmatrix/suites/x.py::test[id]')
     selects that test alone: no default paths, no self-tests after it."""
     return any("::" in a for a in session.posargs)
 
@@ -90,7 +90,7 @@ def _own_tmp(session: nox.Session) -> str:
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
-               device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("suites",),
+               device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("hfmatrix/suites",),
                name: str | None = None, require: str | None = None) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
     (name defaults to the nox session's); with `require`, the probe fails the session unless that
@@ -107,8 +107,8 @@ def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
     workers = os.environ.get("HFMATRIX_WORKERS", "auto")
     session.run(
         "python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), *selected(session, paths),
-        f"--backend={backend}", f"--device={device}", f"--precision={precisions}",
-        f"--session-name={name}", f"--results-dir={RESULTS}",
+        f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-precision={precisions}",
+        f"--hfm-session-name={name}", f"--hfm-results-dir={RESULTS}",
         "-n", workers, "--dist=loadgroup",
         # isolation (hfmatrix/isolation.py): a per-test timeout through SIGALRM, the native-hang watchdog
         # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
@@ -173,12 +173,12 @@ def openvino(session: nox.Session) -> None:
     both verdict paths run on either kind of host."""
     run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="fp32,auto")
     run_suites(session, env="openvino", backend="openvino", device="cpu", precisions="bf16,fp32_kvfp16",
-               name="openvino-precision", extra=("--precisions-done=fp32,auto",), paths=OPENVINO_PRECISION_SUITES)
+               name="openvino-precision", extra=("--hfm-precisions-done=fp32,auto",), paths=OPENVINO_PRECISION_SUITES)
     _backend_selftests(session, "openvino")
 
 
 # the checks whose verdicts depend on the effective precision (tolerances, known bugs by precision)
-OPENVINO_PRECISION_SUITES = tuple(f"suites/test_{m}.py" for m in ("parity", "inference", "generate", "workflows"))
+OPENVINO_PRECISION_SUITES = tuple(f"hfmatrix/suites/test_{m}.py" for m in ("parity", "inference", "generate", "workflows"))
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
@@ -217,7 +217,7 @@ def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) 
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_backends_export.py", "tests/test_localize_export.py",
-                "--results-dir=none",
+                "--hfm-results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
@@ -273,7 +273,7 @@ WEB_MODELS = {"webgpu": os.environ.get("HFMATRIX_WEBGPU_MODELS", "bert,vit,gpt2"
 
 def _web(session: nox.Session, device: str) -> None:
     _web_prerequisites(session)
-    models = (f"--models={WEB_MODELS[device]}",) if device in WEB_MODELS else ()
+    models = (f"--hfm-models={WEB_MODELS[device]}",) if device in WEB_MODELS else ()
     run_suites(session, env="web", backend="web", device=device, precisions="fp32", extra=models)
 
 
@@ -301,7 +301,7 @@ def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
         return
     out = out or _selftests_dir(session)
     out.mkdir(parents=True, exist_ok=True)
-    session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_web.py", "--results-dir=none",
+    session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_web.py", "--hfm-results-dir=none",
                 f"--junitxml={out / 'junit.xml'}", *session.posargs)
 
 
@@ -322,10 +322,10 @@ def tests(session: nox.Session) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".coverage*"):  # this run's coverage only
         stale.unlink()
-    # --results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept); their
+    # --hfm-results-dir=none: the harness's own tests are not matrix cells (their JUnit XML is kept); their
     # coverage (pytester subprocesses too: [tool.coverage.run] patch) joins every session's in the report
     session.run("python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), "tests", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
-                "--results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
+                "--hfm-results-dir=none", f"--junitxml={out / 'junit.xml'}", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COVERAGE_FILE": str(out / ".coverage")})
 
 
@@ -348,9 +348,9 @@ def _distributed(session: nox.Session, device: str) -> None:
     # CI runs llama and mixtral (tp2, ep2, disk offload: .ci/run sets HFMATRIX_DISTRIBUTED_MODELS); nox the whole zoo
     models = os.environ.get("HFMATRIX_DISTRIBUTED_MODELS", "default")
     run_suites(session, env="distributed", backend="distributed", device=device, precisions="fp32",
-               paths=("suites/test_distributed.py",), extra=("-n", "1", f"--models={models}"))
+               paths=("hfmatrix/suites/test_distributed.py",), extra=("-n", "1", f"--hfm-models={models}"))
     if device == "cpu":  # the launcher's fault handling and the planted sharding defects, same env
-        session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_distributed.py", "--results-dir=none",
+        session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_distributed.py", "--hfm-results-dir=none",
                     f"--junitxml={RESULTS / 'distributedtests' / 'junit.xml'}", *session.posargs,
                     env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
@@ -358,7 +358,7 @@ def _distributed(session: nox.Session, device: str) -> None:
 # Serving: a real `transformers serve` process per model on 127.0.0.1 (hfmatrix/backends/serve_backend.py),
 # the greedy and serving checks through HTTP, then its own fault / planted-defect tests. CI runs a small
 # model set (HFMATRIX_SERVE_MODELS); `nox -s serve` the whole generative zoo.
-SERVE_SUITES = ("suites/test_generate.py", "suites/test_serving.py", "suites/test_negative.py")
+SERVE_SUITES = ("hfmatrix/suites/test_generate.py", "hfmatrix/suites/test_serving.py", "hfmatrix/suites/test_negative.py")
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
@@ -367,11 +367,11 @@ def serve(session: nox.Session) -> None:
     models = os.environ.get("HFMATRIX_SERVE_MODELS", "gpt2,llama,mixtral,mamba,t5,whisper,llava")
     os.environ["HFMATRIX_SERVE_LOGS"] = str(RESULTS / "serve" / "servers")
     run_suites(session, env="serve", backend="serve", precisions="fp32", paths=SERVE_SUITES,
-               extra=(f"--models={models}",))
+               extra=(f"--hfm-models={models}",))
     out = RESULTS / "servetests"
     out.mkdir(parents=True, exist_ok=True)
     session.run("python", "-m", "pytest", _own_tmp(session), "tests/test_serve.py", "-n", os.environ.get("HFMATRIX_WORKERS", "auto"),
-                "--results-dir=none", f"--junitxml={out / 'junit.xml'}",
+                "--hfm-results-dir=none", f"--junitxml={out / 'junit.xml'}",
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
@@ -386,8 +386,8 @@ BASELINE_TARGETS = {  # env -> (backend, device, precisions), as its backend ses
     "serve": ("serve", "cpu", "fp32"),
 }
 # serve's figures come from its load test (hfmatrix/serving/perf.py), 24 requests a level, on its model set
-BASELINE_SUITES = {"serve": ("suites/test_serving.py", "-k", "serving_load or serving_vs_baseline",
-                             f"--models={os.environ.get('HFMATRIX_SERVE_MODELS', 'gpt2,llama,mixtral,mamba')}")}
+BASELINE_SUITES = {"serve": ("hfmatrix/suites/test_serving.py", "-k", "serving_load or serving_vs_baseline",
+                             f"--hfm-models={os.environ.get('HFMATRIX_SERVE_MODELS', 'gpt2,llama,mixtral,mamba')}")}
 
 
 @nox.session(python=PYTHON, tags=["perf"])
@@ -399,11 +399,11 @@ def baseline(session: nox.Session) -> None:
     backend, device, precisions = BASELINE_TARGETS[env]
     os.environ.setdefault("HFMATRIX_SERVE_LOAD_REQUESTS", "24")
     run_suites(session, env=env, backend=backend, device=device, precisions=precisions,
-               paths=BASELINE_SUITES.get(env, ("suites/test_perf.py",)),
-               extra=(f"--perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
-                      f"--perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '1.0')}",
-                      f"--perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",
-                      "--perf-regression=warn"))
+               paths=BASELINE_SUITES.get(env, ("hfmatrix/suites/test_perf.py",)),
+               extra=(f"--hfm-perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
+                      f"--hfm-perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '1.0')}",
+                      f"--hfm-perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",
+                      "--hfm-perf-regression=warn"))
     session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(ROOT / "baselines"))
 
 
@@ -414,7 +414,7 @@ def _variant_session(variant: dict) -> None:
     backend, device, precisions = BASELINE_TARGETS[variant["base"]]
 
     def run(session: nox.Session) -> None:
-        models = (f"--models={variant['ci_models']}",) if os.environ.get("CI") and variant.get("ci_models") else ()
+        models = (f"--hfm-models={variant['ci_models']}",) if os.environ.get("CI") and variant.get("ci_models") else ()
         run_suites(session, env=variant["env"], backend=backend, device=device, precisions=precisions, extra=models)
     run.__doc__ = f"{variant['base']} under another {variant['axis']}: {variant['reason']}"
     nox.session(run, name=variant["name"], python=PYTHON, tags=["hosted", "axis"])
@@ -428,7 +428,7 @@ for _variant in provision.variants():
 def zoo(session: nox.Session) -> None:
     """Auto-zoo: every transformers model type, tiny and random, base + head model, stage by stage.
 
-    `nox -s zoo -- --autozoo-sample N` (or $HFMATRIX_AUTOZOO_SAMPLE) runs a deterministic sample of N
+    `nox -s zoo -- --hfm-autozoo-sample N` (or $HFMATRIX_AUTOZOO_SAMPLE) runs a deterministic sample of N
     types; in CI the sample unless the change touches the zoo rules (hfmatrix/zoo/auto_pytest.py).
     One model that hangs or crashes costs its own timeout ($HFMATRIX_AUTOZOO_TIMEOUT s), not the sweep.
     """
@@ -436,10 +436,10 @@ def zoo(session: nox.Session) -> None:
     out = RESULTS / session.name
     out.mkdir(parents=True, exist_ok=True)
     session.run(
-        "python", "-m", "pytest", _own_tmp(session), *selected(session, ("suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
+        "python", "-m", "pytest", _own_tmp(session), *selected(session, ("hfmatrix/suites/test_autozoo.py",)), "-p", "hfmatrix.zoo.auto_pytest",
         "-n", os.environ.get("HFMATRIX_WORKERS", "2"), "--dist=loadgroup",
         f"--timeout={os.environ.get('HFMATRIX_AUTOZOO_TIMEOUT', '150')}",
-        f"--session-name={session.name}", f"--results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",
+        f"--hfm-session-name={session.name}", f"--hfm-results-dir={RESULTS}", f"--junitxml={out / 'junit.xml'}",
         *session.posargs,
         env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
     )
@@ -455,7 +455,7 @@ def pythons(session: nox.Session) -> None:
     The ML stacks run on 3.11 alone: the only CPU torch 2.13.0 wheel here is cp311. With pyenv,
     `PYENV_VERSION=3.10.13:3.11.7:3.12.1:3.13.0 nox -s pythons` puts them on PATH."""
     _install(session, "pythons")
-    session.run("python", "-m", "pytest", _own_tmp(session), *PYTHONS_TESTS, "-n", "0", "--results-dir=none", *session.posargs,
+    session.run("python", "-m", "pytest", _own_tmp(session), *PYTHONS_TESTS, "-n", "0", "--hfm-results-dir=none", *session.posargs,
                 env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 

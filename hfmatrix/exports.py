@@ -174,10 +174,10 @@ def refuse_opt_ins(model_dir: Path, *, allow_pickle: bool = False, trust_remote_
 
     model_dir = Path(model_dir)
     if trust_remote_code and remote_code_files(model_dir):
-        raise Unsupported(f"{model_dir} runs its own code (auto_map); --trust-remote-code is honoured by the torch "
+        raise Unsupported(f"{model_dir} runs its own code (auto_map); --hfm-trust-remote-code is honoured by the torch "
                           "backend only, the exported backends never run a folder's code")
     if allow_pickle and check_weights_format(model_dir, allow_pickle=True) == "pickle":
-        raise Unsupported(f"{model_dir} has pickle-only weights; --allow-pickle is honoured by the torch backend "
+        raise Unsupported(f"{model_dir} has pickle-only weights; --hfm-allow-pickle is honoured by the torch backend "
                           "only, the exported backends export from safetensors")
 
 

@@ -9,7 +9,7 @@ Three layers, each for what the one before cannot handle:
 2. A native watchdog (this module): ``faulthandler.dump_traceback_later(exit=True)`` runs in a C
    thread that needs no GIL, so it also fires when the test is stuck inside native code that holds
    the GIL (a deadlocked mutex in an extension, a spinning kernel), where SIGALRM's Python handler
-   never gets to run. It fires at ``--hard-timeout`` (default 2 x timeout + 10 s), writes every
+   never gets to run. It fires at ``--hfm-hard-timeout`` (default 2 x timeout + 10 s), writes every
    thread's stack into the worker's watchdog file and ``_exit``s the worker.
 3. pytest-xdist replaces the dead worker (``--max-worker-restart``) and reports the test it was
    running with ``when="???"``; the controller reads the dead worker's watchdog file to tell a
@@ -24,12 +24,15 @@ Three layers, each for what the one before cannot handle:
 
 Each worker writes ``<dir>/<worker id>.log``: first line the node id of the running test, then
 whatever faulthandler dumps. The controller owns ``<dir>`` and hands it to workers through
-``workerinput``. Without xdist there is no isolation (a crash ends the run, meta stays
-``complete: false``), but the watchdog still ends a hung run.
+``workerinput`` and removes it at the end. Without xdist there is no isolation (a crash ends the
+run, meta stays ``complete: false``) and no watchdog dir: pytest's own faulthandler prints a crash's
+trace to the terminal, and the watchdog still ends a hung run, its stacks on the terminal too.
+Nothing is left behind in the temp dir either way.
 """
 from __future__ import annotations
 
 import faulthandler
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,7 +46,7 @@ FATAL_HEAD = "Fatal Python error:"  # faulthandler's first line on SIGSEGV / SIG
 
 def hard_timeout(config: pytest.Config, soft: float | None) -> float | None:
     """Seconds before the native watchdog kills a stuck worker; None = no watchdog."""
-    explicit = config.getoption("--hard-timeout", None)
+    explicit = config.getoption("--hfm-hard-timeout", None)
     if explicit is not None:
         return float(explicit) if float(explicit) > 0 else None
     if soft:
@@ -69,6 +72,23 @@ class Controller:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:  # xdist: before a worker (or its replacement) starts
         node.workerinput[WORKERINPUT_KEY] = str(self.dir)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report) -> None:
+        """A dead xdist worker's test: what killed it (its watchdog file), into the report that the
+        terminal shows and the record keeps."""
+        if report.when != "???":
+            return
+        gateway = getattr(getattr(report, "node", None), "gateway", None)
+        detail = self.crash_detail(getattr(gateway, "id", ""), report.nodeid)
+        if detail:
+            report.hfm_crash_kind, dump = detail
+            head = str(report.longrepr)
+            if detail[0] == "timeout":
+                head = (f"hard timeout: worker {getattr(gateway, 'id', '?')} was stuck where SIGALRM could not "
+                        f"interrupt it (native code); the watchdog dumped its stacks and killed it")
+            report.longrepr = f"{head}\n{dump}" if dump else head
+        report.user_properties.append(("hfm_worker", getattr(gateway, "id", "")))
 
     def crash_detail(self, worker: str, nodeid: str) -> tuple[str, str] | None:
         """('timeout' | 'crashed', faulthandler text) if the dead worker's file is about nodeid."""
@@ -124,32 +144,50 @@ def summarize(dump: str, max_frames: int = 15) -> str:
 
 
 class Watchdog:
-    """Registered in every process that runs tests (xdist workers, or plain pytest)."""
+    """Registered in every process that runs tests (xdist workers, or plain pytest).
 
-    def __init__(self, config: pytest.Config, directory: Path):
+    An xdist worker writes into the controller's dir (the controller reads a dead worker's file and
+    puts it in the record and on the terminal). Plain pytest (directory None) leaves fatal signals to
+    pytest's faulthandler, which prints to the terminal, and points the hang timer at the terminal too."""
+
+    def __init__(self, config: pytest.Config, directory: Path | None):
         self.config = config
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{worker_id(config)}.log"
+        self.path = directory / f"{worker_id(config)}.log" if directory is not None else None
         self.fh = None
+        self.terminal_fd: int | None = None
         self.armed = False
         # pytest's own faulthandler_timeout uses the same single faulthandler timer: do not fight it
         self.disabled = bool(float(config.getini("faulthandler_timeout") or 0))
 
     def pytest_sessionstart(self, session) -> None:
+        if self.path is None:  # capture is suspended here: fd 2 is the terminal
+            self.terminal_fd = os.dup(2)
+            return
         # after pytest's faulthandler plugin enabled itself on stderr: fatal signals now dump here
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.path, "w", encoding="utf-8")  # kept open for the process lifetime
         faulthandler.enable(file=self.fh, all_threads=True)
 
+    def pytest_unconfigure(self, config) -> None:
+        self._disarm()
+        if self.terminal_fd is not None:
+            os.close(self.terminal_fd)
+            self.terminal_fd = None
+
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        if self.fh is not None:
+        if self.fh is None and self.terminal_fd is not None:
+            explicit = self.config.getoption("--hfm-hard-timeout", None)
+            if explicit and not self.disabled:
+                self._arm(float(explicit))
+        elif self.fh is not None:
             # no fsync: the page cache outlives a crashed process (only a machine crash loses it),
             # and an fsync per test cost ~7 ms, more than the plugin's whole 5 ms budget
             self.fh.seek(0)
             self.fh.truncate()
             self.fh.write(item.nodeid + "\n")
             self.fh.flush()
-            explicit = self.config.getoption("--hard-timeout", None)
+            explicit = self.config.getoption("--hfm-hard-timeout", None)
             if explicit and not self.disabled:  # without pytest-timeout: the watchdog alone
                 self._arm(float(explicit))
         try:
@@ -167,9 +205,10 @@ class Watchdog:
         yield
 
     def _arm(self, seconds: float) -> None:
-        if self.fh is None:
+        target = self.fh if self.fh is not None else self.terminal_fd
+        if target is None:
             return
-        faulthandler.dump_traceback_later(seconds, repeat=False, file=self.fh, exit=True)
+        faulthandler.dump_traceback_later(seconds, repeat=False, file=target, exit=True)
         self.armed = True
 
     def _disarm(self) -> None:
@@ -179,15 +218,20 @@ class Watchdog:
 
 
 def install(config: pytest.Config, controller: Controller | None) -> None:
-    """Register the watchdog in a test-running process (worker, or plain pytest with the controller)."""
+    """Register the watchdog in a test-running process: an xdist worker writes into its controller's
+    dir; plain pytest (no controller: xdist off) writes to the terminal."""
+    directory = None
     if hasattr(config, "workerinput"):
-        directory = config.workerinput.get(WORKERINPUT_KEY)
-        directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="hfmatrix-watchdog-"))
+        given = config.workerinput.get(WORKERINPUT_KEY)
+        directory = Path(given) if given else None
     elif controller is not None:
         directory = controller.dir
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="hfmatrix-watchdog-"))
     config.pluginmanager.register(Watchdog(config, directory), "hfmatrix-watchdog")
+
+
+def distributed(config: pytest.Config) -> bool:
+    """This pytest process is an xdist controller (-n N with N > 0)."""
+    return config.getoption("dist", "no") != "no"
 
 
 class _CrashSafeScopes:

@@ -1,11 +1,16 @@
-"""The hfmatrix pytest plugin (registered through the pytest11 entry point).
+"""The hfmatrix pytest plugin (registered through the pytest11 entry point), opt-in.
 
-* options: --backend --device --precision --models --zoo-file --zoo-cache --session-name
-  --results-dir --shard --allow-pickle
-* parametrizes every test that takes the ``case`` fixture over model × target, from the zoo;
+Installed, it does nothing to a pytest run unless asked: ``--hfm``, any ``--hfm-*`` option (on the
+command line, in PYTEST_ADDOPTS or in the ini file's addopts), ``hfmatrix run`` or the nox sessions.
+Until then it only registers its options (all ``--hfm-*``) and its fixtures (all ``hfm_*``), so it
+collides with no project's own options or fixtures, writes nothing and changes no report.
+
+* options: --hfm-backend --hfm-device --hfm-precision --hfm-models --hfm-zoo-file --hfm-zoo-cache --hfm-session-name
+  --hfm-results-dir --hfm-shard --hfm-allow-pickle
+* parametrizes every test that takes the ``hfm_case`` fixture over model × target, from the zoo;
   ``@pytest.mark.hfm_needs("generate")`` keeps only models with that capability,
   ``@pytest.mark.hfm_backends("torch")`` only those backends; known failures become strict xfails.
-* fixtures: case, model_dir, backend_session, intact_session, reference_session, measure.
+* fixtures: hfm_case, hfm_model_dir, hfm_backend_session, hfm_intact_session, hfm_reference_session, hfm_measure.
 * typed skips: a TypedSkip raised anywhere in a test becomes "[kind] reason".
 * one JSON-lines record per test, written by the xdist controller (so a crashed worker's test
   still gets a record), flushed per test; meta-<shard>.json says whether the run completed.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
 import uuid
 import zlib
@@ -36,41 +42,63 @@ pytest_plugins = ["hfmatrix.perf.plugin"]  # perf options + fixtures; registered
 # ----------------------------------------------------------------------------- options
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("hfmatrix", "hfmatrix model × backend matrix")
-    g.addoption("--backend", default=os.environ.get("HFMATRIX_BACKEND", "torch"), help="backend under test (default torch)")
-    g.addoption("--device", default=os.environ.get("HFMATRIX_DEVICE", "cpu"), help="device of the backend (default cpu)")
-    g.addoption("--precision", default=os.environ.get("HFMATRIX_PRECISION", ""),
+    g.addoption("--hfm", action="store_true", default=False,
+                help="enable the hfmatrix plugin (any --hfm-* option enables it too; off otherwise)")
+    g.addoption("--hfm-backend", default=os.environ.get("HFMATRIX_BACKEND", "torch"), help="backend under test (default torch)")
+    g.addoption("--hfm-device", default=os.environ.get("HFMATRIX_DEVICE", "cpu"), help="device of the backend (default cpu)")
+    g.addoption("--hfm-precision", default=os.environ.get("HFMATRIX_PRECISION", ""),
                 help="comma-separated precisions (default: the backend's first)")
-    g.addoption("--precisions-done", default="",
+    g.addoption("--hfm-precisions-done", default="",
                 help="comma-separated precisions another run of this session covers: a case whose effective "
                      "precision equals one of theirs is not run again (hfmatrix.precision.fold)")
-    g.addoption("--models", default=os.environ.get("HFMATRIX_MODELS", "default"),
+    g.addoption("--hfm-models", default=os.environ.get("HFMATRIX_MODELS", "default"),
                 help="comma-separated: 'default' (the zoo), zoo ids, local HF folders, or hub ids (offline cache only)")
-    g.addoption("--zoo-file", default=os.environ.get("HFMATRIX_ZOO_FILE", ""), help="zoo spec file (default: the built-in zoo)")
-    g.addoption("--zoo-cache", default="", help="materialized model cache (default $HFMATRIX_CACHE or the user cache dir)")
-    g.addoption("--session-name", default="", help="results/<session-name>/ (default: the backend name)")
-    g.addoption("--results-dir", default="", help="where result records go (default ./results; 'none' disables)")
-    g.addoption("--shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
+    g.addoption("--hfm-zoo-file", default=os.environ.get("HFMATRIX_ZOO_FILE", ""), help="zoo spec file (default: the built-in zoo)")
+    g.addoption("--hfm-zoo-cache", default="", help="materialized model cache (default $HFMATRIX_CACHE or the user cache dir)")
+    g.addoption("--hfm-session-name", default="", help="results/<session-name>/ (default: the backend name)")
+    g.addoption("--hfm-results-dir", default="", help="where result records go (default ./results; 'none' disables)")
+    g.addoption("--hfm-shard", default="", help="i/n: run the i-th of n deterministic shards (split by model id)")
     g.addoption("--hfm-localize", action="store_true", default=bool(os.environ.get("HFMATRIX_LOCALIZE")),
                 help="name the first divergent module on every parity cell (failures and known bugs always do)")
     g.addoption("--hfm-rerun-failures", type=int, default=int(os.environ.get("HFMATRIX_RERUN_FAILURES", "0")),
                 metavar="N", help="run each failing cell again, up to N times, in a fresh process; the report "
                                   "separates flaky (passed on a re-run) from failed every time; both stay failures")
     g.addoption("--hfm-attempt", type=int, default=0, help=argparse.SUPPRESS)  # set on a re-run's process
-    g.addoption("--allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
-    g.addoption("--trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
+    g.addoption("--hfm-allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
+    g.addoption("--hfm-trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
                 help="run the code a model folder ships (auto_map) for these model ids only; repeatable, "
                      "also $HFMATRIX_TRUST_REMOTE_CODE; no wildcard")
     g.addoption("--hfm-endpoint", default="", help="serve backend: test this existing OpenAI-compatible server "
-                "(URL) instead of starting one; --models names the same weights for the reference")
+                "(URL) instead of starting one; --hfm-models names the same weights for the reference")
     g.addoption("--hfm-served-model", default="", help="serve backend: the model name the endpoint serves")
     g.addoption("--hfm-api-key-env", default="HFMATRIX_SERVE_API_KEY",
                 help="serve backend: the environment variable holding the endpoint's API key (never logged)")
-    g.addoption("--hard-timeout", type=float, default=None,
+    g.addoption("--hfm-hard-timeout", type=float, default=None,
                 help="seconds before a test stuck in native code is killed by the faulthandler watchdog "
                      "(default 2 x --timeout + 10; 0 disables); xdist then replaces the worker")
 
 
+def enabled(config: pytest.Config) -> bool:
+    """Asked for: --hfm or any --hfm-* option, wherever pytest read its arguments from. xdist workers
+    and hfmatrix's own re-run processes get the same arguments, so they agree with their controller."""
+    if _ENABLED in config.stash:
+        return config.stash[_ENABLED]
+    args = [*map(str, config.invocation_params.args), *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    try:
+        args += [str(a) for a in config.getini("addopts")]
+    except ValueError:
+        pass
+    on = bool(config.getoption("--hfm", False)) or any(a.startswith("--hfm") for a in args)
+    config.stash[_ENABLED] = on
+    return on
+
+
+_ENABLED = pytest.StashKey[bool]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not enabled(config):
+        return
     config.addinivalue_line("markers", "hfm_needs(*capabilities): only models whose spec has these capabilities")
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
@@ -78,17 +106,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hfm_known_bug(entry): the known_failures entry of this cell's strict xfail")
     config.addinivalue_line("markers", "hfm_per_case(argname, provider): a second axis whose values depend on "
                             "the case: provider(case) yields pytest.param values for argname (none = not applicable)")
-    _LOAD_POLICY.update(allow_pickle=bool(config.getoption("--allow-pickle")),
-                        trusted=safeload.trusted_models(config.getoption("--trust-remote-code")))
+    _LOAD_POLICY.update(allow_pickle=bool(config.getoption("--hfm-allow-pickle")),
+                        trusted=safeload.trusted_models(config.getoption("--hfm-trust-remote-code")))
     if config.getoption("--hfm-endpoint"):  # the environment reaches xdist workers; the key stays in its own variable
         os.environ.update(HFMATRIX_SERVE_ENDPOINT=config.getoption("--hfm-endpoint"),
                           HFMATRIX_SERVE_MODEL=config.getoption("--hfm-served-model"),
                           HFMATRIX_SERVE_API_KEY_ENV=config.getoption("--hfm-api-key-env"))
-    if config.getoption("--zoo-cache"):
-        os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--zoo-cache")).resolve())
+    if config.getoption("--hfm-zoo-cache"):
+        os.environ["HFMATRIX_CACHE"] = str(Path(config.getoption("--hfm-zoo-cache")).resolve())
     st = config.stash[_STATE] = _State(config)
     config.pluginmanager.register(TypedSkipReports(), "hfmatrix-typed-skips")
-    if not hasattr(config, "workerinput"):  # the controller owns the watchdog dir (hfmatrix/isolation.py)
+    if not hasattr(config, "workerinput") and isolation.distributed(config):  # the xdist controller owns the watchdog dir
         st.isolation = isolation.Controller()
         config.pluginmanager.register(st.isolation, "hfmatrix-isolation")
     isolation.install(config, st.isolation)
@@ -102,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _is_writer(config: pytest.Config) -> bool:
     """The process that writes records: the xdist controller, or pytest itself without xdist."""
-    return not hasattr(config, "workerinput") and config.getoption("--results-dir") != "none"
+    return not hasattr(config, "workerinput") and config.getoption("--hfm-results-dir") != "none"
 
 
 # ----------------------------------------------------------------------------- cases
@@ -132,9 +160,9 @@ def parse_shard(text: str) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise pytest.UsageError(f"--shard must look like i/n (e.g. 2/4), got {text!r}") from None
+        raise pytest.UsageError(f"--hfm-shard must look like i/n (e.g. 2/4), got {text!r}") from None
     if not 1 <= i <= n:
-        raise pytest.UsageError(f"--shard {text}: need 1 <= i <= n")
+        raise pytest.UsageError(f"--hfm-shard {text}: need 1 <= i <= n")
     return i, n
 
 
@@ -146,15 +174,15 @@ def shard_of(model_id: str, n: int) -> int:
 class _State:
     def __init__(self, config: pytest.Config):
         self.config = config
-        self.backend = config.getoption("--backend")
-        self.device = config.getoption("--device")
-        self.session = config.getoption("--session-name") or self.backend
-        self.shard = parse_shard(config.getoption("--shard"))
+        self.backend = config.getoption("--hfm-backend")
+        self.device = config.getoption("--hfm-device")
+        self.session = config.getoption("--hfm-session-name") or self.backend
+        self.shard = parse_shard(config.getoption("--hfm-shard"))
         self.shard_tag = f"{self.shard[0]}of{self.shard[1]}" if self.shard else "all"
         self.attempt = config.getoption("--hfm-attempt")
         if self.attempt:  # a re-run of failing cells (hfmatrix/rerun.py) keeps the first run's records
             self.shard_tag += f".rerun{self.attempt}"
-        rd = config.getoption("--results-dir") or "results"
+        rd = config.getoption("--hfm-results-dir") or "results"
         self.results = Path(rd).resolve() / self.session if rd != "none" else None
         self.run_id = os.environ.get("HFMATRIX_RUN_ID") or uuid.uuid4().hex[:12]
         self._specs = None
@@ -172,9 +200,9 @@ class _State:
     def specs(self) -> dict[str, Any]:
         if self._specs is None:
             from .zoo.spec import load_specs
-            zoo_file = self.config.getoption("--zoo-file") or None
+            zoo_file = self.config.getoption("--hfm-zoo-file") or None
             zoo = load_specs(zoo_file)
-            wanted = [m.strip() for m in self.config.getoption("--models").split(",") if m.strip()]
+            wanted = [m.strip() for m in self.config.getoption("--hfm-models").split(",") if m.strip()]
             specs: dict[str, Any] = {}
             for item in wanted:
                 if item == "default":
@@ -189,7 +217,7 @@ class _State:
         return self._specs
 
     def precisions(self) -> list[str]:
-        text = self.config.getoption("--precision")
+        text = self.config.getoption("--hfm-precision")
         if text:
             return [p.strip() for p in text.split(",") if p.strip()]
         from . import backends
@@ -203,10 +231,10 @@ class _State:
 
     def case_targets(self, spec) -> list[Target]:
         """This model's targets resolved to their effective precision; a request that computes what an
-        earlier one (or one in --precisions-done) computes is the same work: folded, noted in meta."""
+        earlier one (or one in --hfm-precisions-done) computes is the same work: folded, noted in meta."""
         from . import precision
         done = [Target(self.backend, self.device, p.strip())
-                for p in self.config.getoption("--precisions-done").split(",") if p.strip()]
+                for p in self.config.getoption("--hfm-precisions-done").split(",") if p.strip()]
         kept, folded = precision.fold([precision.resolve(t, spec) for t in self.targets()],
                                       [precision.resolve(t, spec) for t in done])
         for requested, same_as in folded.items():
@@ -228,7 +256,7 @@ class _State:
             return
         meta = {**extra,
             "session": self.session, "run_id": self.run_id, "shard": self.shard_tag, "backend": self.backend,
-            "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--models"),
+            "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--hfm-models"),
             "started": self.started, "finished": time.time() if complete else None, "complete": complete,
             "exitstatus": exitstatus, "counts": dict(self.counts), "skip_kinds": dict(self.skip_kinds),
             "folded_precisions": self.folded,
@@ -245,14 +273,14 @@ def state(config: pytest.Config) -> _State:
 
 
 def model_free_endpoint(config: pytest.Config) -> bool:
-    """--hfm-endpoint without --models (nor $HFMATRIX_MODELS): no local weights, so no reference; only
-    suites/test_endpoint.py's model-free checks run, every per-model check skips."""
-    return bool(config.getoption("--hfm-endpoint")) and config.getoption("--models") == "default" \
+    """--hfm-endpoint without --hfm-models (nor $HFMATRIX_MODELS): no local weights, so no reference; only
+    hfmatrix/suites/test_endpoint.py's model-free checks run, every per-model check skips."""
+    return bool(config.getoption("--hfm-endpoint")) and config.getoption("--hfm-models") == "default" \
         and not os.environ.get("HFMATRIX_MODELS")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" not in metafunc.fixturenames:
+    if "hfm_case" not in metafunc.fixturenames or not enabled(metafunc.config):
         return
     st = state(metafunc.config)
     needs = [c for m in metafunc.definition.iter_markers("hfm_needs") for c in m.args]
@@ -290,13 +318,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # No applicable model in this selection: say so instead of silently collecting nothing.
         why = f"no selected model has {needs or 'a matching target'}"
         if kind == skips.DEPENDENCY_MISSING:
-            why = ("per-model (parity) checks against --hfm-endpoint need --models: the same weights, for the "
-                   "local reference; the model-free checks are suites/test_endpoint.py's")
+            why = ("per-model (parity) checks against --hfm-endpoint need --hfm-models: the same weights, for the "
+                   "local reference; the model-free checks are hfmatrix/suites/test_endpoint.py's")
         if only_backends and st.backend not in only_backends:
             why, kind = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}", skips.UNSUPPORTED
         params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
                                marks=pytest.mark.skip(reason=f"[{kind}] {why}"))]
-    metafunc.parametrize(("case", per_case.args[0]) if per_case else "case", params)
+    metafunc.parametrize(("hfm_case", per_case.args[0]) if per_case else "hfm_case", params)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -329,12 +357,15 @@ _REFERENCES = _LRU(2)
 
 
 @pytest.fixture
-def case(request) -> Case:  # parametrized by pytest_generate_tests; this is only the fallback
+def hfm_case(request) -> Case:  # parametrized by pytest_generate_tests; this is only the fallback
+    if not enabled(request.config):
+        raise pytest.UsageError(f"{request.node.nodeid} uses hfmatrix's fixtures: run it with --hfm "
+                                "(or any --hfm-* option, or `hfmatrix run`)")
     return request.param
 
 
 @pytest.fixture
-def measure(request):
+def hfm_measure(request):
     """Call ``measure(key=value, ...)`` to put numbers into this test's record."""
     data: dict[str, Any] = {}
     request.node.user_properties.append((PROP_MEASURE, data))
@@ -346,10 +377,10 @@ def measure(request):
 
 
 @pytest.fixture
-def model_dir(case: Case) -> Path:
-    check_available(case.target)  # an absent device or backend skips before any build or export
+def hfm_model_dir(hfm_case: Case) -> Path:
+    check_available(hfm_case.target)  # an absent device or backend skips before any build or export
     from .zoo import materialize
-    return materialize(case.spec)
+    return materialize(hfm_case.spec)
 
 
 _AVAILABILITY: dict[Target, Any] = {}
@@ -366,7 +397,7 @@ def check_available(target: Target) -> None:
     _AVAILABILITY[target].require()
 
 
-# The run's loading policy (hfmatrix.safeload): --allow-pickle, and --trust-remote-code per model id.
+# The run's loading policy (hfmatrix.safeload): --hfm-allow-pickle, and --hfm-trust-remote-code per model id.
 _LOAD_POLICY: dict[str, Any] = {"allow_pickle": False, "trusted": set()}
 
 
@@ -393,26 +424,26 @@ def load_session(case: Case, model_dir: Path, fresh: bool = False, **options):
 
 
 @pytest.fixture
-def backend_session(request, case: Case, model_dir: Path):
-    session = load_session(case, model_dir)
+def hfm_backend_session(request, hfm_case: Case, hfm_model_dir: Path):
+    session = load_session(hfm_case, hfm_model_dir)
     _attach(request.node, evidence=session.evidence())
     return session
 
 
 @pytest.fixture
-def intact_session(request, case: Case, model_dir: Path):
+def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
     """The intact model's session, for checks about something else (bad inputs, leaks). When the
     intact model does not load on this target because of a recorded known bug (its load_session check
     is a strict xfail in known_failures.toml), such a check cannot be evaluated: it skips as known-bug
     naming that entry instead of failing a second time for the same bug. Any other load failure fails."""
     from .compare import known_failure
     try:
-        return request.getfixturevalue("backend_session")
+        return request.getfixturevalue("hfm_backend_session")
     except skips.TypedSkip:
         raise
     except Exception as exc:
-        t = case.target
-        reason = known_failure("load_session", case.spec.id, t.backend, t.device, t.effective)
+        t = hfm_case.target
+        reason = known_failure("load_session", hfm_case.spec.id, t.backend, t.device, t.effective)
         if not reason:
             raise
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
@@ -420,11 +451,11 @@ def intact_session(request, case: Case, model_dir: Path):
 
 
 @pytest.fixture
-def reference_session(case: Case, model_dir: Path):
+def hfm_reference_session(hfm_case: Case, hfm_model_dir: Path):
     """CPU fp32 torch on the same folder: the reference every backend is compared with."""
     from .backends import get
     ref_target = Target("torch", "cpu", "fp32")
-    return _REFERENCES.get((str(model_dir),), lambda: get("torch").load(model_dir, case.spec, ref_target))
+    return _REFERENCES.get((str(hfm_model_dir),), lambda: get("torch").load(hfm_model_dir, hfm_case.spec, ref_target))
 
 
 def _attach(node, **values) -> None:
@@ -436,9 +467,11 @@ def _attach(node, **values) -> None:
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
+    if not enabled(config):
+        return
     for item in items:
         callspec = getattr(item, "callspec", None)
-        case = callspec.params.get("case") if callspec else None
+        case = callspec.params.get("hfm_case") if callspec else None
         if isinstance(case, Case):
             item.user_properties.append((PROP_CASE, {
                 "model": case.spec.id, "arch_class": case.spec.arch_class, "backend": case.target.backend,
@@ -467,6 +500,8 @@ class TypedSkipReports:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
+    if not enabled(item.config):
+        return
     rep = outcome.get_result()
     bug = item.get_closest_marker("hfm_known_bug")
     if bug is not None and call.when == "call" and hasattr(rep, "wasxfail") and rep.skipped:
@@ -506,19 +541,8 @@ class Recorder:
     def __init__(self, st: _State):
         self.st = st
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(trylast=True)  # after isolation.Controller put a dead worker's dump into the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "???" and self.st.isolation is not None:  # a dead xdist worker: what killed it?
-            gateway = getattr(getattr(report, "node", None), "gateway", None)
-            detail = self.st.isolation.crash_detail(getattr(gateway, "id", ""), report.nodeid)
-            if detail:
-                report.hfm_crash_kind, dump = detail
-                head = str(report.longrepr)
-                if detail[0] == "timeout":
-                    head = (f"hard timeout: worker {getattr(gateway, 'id', '?')} was stuck where SIGALRM could not "
-                            f"interrupt it (native code); the watchdog dumped its stacks and killed it")
-                report.longrepr = f"{head}\n{dump}" if dump else head
-            report.user_properties.append(("hfm_worker", getattr(gateway, "id", "")))
         entry = self.st.phases.setdefault(report.nodeid, [])
         entry.append(report)
         # teardown closes a test; xdist reports a crashed worker's test with when="???"

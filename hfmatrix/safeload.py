@@ -1,10 +1,10 @@
 """Safe loading policy for model folders.
 
 * Weights: safetensors only. A folder whose only weights are pickle-based (``pytorch_model.bin``,
-  TF/Flax checkpoints) is refused with a clear message unless the user opts in (``--allow-pickle``);
+  TF/Flax checkpoints) is refused with a clear message unless the user opts in (``--hfm-allow-pickle``);
   opted-in pickles are loaded with ``torch.load(weights_only=True)``, which refuses any global
   outside torch's allow-list (a crafted ``__reduce__`` cannot run).
-* Remote code: a folder whose config names custom classes (``auto_map``) is refused unless the user trusts that model by id (``--trust-remote-code=ID[,ID]``
+* Remote code: a folder whose config names custom classes (``auto_map``) is refused unless the user trusts that model by id (``--hfm-trust-remote-code=ID[,ID]``
   or ``HFMATRIX_TRUST_REMOTE_CODE``); trust is per model, never global.
 
 ``pretrained_kwargs`` is the one call a backend makes before ``from_pretrained``: it runs both
@@ -40,7 +40,7 @@ def check_weights_format(model_dir: Path, allow_pickle: bool = False) -> str:
         if not allow_pickle:
             raise UnsafeWeights(
                 f"{model_dir} has only pickle-format weights ({', '.join(pickles)}); hfmatrix loads safetensors "
-                "only. Convert the weights, or opt in with --allow-pickle (then loaded with weights_only=True).")
+                "only. Convert the weights, or opt in with --hfm-allow-pickle (then loaded with weights_only=True).")
         return "pickle"
     raise FileNotFoundError(f"{model_dir}: no weights file (expected model.safetensors or a sharded index)")
 
@@ -78,7 +78,7 @@ def check_remote_code(model_dir: Path, trust: bool = False, model_id: str = "") 
         who = f"model {model_id!r}" if model_id else str(model_dir)
         raise RemoteCodeRefused(
             f"{who} asks to run code from the folder ({'; '.join(code)}); hfmatrix keeps trust_remote_code off. "
-            f"Trust this one model with --trust-remote-code={model_id or '<model id>'} after reading the code.")
+            f"Trust this one model with --hfm-trust-remote-code={model_id or '<model id>'} after reading the code.")
     return code
 
 

@@ -2,7 +2,7 @@
 
 Both run in this process on the same loaded model with the same pinned thread count, in
 short alternating blocks (harness, bare, bare, harness, ...), so load from neighbours falls on both.
-The harness side is exactly what suites/test_perf.py times: run_timed over Session.run (numpy in,
+The harness side is exactly what hfmatrix/suites/test_perf.py times: run_timed over Session.run (numpy in,
 numpy out); its RSS sampler covers the warm-up calls, never the timed ones. Prints the exact ratio harness p50 / bare p50.
 
     python scripts/bench_fidelity.py [--model minilm] [--rounds 100] [--per-round 2] [--threads N]

@@ -22,7 +22,7 @@ def test_trivial(i):
 
 def run(folder: Path, plugin: bool) -> float:
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "test_trivial.py")]
-    args += [f"--results-dir={folder / 'results'}"] if plugin else ["-p", "no:hfmatrix"]
+    args += [f"--hfm-results-dir={folder / 'results'}"] if plugin else ["-p", "no:hfmatrix"]
     start = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True, cwd=folder)
     return time.perf_counter() - start

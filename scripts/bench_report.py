@@ -83,7 +83,7 @@ def write_session(results: Path, spec: tuple, n_records: int, shards: int, rng: 
                 measures = {"latency_ms": {"median": rng.uniform(2, 40), "p90": rng.uniform(40, 60), "n": 20}}
             w.write(Record(
                 run_id=f"run-{session}", session=session, check=check, outcome=outcome,
-                nodeid=f"suites/test_{check}.py::test_{check}[{model}-{backend}-{device}-{precision}-{i}]",
+                nodeid=f"hfmatrix/suites/test_{check}.py::test_{check}[{model}-{backend}-{device}-{precision}-{i}]",
                 backend=backend, device=device, precision=precision, model=model, arch_class=klass,
                 suite=f"test_{check}", skip_kind=kind, message=msg, measures=measures,
                 evidence={**evidence, "precision": precision} if outcome != "skipped" else {},

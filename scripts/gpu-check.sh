@@ -25,8 +25,8 @@ PY
 
 workers=$("$PY" -c "import os; print(max(1, min(4, (os.cpu_count() or 2) // 2)))")
 timeout --signal=INT "$budget" "$PY" -m pytest suites -p hfmatrix.plugin \
-  --backend=torch --device=cuda --precision=fp32,fp16,bf16 --session-name=cuda \
-  --results-dir=results -n "$workers" -p no:cacheprovider -q "$@"
+  --hfm-backend=torch --hfm-device=cuda --hfm-precision=fp32,fp16,bf16 --hfm-session-name=cuda \
+  --hfm-results-dir=results -n "$workers" -p no:cacheprovider -q "$@"
 rc=$?
 "$PY" -m hfmatrix.cli report --results-dir results --no-fail
 echo "gpu-check: suites exit $rc; results in $out/, report in results/matrix.md"

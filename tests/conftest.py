@@ -10,7 +10,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ROOT / "suites"
+SUITES = ROOT / "hfmatrix" / "suites"
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,6 @@ def run_suites(pytester, zoo_cache: Path, *args: str, plant: str = "", timeout: 
     pytester._monkeypatch.setenv("PYTHONPATH", env_path + os.pathsep + os.environ.get("PYTHONPATH", ""))
     pytester._monkeypatch.setenv("HFMATRIX_CACHE", str(zoo_cache))
     result = pytester.runpytest_subprocess(
-        *args, f"--results-dir={results}", "-p", "no:cacheprovider", "--rootdir", str(pytester.path),
+        *args, f"--hfm-results-dir={results}", "-p", "no:cacheprovider", "--rootdir", str(pytester.path),
         timeout=timeout)
     return result, read_records(results)

@@ -46,7 +46,7 @@ PERTURBED = _outputs_planted("v * (1 + 1e-3)")
 
 def test_clean_bert_passes_every_check(pytester, zoo_cache):
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), str(SUITES / "test_load.py"),
-                                 str(SUITES / "test_parity.py"), "--models=bert")
+                                 str(SUITES / "test_parity.py"), "--hfm-models=bert")
     got = outcomes(records)
     assert got["deterministic[bert]"] == "passed"
     assert got["batch_equivalence[bert]"] == "passed"
@@ -58,14 +58,14 @@ def test_clean_bert_passes_every_check(pytester, zoo_cache):
 
 
 def test_nondeterministic_forward_fails_determinism(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--hfm-models=bert",
                                  "-k", "deterministic", plant=NONDETERMINISTIC)
     assert outcomes(records) == {"deterministic[bert]": "failed"}
     assert result.ret == 1
 
 
 def test_broken_padding_mask_fails_batch_equivalence(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--hfm-models=bert",
                                  "-k", "batch_equivalence", plant=BROKEN_MASK)
     assert outcomes(records) == {"batch_equivalence[bert]": "failed"}
     assert "outside tolerance" in records[0]["message"]
@@ -93,7 +93,7 @@ plugin.load_session = load_session
 
 
 def test_changed_token_fails_greedy_and_says_where(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--models=gpt2",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--hfm-models=gpt2",
                                  plant=LAST_TOKEN_CHANGED)
     assert outcomes(records) == {"generate_greedy[gpt2]": "failed"}
     m = records[0]["measures"]
@@ -113,7 +113,7 @@ def test_altered_weights_fail_load(pytester, zoo_cache, tmp_path):
     data = bytearray(weights.read_bytes())
     data[-16:-8] = bytes(8)  # zero a few weights past the header; file size and format stay valid
     weights.write_bytes(bytes(data))
-    result, records = run_suites(pytester, cache, str(SUITES / "test_load.py"), "--models=bert",
+    result, records = run_suites(pytester, cache, str(SUITES / "test_load.py"), "--hfm-models=bert",
                                  "-k", "integrity or weights_match")
     got = outcomes(records)
     assert got == {"artifact_integrity[bert]": "failed", "weights_match_build[bert]": "failed"}, got
@@ -123,7 +123,7 @@ def test_altered_weights_fail_load(pytester, zoo_cache, tmp_path):
 
 def test_perturbed_outputs_fail_parity(pytester, zoo_cache):
     """Outputs scaled by (1 + 1e-3) fail parity; the unperturbed run passes (test_clean_... above)."""
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--models=bert",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert",
                                  plant=PERTURBED)
     got = outcomes(records)
     assert got == {"parity[bert]": "failed"}, got
@@ -141,7 +141,7 @@ NOISY = _outputs_planted("v + rng.standard_normal(v.shape).astype(v.dtype) * flo
 
 
 def test_truncated_outputs_fail_output_shapes(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--models=bert",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--hfm-models=bert",
                                  "-k", "output_shapes", plant=TRUNCATED)
     assert outcomes(records) == {"output_shapes[bert]": "failed"}
     assert result.ret == 1
@@ -149,10 +149,10 @@ def test_truncated_outputs_fail_output_shapes(pytester, zoo_cache):
 
 def test_golden_embeddings_pass_clean_and_fail_on_noise(pytester, zoo_cache):
     """The real-weights MiniLM: the published cosines hold, and fail once the outputs are noise."""
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--hfm-models=minilm",
                                  "-k", "golden_embeddings")
     assert outcomes(records) == {"golden_embeddings[minilm]": "passed"}, result.stdout.str()[-2000:]
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--hfm-models=minilm",
                                  "-k", "golden_embeddings", plant=NOISY)
     assert outcomes(records) == {"golden_embeddings[minilm]": "failed"}
     assert result.ret == 1
@@ -163,7 +163,7 @@ SCALED = _outputs_planted("v * 1.05")
 
 def test_golden_norm_is_checked_before_normalization(pytester, zoo_cache):
     """Hidden states 5% too large keep every cosine and the normalised norm: only the pooled norm sees them."""
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--models=minilm",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_golden.py"), "--hfm-models=minilm",
                                  "-k", "golden_embeddings", plant=SCALED)
     assert outcomes(records) == {"golden_embeddings[minilm]": "failed"}
     assert "mean-pooled embedding norm" in records[0]["message"]
@@ -172,7 +172,7 @@ def test_golden_norm_is_checked_before_normalization(pytester, zoo_cache):
 def test_workflows_pass_clean_and_fail_on_noise(pytester, zoo_cache):
     """All three workflows (whisper → bert-cls, MiniLM search → bert-cls, CLIP towers vs full logits) pass
     clean and fail once the backend's outputs are drowned in noise."""
-    args = (str(SUITES / "test_workflows.py"), "--models=minilm,whisper,clip")
+    args = (str(SUITES / "test_workflows.py"), "--hfm-models=minilm,whisper,clip")
     result, records = run_suites(pytester, zoo_cache, *args)
     assert sorted(outcomes(records).values()) == ["passed"] * 3, result.stdout.str()[-2000:]
     result, records = run_suites(pytester, zoo_cache, *args, plant=NOISY)
@@ -193,7 +193,7 @@ FeatureExtractionPipeline.postprocess = postprocess
 
 
 def test_pipeline_passes_clean_and_fails_when_it_disagrees_with_the_model(pytester, zoo_cache):
-    args = (str(SUITES / "test_pipeline.py"), "--models=bert", "-k", "not semantic_search")
+    args = (str(SUITES / "test_pipeline.py"), "--hfm-models=bert", "-k", "not semantic_search")
     result, records = run_suites(pytester, zoo_cache, *args)
     assert outcomes(records) == {"pipeline[bert]": "passed"}, result.stdout.str()[-2000:]
     result, records = run_suites(pytester, zoo_cache, *args, plant=SKEWED_PIPELINE)

@@ -35,8 +35,8 @@ db.DistributedSession.job = job
 
 
 def _suite(pytester, zoo_cache, plant: str = ""):
-    return run_suites(pytester, zoo_cache, str(SUITES / "test_distributed.py"), "--backend=distributed",
-                      "--models=llama", "-k", "tp2", plant=plant)
+    return run_suites(pytester, zoo_cache, str(SUITES / "test_distributed.py"), "--hfm-backend=distributed",
+                      "--hfm-models=llama", "-k", "tp2", plant=plant)
 
 
 @pytest.mark.parametrize("defect", ["zero:model.layers.0.self_attn.q_proj.weight@1",

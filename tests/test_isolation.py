@@ -28,25 +28,25 @@ HARD_TIMEOUT = 2 * SOFT_TIMEOUT + 10  # the plugin's default for the native watc
 VICTIMS = textwrap.dedent('''
     import ctypes, os, time
 
-    def test_before(case):
-        assert case.spec.id
+    def test_before(hfm_case):
+        assert hfm_case.spec.id
 
-    def test_victim(case):
-        if case.spec.id == "gpt2":
+    def test_victim(hfm_case):
+        if hfm_case.spec.id == "gpt2":
             ctypes.string_at(0)                      # SIGSEGV
-        elif case.spec.id == "t5":
+        elif hfm_case.spec.id == "t5":
             os.abort()                               # SIGABRT
-        elif case.spec.id == "vit":
+        elif hfm_case.spec.id == "vit":
             time.sleep(600)                          # a hang SIGALRM can interrupt
-        elif case.spec.id == "bert":
+        elif hfm_case.spec.id == "bert":
             libc = ctypes.PyDLL(None)                # PyDLL: the GIL stays held during the call
             mutex = ctypes.create_string_buffer(64)  # zeroed = PTHREAD_MUTEX_INITIALIZER
             libc.pthread_mutex_lock(mutex)
             libc.pthread_mutex_lock(mutex)           # deadlock in native code, GIL held
-        assert case.spec.id
+        assert hfm_case.spec.id
 
-    def test_after(case):                            # same model group, after the victim
-        assert case.spec.id
+    def test_after(hfm_case):                            # same model group, after the victim
+        assert hfm_case.spec.id
 ''')
 MODELS = ("bert", "gpt2", "t5", "vit", "llama", "clip")
 EXPECTED_VICTIMS = {  # model -> (outcome, evidence the record must carry)
@@ -64,8 +64,8 @@ def _env() -> dict[str, str]:
 
 
 def _pytest(tmp_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--results-dir={tmp_path / 'results'}",
-            "--session-name=iso", *args]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--hfm-results-dir={tmp_path / 'results'}",
+            "--hfm-session-name=iso", *args]
 
 
 def _records(tmp_path: Path) -> list[dict]:
@@ -80,7 +80,7 @@ def _meta(tmp_path: Path) -> dict:
 
 def test_crashes_and_hangs_are_isolated_under_xdist(tmp_path, record_property):
     (tmp_path / "test_victims.py").write_text(VICTIMS)
-    cmd = _pytest(tmp_path, "test_victims.py", "-n", "2", "--dist=loadgroup", f"--models={','.join(MODELS)}",
+    cmd = _pytest(tmp_path, "test_victims.py", "-n", "2", "--dist=loadgroup", f"--hfm-models={','.join(MODELS)}",
                   f"--timeout={SOFT_TIMEOUT}", "--max-worker-restart=8")
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)

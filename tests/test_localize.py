@@ -92,7 +92,7 @@ LAYERS = {"bert": "encoder.layer.1.output.dense.weight",
 
 
 def test_parity_failure_names_the_altered_layer(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--models=bert,llama,t5",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert,llama,t5",
                                  plant=ALTERED_LAYER.format(layers=LAYERS))
     assert outcomes(records) == {f"parity[{m}]": "failed" for m in LAYERS}, result.stdout.str()[-3000:]
     for rec in records:
@@ -103,7 +103,7 @@ def test_parity_failure_names_the_altered_layer(pytester, zoo_cache):
 
 
 def test_clean_parity_localizes_nothing_on_demand(pytester, zoo_cache):
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--models=bert",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert",
                                  "--hfm-localize")
     assert outcomes(records) == {"parity[bert]": "passed"}, result.stdout.str()[-3000:]
     where = records[0]["measures"]["first_divergence"]

@@ -1,6 +1,6 @@
 """The leak checks bite: planted leaks in a real model are caught, the clean model is not flagged.
 
-Same code path as suites/test_memory.py (hfmatrix.memory's cycle builders, counters and verdict)
+Same code path as hfmatrix/suites/test_memory.py (hfmatrix.memory's cycle builders, counters and verdict)
 on the zoo BERT through the real torch backend. The planted leaks are forward hooks appending
 tensors to a module-level list, the way a real leak holds on to results.
 """

@@ -106,7 +106,7 @@ def test_scratch_folders_name_no_model_type(tmp_path, monkeypatch):
 
 
 def test_silently_accepted_garbage_fails_the_check(pytester, zoo_cache):
-    args = (str(SUITES / "test_negative.py"), "--models=bert", "-k", "ids-out-of-range or ids-negative")
+    args = (str(SUITES / "test_negative.py"), "--hfm-models=bert", "-k", "ids-out-of-range or ids-negative")
     result, records = run_suites(pytester, zoo_cache, *args)
     assert {r["outcome"] for r in records} == {"passed"} and len(records) == 2, result.stdout.str()[-2000:]
     result, records = run_suites(pytester, zoo_cache, *args, plant=CLAMPED_IDS)

@@ -225,9 +225,9 @@ def test_harness_p50_matches_a_bare_loop():
 
 # ----------------------------------------------------------------------------- the suite end to end
 def _run_suite(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_perf.py"), "-p", "no:cacheprovider", "-q",
-           f"--results-dir={tmp_path / 'results'}", f"--perf-baselines={tmp_path / 'baselines'}",
-           "--perf-iters=8", "--perf-min-time=0.05", "--perf-batch=2", "--perf-batch-iters=3", *args]
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "hfmatrix" / "suites" / "test_perf.py"), "-p", "no:cacheprovider", "-q",
+           f"--hfm-results-dir={tmp_path / 'results'}", f"--hfm-perf-baselines={tmp_path / 'baselines'}",
+           "--hfm-perf-iters=8", "--hfm-perf-min-time=0.05", "--hfm-perf-batch=2", "--hfm-perf-batch-iters=3", *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
 
@@ -250,10 +250,10 @@ def _plant_baseline(path: Path, model: str, slower: bool) -> None:
 
 def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     """No baseline -> typed skip; then planted baselines: one that claims the model used to be 10x
-    faster (a regression: fails, or warns with --perf-regression=warn) and one that claims it was 10x
+    faster (a regression: fails, or warns with --hfm-perf-regression=warn) and one that claims it was 10x
     slower (an improvement: passes, reported)."""
     pytest.importorskip("torch", reason="[dependency-missing] torch not installed")
-    first = _run_suite(tmp_path, "--models=bert,gpt2")
+    first = _run_suite(tmp_path, "--hfm-models=bert,gpt2")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     recs = _records(tmp_path)
     perf = recs["test_perf[bert@torch-cpu-fp32]"]
@@ -279,7 +279,7 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     assert cmp.returncode == 1 and "regression" in cmp.stdout and "improvement" in cmp.stdout, cmp.stdout
 
     (tmp_path / "results").rename(tmp_path / "results-1")
-    gated = _run_suite(tmp_path, "--models=bert,gpt2", "--perf-confirm=1", "--perf-max-load=0")
+    gated = _run_suite(tmp_path, "--hfm-models=bert,gpt2", "--hfm-perf-confirm=1", "--hfm-perf-max-load=0")
     assert gated.returncode == 1, gated.stdout[-3000:]
     recs = _records(tmp_path)
     bad = recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]
@@ -296,7 +296,7 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     assert by_model["gpt2"]["status"] == "improvement"
 
     (tmp_path / "results").rename(tmp_path / "results-2")
-    warned = _run_suite(tmp_path, "--models=bert", "--perf-confirm=0", "--perf-max-load=0", "--perf-regression=warn")
+    warned = _run_suite(tmp_path, "--hfm-models=bert", "--hfm-perf-confirm=0", "--hfm-perf-max-load=0", "--hfm-perf-regression=warn")
     assert warned.returncode == 0, warned.stdout[-3000:]
     recs = _records(tmp_path)
     assert recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]["measures"]["verdict"] == "regression"

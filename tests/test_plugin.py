@@ -35,19 +35,19 @@ CHECKS = """
 import pytest
 from hfmatrix import skips
 
-def test_any(case, measure):
-    measure(max_abs_err=0.5, seen=case.id)
-    assert case.spec.id in ("alpha", "beta", "gamma")
+def test_any(hfm_case, hfm_measure):
+    hfm_measure(max_abs_err=0.5, seen=hfm_case.id)
+    assert hfm_case.spec.id in ("alpha", "beta", "gamma")
 
 @pytest.mark.hfm_needs("generate")
-def test_gen(case):
-    assert case.spec.generate
+def test_gen(hfm_case):
+    assert hfm_case.spec.generate
 
-def test_typed_skip(case):
+def test_typed_skip(hfm_case):
     raise skips.HardwareAbsent("no widget on this machine")
 
-def test_fails(case):
-    assert case.spec.id != "gamma", "gamma is broken"
+def test_fails(hfm_case):
+    assert hfm_case.spec.id != "gamma", "gamma is broken"
 """
 
 
@@ -60,8 +60,8 @@ def project(pytester):
 
 def _run(pytester, *args):
     res = pytester.path / "results"
-    session = next((a.split("=", 1)[1] for a in args if a.startswith("--session-name=")), "torch")
-    result = pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
+    session = next((a.split("=", 1)[1] for a in args if a.startswith("--hfm-session-name=")), "torch")
+    result = pytester.runpytest_subprocess(f"--hfm-zoo-file={pytester.path / 'zoo.toml'}", f"--hfm-results-dir={res}",
                                            "-p", "no:cacheprovider", *args)
     return result, read_records(res / session)
 
@@ -143,26 +143,26 @@ def test_hanging_known_bug_is_not_run(tmp_path, monkeypatch):
 def test_shards_partition_the_models(project):
     seen = []
     for i in (1, 2, 3):
-        _, records = _run(project, f"--shard={i}/3", "-k", "any", f"--session-name=s{i}")
+        _, records = _run(project, f"--hfm-shard={i}/3", "-k", "any", f"--hfm-session-name=s{i}")
         seen.append({r["model"] for r in records if r["model"]})
         assert all(r["shard"] == f"{i}of3" for r in records)
     assert set().union(*seen) == {"alpha", "beta", "gamma"}
     assert sum(len(s) for s in seen) == 3  # disjoint
-    again = [{r["model"] for r in _run(project, f"--shard={i}/3", "-k", "any", f"--session-name=t{i}")[1]
+    again = [{r["model"] for r in _run(project, f"--hfm-shard={i}/3", "-k", "any", f"--hfm-session-name=t{i}")[1]
               if r["model"]} for i in (1, 2, 3)]
     assert again == seen  # deterministic
 
 
 def test_bad_shard_is_a_usage_error(project):
-    result, _ = _run(project, "--shard=4/3")
+    result, _ = _run(project, "--hfm-shard=4/3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--shard 4/3" in result.stderr.str()
+    assert "--hfm-shard 4/3" in result.stderr.str()
 
 
 def test_unknown_hub_model_skips_not_available_offline(project, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    project.makepyfile(test_load="def test_load(case, model_dir):\n    assert model_dir.is_dir()\n")
-    result, records = _run(project, "test_load.py", "--models=nobody/no-such-model-xyz")
+    project.makepyfile(test_load="def test_load(hfm_case, hfm_model_dir):\n    assert hfm_model_dir.is_dir()\n")
+    result, records = _run(project, "test_load.py", "--hfm-models=nobody/no-such-model-xyz")
     assert len(records) == 1
     assert records[0]["outcome"] == "skipped" and records[0]["skip_kind"] == "dependency-missing"
     assert "not available offline" in records[0]["message"]
@@ -196,7 +196,7 @@ def _load(self, *args, **kwargs):
 
 torch_backend.TorchBackend.load = _load
 """)
-    project.makepyfile(test_other="def test_other(case, intact_session):\n    assert intact_session is not None\n")
+    project.makepyfile(test_other="def test_other(hfm_case, hfm_intact_session):\n    assert hfm_intact_session is not None\n")
     _known_bugs(project, monkeypatch,
                 '[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nreason = "alpha load defect #7"\n')
     monkeypatch.setenv("PYTHONPATH", str(project.path))

@@ -68,16 +68,16 @@ def test_scale_term_bounds_by_output_magnitude_and_tolerance_exceeded_carries_th
 CHECKS = """
 from hfmatrix.compare import ToleranceExceeded
 
-def test_in_range(case):
+def test_in_range(hfm_case):
     raise ToleranceExceeded("off by 0.3", 3.0, 0.3)
 
-def test_out_of_range(case):
+def test_out_of_range(hfm_case):
     raise ToleranceExceeded("off by 0.9", 9.0, 0.9)
 
-def test_other_type(case):
+def test_other_type(hfm_case):
     raise ValueError("a crash in the same cell")
 
-def test_fixed(case):
+def test_fixed(hfm_case):
     pass
 """
 
@@ -98,8 +98,8 @@ def test_known_bug_is_strict_about_type_and_measured_range(pytester, monkeypatch
     kf.write_text(BUGS)
     monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
     res = pytester.path / "results"
-    result = pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
-                                           "-p", "no:cacheprovider", "--models=alpha")
+    result = pytester.runpytest_subprocess(f"--hfm-zoo-file={pytester.path / 'zoo.toml'}", f"--hfm-results-dir={res}",
+                                           "-p", "no:cacheprovider", "--hfm-models=alpha")
     by = {r["check"]: r for r in read_records(res / "torch")}
     assert by["in_range"]["outcome"] == "xfailed", by["in_range"]
     assert by["in_range"]["effective_precision"] == by["in_range"]["precision"] == "fp32"
@@ -111,11 +111,11 @@ def test_known_bug_is_strict_about_type_and_measured_range(pytester, monkeypatch
 
 def test_precisions_done_folds_the_same_computation(pytester):
     pytester.makefile(".toml", zoo=ZOO)
-    pytester.makepyfile(test_checks="def test_any(case):\n    pass\n")
+    pytester.makepyfile(test_checks="def test_any(hfm_case):\n    pass\n")
     res = pytester.path / "results"
-    pytester.runpytest_subprocess(f"--zoo-file={pytester.path / 'zoo.toml'}", f"--results-dir={res}",
-                                  "-p", "no:cacheprovider", "--precision=fp32,bf16", "--precisions-done=fp32",
-                                  "--models=alpha")
+    pytester.runpytest_subprocess(f"--hfm-zoo-file={pytester.path / 'zoo.toml'}", f"--hfm-results-dir={res}",
+                                  "-p", "no:cacheprovider", "--hfm-precision=fp32,bf16", "--hfm-precisions-done=fp32",
+                                  "--hfm-models=alpha")
     records = read_records(res / "torch")
     assert [(r["precision"], r["outcome"]) for r in records] == [("bf16", "passed")]
     meta = json.loads((res / "torch" / "meta-all.json").read_text())

@@ -37,7 +37,7 @@ def rec(session: str, model: str, outcome: str, *, check: str = "parity", backen
     if frac is not None:
         measures["tol_fraction"] = frac
     return Record(run_id=f"run-{session}", session=session, check=check, outcome=outcome,
-                  nodeid=f"suites/test_{check}.py::test_{check}[{model}-{backend}-{precision}-{i}]",
+                  nodeid=f"hfmatrix/suites/test_{check}.py::test_{check}[{model}-{backend}-{precision}-{i}]",
                   backend=backend, device=device, precision=precision, model=model, arch_class=arch,
                   suite=f"test_{check}", skip_kind=kind, message=msg, measures=measures,
                   evidence=evidence if evidence is not None else {"torch_device": device},
@@ -137,12 +137,12 @@ def test_matrix_md_content(matrix_results: Path, capsys) -> None:
     fail = md[md.index("## Failures (2)"):md.index("## Auto-zoo") if "## Auto-zoo" in md else None]
     crash, failed = fail.split("\n- **")[1:3]
     assert crash.startswith("crashed** `llama` parity @ onnxruntime · cpu · fp32: worker gw1 crashed")
-    assert "rerun: `nox -s onnxruntime -- 'suites/test_parity.py::test_parity[llama-onnxruntime-fp32-1]'`" in crash
+    assert "rerun: `nox -s onnxruntime -- 'hfmatrix/suites/test_parity.py::test_parity[llama-onnxruntime-fp32-1]'`" in crash
     assert failed.startswith("failed** `llama` parity @ cpu · torch · cpu · fp32: AssertionError: max \\|Δ\\| 3.2e-03 > atol 1e-05")
     assert "  - max |Δ|: 0.0032" in failed and "  - share of tolerance used: 320" in failed
     assert "  - tolerance: atol 1.0e-05 · rtol 1.3e-06 (target.torch.fp32 — fp32 assert_close default)" in failed
     assert '"threads":2' in failed
-    assert "rerun: `nox -s cpu -- 'suites/test_parity.py::test_parity[llama-torch-fp32-3]'`" in failed
+    assert "rerun: `nox -s cpu -- 'hfmatrix/suites/test_parity.py::test_parity[llama-torch-fp32-3]'`" in failed
     # skips grouped by kind, with their reasons
     sk = md[md.index("## Skips by kind"):]
     assert "### hardware-absent (1)" in sk and "- 1 × no camera — cpu" in sk
@@ -226,12 +226,12 @@ def test_failures_say_what_was_compared(tmp_path: Path, capsys) -> None:
 
 def test_rerun_command_selects_by_pytests_node_id() -> None:
     """xdist's --dist=loadgroup reports node ids with '@group' appended: pytest selects without it
-    (`nox -R -s cpu -- 'suites/test_parity.py::test_parity[gpt2@torch-cpu-fp32]'` ran exactly 1 test)."""
+    (`nox -R -s cpu -- 'hfmatrix/suites/test_parity.py::test_parity[gpt2@torch-cpu-fp32]'` ran exactly 1 test)."""
     from hfmatrix.report.explain import rerun
-    grouped = {"session": "openvino", "nodeid": "suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]@gpt2"}
-    assert rerun(grouped) == "nox -s openvino -- 'suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]'"
-    assert rerun({"session": "cpu", "nodeid": "suites/test_golden.py::test_golden@minilm"}) == \
-        "nox -s cpu -- suites/test_golden.py::test_golden"
+    grouped = {"session": "openvino", "nodeid": "hfmatrix/suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]@gpt2"}
+    assert rerun(grouped) == "nox -s openvino -- 'hfmatrix/suites/test_generate.py::test_generate_greedy[gpt2@openvino-cpu-auto]'"
+    assert rerun({"session": "cpu", "nodeid": "hfmatrix/suites/test_golden.py::test_golden@minilm"}) == \
+        "nox -s cpu -- hfmatrix/suites/test_golden.py::test_golden"
 
 
 def test_markdown_and_page_stay_small_on_12k_records(tmp_path: Path, capsys) -> None:
@@ -523,11 +523,11 @@ def test_index_html_in_headless_chromium(matrix_results: Path, capsys) -> None:
             assert page.locator("#dbody tr.rec").count() == 2            # the failed parity and the passed generate
             detail = page.locator("#dbody tr.detail").inner_text()
             assert "evidence" in detail and "max_abs_err" in detail and "3.2e-3" in detail
-            assert "nox -s cpu -- 'suites/test_parity.py::test_parity[llama-torch-fp32-3]'" in detail
+            assert "nox -s cpu -- 'hfmatrix/suites/test_parity.py::test_parity[llama-torch-fp32-3]'" in detail
             page.screenshot(path=str(shot_dir / "report-drilldown.png"))
-            assert page.evaluate("rerun('cpu', 'suites/t.py::test_x[gpt2@torch-cpu-fp32]@gpt2')") == \
-                "nox -s cpu -- 'suites/t.py::test_x[gpt2@torch-cpu-fp32]'"          # xdist's @group dropped
-            assert page.evaluate("rerun('cpu', 'suites/t.py::test_y@minilm')") == "nox -s cpu -- suites/t.py::test_y"
+            assert page.evaluate("rerun('cpu', 'hfmatrix/suites/t.py::test_x[gpt2@torch-cpu-fp32]@gpt2')") == \
+                "nox -s cpu -- 'hfmatrix/suites/t.py::test_x[gpt2@torch-cpu-fp32]'"          # xdist's @group dropped
+            assert page.evaluate("rerun('cpu', 'hfmatrix/suites/t.py::test_y@minilm')") == "nox -s cpu -- hfmatrix/suites/t.py::test_y"
             page.keyboard.press("Escape")
 
             # the failures explain themselves on the page: assertion, numbers, tolerance, rerun command
@@ -536,7 +536,7 @@ def test_index_html_in_headless_chromium(matrix_results: Path, capsys) -> None:
             assert "worker gw1 crashed" in fails.nth(0).inner_text()
             second = fails.nth(1).inner_text()
             assert "AssertionError: max |Δ| 3.2e-03" in second and "target.torch.fp32" in second
-            assert "nox -s cpu -- 'suites/test_parity.py::test_parity[llama-torch-fp32-3]'" in second
+            assert "nox -s cpu -- 'hfmatrix/suites/test_parity.py::test_parity[llama-torch-fp32-3]'" in second
 
             # every model and record, on demand; its filters still work
             page.locator("#load-all").click()

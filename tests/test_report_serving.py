@@ -24,7 +24,7 @@ def _write(results, name, records):
 
 
 def _rec(check, model, outcome="passed", **measures):
-    return {"nodeid": f"suites/test_serving.py::test_{check}[{model}@serve-cpu-fp32]", "check": check, "model": model,
+    return {"nodeid": f"hfmatrix/suites/test_serving.py::test_{check}[{model}@serve-cpu-fp32]", "check": check, "model": model,
             "backend": "serve", "device": "cpu", "precision": "fp32", "arch_class": "decoder", "outcome": outcome,
             "measures": measures, "message": "[no-baseline] no-baseline: none recorded" if outcome == "skipped" else ""}
 
@@ -37,7 +37,7 @@ def test_serving_table_from_records(tmp_path):
         _rec("serving_vs_baseline", "llama", "skipped"),
         _rec("endpoint_checks", "served-model", endpoint_checks={
             "url": "http://10.0.0.5:8000", "ran": ["health", "stream_equals_text"],
-            "not_run": ["generate_greedy"], "why": "parity checks need --models"}),
+            "not_run": ["generate_greedy"], "why": "parity checks need --hfm-models"}),
     ])
     m = merge.merge(tmp_path)
     rows = m.serving["rows"]
@@ -47,9 +47,9 @@ def test_serving_table_from_records(tmp_path):
     assert "## Serving" in md
     assert "| serve | gpt2 | 4 | 8 | 33 / 66 | 4 / 9 | 141 / 211 | 140.5 | regression (latency_c1 ×3.40) |" in md
     assert "| serve | llama | 1 | 2 | 30 / 60 |" in md and "skipped: [no-baseline]" in md
-    assert "ran health, stream_equals_text; not run: generate_greedy (parity checks need --models)" in md
+    assert "ran health, stream_equals_text; not run: generate_greedy (parity checks need --hfm-models)" in md
     page, _ = html.render(m)
-    assert "<section id='serving'>" in page and "<td>140.5</td>" in page and "parity checks need --models" in page
+    assert "<section id='serving'>" in page and "<td>140.5</td>" in page and "parity checks need --hfm-models" in page
 
 
 def test_no_serving_records_no_section(tmp_path):

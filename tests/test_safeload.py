@@ -77,7 +77,7 @@ def evil_folder(bert, tmp_path):
 
 def test_pickle_only_folder_is_refused(bert, pickle_folder):
     spec, _ = bert
-    with pytest.raises(safeload.UnsafeWeights, match=r"only pickle-format weights \(pytorch_model\.bin\).*--allow-pickle"):
+    with pytest.raises(safeload.UnsafeWeights, match=r"only pickle-format weights \(pytorch_model\.bin\).*--hfm-allow-pickle"):
         TorchBackend().load(pickle_folder, spec, TARGET)
 
 
@@ -111,7 +111,7 @@ def test_the_pickle_payload_is_real(evil_folder):
 def test_malicious_pickle_refused_without_opt_in(bert, evil_folder):
     spec, _ = bert
     folder, marker = evil_folder
-    with pytest.raises(safeload.UnsafeWeights, match="--allow-pickle"):
+    with pytest.raises(safeload.UnsafeWeights, match="--hfm-allow-pickle"):
         TorchBackend().load(folder, spec, TARGET)
     assert not marker.exists()
 
@@ -177,7 +177,7 @@ def test_the_remote_code_is_real(remote_code_folder, tmp_path):
 def test_remote_code_refused_by_default(bert, remote_code_folder):
     spec, _ = bert
     folder, marker = remote_code_folder
-    with pytest.raises(safeload.RemoteCodeRefused, match=r"auto_map AutoModel -> evil\.EvilModel.*--trust-remote-code=bert"):
+    with pytest.raises(safeload.RemoteCodeRefused, match=r"auto_map AutoModel -> evil\.EvilModel.*--hfm-trust-remote-code=bert"):
         safeload.check_remote_code(folder, trust=False, model_id="bert")
     # the backend's own load path (transformers with trust_remote_code=False) does not import it either
     with pytest.raises(ValueError, match="hfm-evil|trust_remote_code"):
@@ -200,7 +200,7 @@ def _load_check(records: list[dict]) -> dict:
 
 
 def test_trust_remote_code_is_a_per_model_opt_in_of_the_plugin(pytester, zoo_cache, remote_code_folder, tmp_path):
-    """The plugin's --trust-remote-code: off by default, per model id, and the code really runs
+    """The plugin's --hfm-trust-remote-code: off by default, per model id, and the code really runs
     only when this model's id is named (the folder's id is its name: 'remote-code')."""
     from conftest import SUITES, run_suites
 
@@ -208,14 +208,14 @@ def test_trust_remote_code_is_a_per_model_opt_in_of_the_plugin(pytester, zoo_cac
     pytester._monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
     pytester._monkeypatch.delenv(safeload.TRUST_ENV, raising=False)
     suite = str(SUITES / "test_load.py")
-    args = (suite, "-k", "test_load_session", f"--models={folder}", "-p", "no:randomly")
-    for extra in ((), ("--trust-remote-code=bert,other/model",)):
+    args = (suite, "-k", "test_load_session", f"--hfm-models={folder}", "-p", "no:randomly")
+    for extra in ((), ("--hfm-trust-remote-code=bert,other/model",)):
         result, records = run_suites(pytester, zoo_cache, *args, *extra)
         rec = _load_check(records)
         assert rec["outcome"] in ("failed", "error"), rec  # refused in the session fixture: an error
-        assert "RemoteCodeRefused" in rec["message"] and "--trust-remote-code=remote-code" in rec["message"], rec["message"]
+        assert "RemoteCodeRefused" in rec["message"] and "--hfm-trust-remote-code=remote-code" in rec["message"], rec["message"]
         assert not marker.exists(), f"the folder's code ran with {extra or 'no opt-in'}"
-    result, records = run_suites(pytester, zoo_cache, *args, "--trust-remote-code=remote-code")
+    result, records = run_suites(pytester, zoo_cache, *args, "--hfm-trust-remote-code=remote-code")
     rec = _load_check(records)
     assert rec["outcome"] == "passed", rec["message"]
     assert marker.read_text() == "module imported", "trusted: the folder's own module is what loaded"

@@ -189,8 +189,8 @@ def _run(pytester, zoo_cache, models: str, *args: str, **plant: str):
     for key, value in plant.items():
         pytester._monkeypatch.setenv(key, value)
     pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), *args, "--backend=serve",
-                                 f"--models={models}", "-n", "0", plant=PLANTED)
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), *args, "--hfm-backend=serve",
+                                 f"--hfm-models={models}", "-n", "0", plant=PLANTED)
     pids = {r["evidence"].get("server_pid") for r in records} - {None}
     assert pids and all(_gone(p, 5) for p in pids), f"server processes left after the run: {pids}"
     return result, outcomes(records), records
@@ -226,8 +226,8 @@ def test_existing_deployment_endpoint(pytester, zoo_cache, shared):
     parity against the local reference of the same folder; the API key is sent, never recorded, and
     the deployment is left running."""
     pytester._monkeypatch.setenv("HFMATRIX_SERVE_API_KEY", "sk-hfm-never-logged")
-    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--backend=serve",
-                                 "--models=gpt2", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--hfm-backend=serve",
+                                 "--hfm-models=gpt2", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
                                  f"--hfm-served-model={shared.model_name}")
     assert outcomes(records) == {"generate_greedy[gpt2]": "passed"}, result.stdout.str()[-2000:]
     assert records[0]["evidence"]["existing_deployment"] is True
@@ -240,7 +240,7 @@ def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shar
     """A baseline recorded here (the suite's own measurement, against the shared server as a deployment),
     then the suite's gate against the same server behind a proxy that holds every request SLOW_S: a
     regression, and a failure whose measured slowdown is the planted one. Both sides go through
-    --hfm-endpoint (no second server start); --perf-max-load=0: a busy CI machine must not turn the
+    --hfm-endpoint (no second server start); --hfm-perf-max-load=0: a busy CI machine must not turn the
     verdict into 'not judged'."""
     from hfmatrix.perf.baselines import fingerprint, record
     from hfmatrix.plugin import Case
@@ -261,9 +261,9 @@ def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shar
     proxy = FaultProxy(shared.server.base_url, "slow").start()
     try:
         result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "serving_vs_baseline",
-                                     "--backend=serve", "--models=gpt2", "-n", "0", f"--hfm-endpoint={proxy.url}",
-                                     f"--hfm-served-model={shared.model_name}", "--perf-max-load=0",
-                                     f"--perf-baselines={tmp_path / 'baselines'}")
+                                     "--hfm-backend=serve", "--hfm-models=gpt2", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                     f"--hfm-served-model={shared.model_name}", "--hfm-perf-max-load=0",
+                                     f"--hfm-perf-baselines={tmp_path / 'baselines'}")
     finally:
         proxy.stop()
     assert outcomes(records) == {"serving_vs_baseline[gpt2]": "failed"}, result.stdout.str()[-2000:]
@@ -273,12 +273,12 @@ def test_planted_slowdown_fails_the_serving_gate(pytester, zoo_cache, gpt2, shar
 
 
 def test_endpoint_without_models_runs_the_model_free_checks(pytester, zoo_cache, shared):
-    """--hfm-endpoint without --models against a real server this test started: the model-free checks
+    """--hfm-endpoint without --hfm-models against a real server this test started: the model-free checks
     run and pass, the per-model parity check skips as dependency-missing, and the report says both."""
     from hfmatrix.report import markdown, merge
     pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), str(SUITES / "test_generate.py"),
-                                 "--backend=serve", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
+                                 "--hfm-backend=serve", "-n", "0", f"--hfm-endpoint={shared.server.base_url}",
                                  f"--hfm-served-model={shared.model_name}")
     got = {r["nodeid"].split("::")[-1]: (r["outcome"], r.get("skip_kind")) for r in records}
     free = {r["nodeid"].split("::")[-1]: (r["outcome"], None) for r in records if r["check"] != "generate_greedy"}  # nodeids: no path (outside rootdir)
@@ -289,7 +289,7 @@ def test_endpoint_without_models_runs_the_model_free_checks(pytester, zoo_cache,
     summary = next(r for r in records if r["check"] == "endpoint_checks")["measures"]["endpoint_checks"]
     assert {"health", "stream_equals_text", "concurrent_equals_serial", "bad_request_refused"} <= set(summary["ran"])
     md = markdown.render(merge.merge(pytester.path / "results"))
-    assert "ran bad_request_refused, concurrent_equals_serial" in md and "parity checks need --models" in md
+    assert "ran bad_request_refused, concurrent_equals_serial" in md and "parity checks need --hfm-models" in md
 
 
 def test_endpoint_stream_check_bites(pytester, zoo_cache, shared):
@@ -299,7 +299,7 @@ def test_endpoint_stream_check_bites(pytester, zoo_cache, shared):
     try:
         pytester._monkeypatch.delenv("HFMATRIX_MODELS", raising=False)
         _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_endpoint.py"), "-k", "stream_equals_text",
-                                "--backend=serve", "-n", "0", f"--hfm-endpoint={proxy.url}",
+                                "--hfm-backend=serve", "-n", "0", f"--hfm-endpoint={proxy.url}",
                                 f"--hfm-served-model={shared.model_name}")
     finally:
         proxy.stop()
@@ -313,7 +313,7 @@ def test_planted_half_audio_fails_transcription(pytester, zoo_cache):
     pytester._monkeypatch.setenv("PLANT_AUDIO_HALF", "1")
     pytester._monkeypatch.setenv("HFMATRIX_SERVE_LOGS", str(pytester.path / "servers"))
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_serving.py"), "-k", "transcription",
-                                 "--backend=serve", "--models=whisper", "-n", "0", plant=PLANTED)
+                                 "--hfm-backend=serve", "--hfm-models=whisper", "-n", "0", plant=PLANTED)
     assert outcomes(records) == {"transcription[whisper]": "failed"}, result.stdout.str()[-2000:]
     assert "served transcription" in records[0]["message"]
 

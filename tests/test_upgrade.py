@@ -100,7 +100,7 @@ def _session(results, name, records, shard="all", complete=True):
 
 def test_report_shows_the_upgrade_view_and_sorts_failures_by_their_reruns(tmp_path):
     from hfmatrix.report import markdown, merge
-    cell = "suites/test_parity.py::test_parity[{}@torch-cpu-fp32]"
+    cell = "hfmatrix/suites/test_parity.py::test_parity[{}@torch-cpu-fp32]"
     base = dict(check="parity", backend="torch", device="cpu", precision="fp32", arch_class="decoder")
     _session(tmp_path, "cpu", [
         {**_rec(cell.format("t5"), "failed", 5e-5, model="t5"), **base, "model": "t5"},

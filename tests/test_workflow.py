@@ -92,7 +92,7 @@ def test_matrix_workflow_shape() -> None:
     assert upload["with"]["path"] == "results/${{ matrix.session }}/"
     assert upload["with"]["name"] == "${{ matrix.artifact }}"
     nox_step = next(s for s in run["steps"] if "nox -s" in str(s.get("run", "")))
-    assert '--shard "$SHARD"' in nox_step["run"] and nox_step["env"]["SHARD"] == "${{ matrix.shard }}"
+    assert '--hfm-shard "$SHARD"' in nox_step["run"] and nox_step["env"]["SHARD"] == "${{ matrix.shard }}"
     # a self-hosted accelerator job requires its hardware (hwprobe --require in the session: fails, not green)
     assert nox_step["env"]["HFMATRIX_REQUIRE"] == "${{ matrix.runner != 'hosted' && matrix.runner || '' }}"
     # the zoo's changed-files rule needs history: the PR base / pushed range, not a depth-1 checkout
@@ -199,7 +199,7 @@ def test_report_flags_planned_jobs_without_results(tmp_path: Path, capsys) -> No
     res = tmp_path / "results"
     d = res / "results-cpu-1of2"
     w = RecordWriter(d / "records-1of2.jsonl")
-    w.write(Record(run_id="r", session="cpu", nodeid="suites/test_parity.py::test_parity[m]", check="parity",
+    w.write(Record(run_id="r", session="cpu", nodeid="hfmatrix/suites/test_parity.py::test_parity[m]", check="parity",
                    outcome="passed", model="m", arch_class="encoder", shard="1of2"))
     w.close()
     write_json_atomic(d / "meta-1of2.json", {"session": "cpu", "shard": "1of2", "complete": True, "finished": 1.0})

@@ -2,7 +2,7 @@
 accelerate's offloaded loading, each run in processes of its own (hfmatrix/distributed/).
 
 ``load`` gives a session whose ``job(plan, ...)`` runs the model once under that plan and returns
-every rank's outputs and evidence; the suite (suites/test_distributed.py) compares each rank with the
+every rank's outputs and evidence; the suite (hfmatrix/suites/test_distributed.py) compares each rank with the
 single-process CPU fp32 reference. fp32 only: the reference is fp32 and a sharded run changes
 nothing about precision.
 """

@@ -177,7 +177,7 @@ class ServeBackend:
 
     def _existing(self, model_dir: Path, spec, target: Target, ep: dict[str, str]) -> ServeSession:
         """The same checks against a deployment someone else runs, on the local folder's tokenizer and
-        reference (--models names the same weights the deployment serves)."""
+        reference (--hfm-models names the same weights the deployment serves)."""
         from ..serving.process import ExistingServer
         server = ExistingServer(ep["url"])
         options = {"existing": True, "api_key": os.environ.get(ep["key_env"]) or None}

@@ -75,7 +75,7 @@ class Fidelity:
 
 def fidelity(session, inputs: dict[str, np.ndarray], *, threads: int, rounds: int = 60, per_round: int = 2,
              warmup: int = 3) -> Fidelity:
-    """Harness p50 (run_timed over Session.run, as suites/test_perf.py times it: pinned threads, no
+    """Harness p50 (run_timed over Session.run, as hfmatrix/suites/test_perf.py times it: pinned threads, no
     sampler thread during the timed calls)
     against a bare ``model(**inputs)`` loop on the same torch model, in short alternating blocks
     (harness, bare, bare, harness, ...) within this process."""

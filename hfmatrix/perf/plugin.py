@@ -1,4 +1,4 @@
-"""Perf options, the ``perf_config`` fixture, exclusive measurement under xdist, bench JSON writing.
+"""Perf options, the ``hfm_perf_config`` fixture, exclusive measurement under xdist, bench JSON writing.
 
 Registered by hfmatrix.plugin (``pytest_plugins``), so the options exist wherever hfmatrix does.
 
@@ -33,61 +33,65 @@ def _env(name: str, default: str) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("hfmatrix-perf", "hfmatrix benchmarks (suites/test_perf.py)")
-    g.addoption("--perf-warmup", type=int, default=int(_env("HFMATRIX_PERF_WARMUP", "2")),
+    g = parser.getgroup("hfmatrix-perf", "hfmatrix benchmarks (hfmatrix/suites/test_perf.py)")
+    g.addoption("--hfm-perf-warmup", type=int, default=int(_env("HFMATRIX_PERF_WARMUP", "2")),
                 help="untimed calls before sampling (env HFMATRIX_PERF_WARMUP, default 2)")
-    g.addoption("--perf-iters", type=int, default=int(_env("HFMATRIX_PERF_ITERS", "10")),
+    g.addoption("--hfm-perf-iters", type=int, default=int(_env("HFMATRIX_PERF_ITERS", "10")),
                 help="at least this many timed batch-1 calls (env HFMATRIX_PERF_ITERS, default 10)")
-    g.addoption("--perf-min-time", type=float, default=float(_env("HFMATRIX_PERF_MIN_TIME", "0.2")),
+    g.addoption("--hfm-perf-min-time", type=float, default=float(_env("HFMATRIX_PERF_MIN_TIME", "0.2")),
                 help="and at least this many seconds of timed calls (env HFMATRIX_PERF_MIN_TIME, default 0.2)")
-    g.addoption("--perf-batch", type=int, default=int(_env("HFMATRIX_PERF_BATCH", "4")),
+    g.addoption("--hfm-perf-batch", type=int, default=int(_env("HFMATRIX_PERF_BATCH", "4")),
                 help="the larger batch for throughput; 1 disables (env HFMATRIX_PERF_BATCH, default 4)")
-    g.addoption("--perf-batch-iters", type=int, default=int(_env("HFMATRIX_PERF_BATCH_ITERS", "4")),
+    g.addoption("--hfm-perf-batch-iters", type=int, default=int(_env("HFMATRIX_PERF_BATCH_ITERS", "4")),
                 help="at least this many timed calls at the larger batch (env HFMATRIX_PERF_BATCH_ITERS, default 4)")
-    g.addoption("--perf-threads", default=_env(THREADS_ENV, "auto"),
+    g.addoption("--hfm-perf-threads", default=_env(THREADS_ENV, "auto"),
                 help=f"intra-op threads, pinned and recorded; 'auto' = physical cores, one fewer on machines "
                      f"with <= 4 (env {THREADS_ENV}, which other backends read too)")
-    g.addoption("--perf-factor", type=float, default=float(_env("HFMATRIX_PERF_FACTOR", str(gate.FACTOR))),
+    g.addoption("--hfm-perf-factor", type=float, default=float(_env("HFMATRIX_PERF_FACTOR", str(gate.FACTOR))),
                 help=f"median ratio that counts as a change (env HFMATRIX_PERF_FACTOR, default {gate.FACTOR})")
-    g.addoption("--perf-alpha", type=float, default=float(_env("HFMATRIX_PERF_ALPHA", str(gate.ALPHA))),
+    g.addoption("--hfm-perf-alpha", type=float, default=float(_env("HFMATRIX_PERF_ALPHA", str(gate.ALPHA))),
                 help=f"Mann-Whitney p below which a change is significant (default {gate.ALPHA})")
-    g.addoption("--perf-regression", choices=("fail", "warn"), default=_env("HFMATRIX_PERF_REGRESSION", "fail"),
+    g.addoption("--hfm-perf-regression", choices=("fail", "warn"), default=_env("HFMATRIX_PERF_REGRESSION", "fail"),
                 help="a confirmed regression fails the baseline check (default) or only warns")
-    g.addoption("--perf-confirm", type=int, default=int(_env("HFMATRIX_PERF_CONFIRM", "1")),
+    g.addoption("--hfm-perf-confirm", type=int, default=int(_env("HFMATRIX_PERF_CONFIRM", "1")),
                 help="fresh re-measurements a flagged regression must survive (default 1; 0 = none)")
-    g.addoption("--perf-max-load", type=float, default=float(_env("HFMATRIX_PERF_MAX_LOAD", "2.0")),
+    g.addoption("--hfm-perf-max-load", type=float, default=float(_env("HFMATRIX_PERF_MAX_LOAD", "2.0")),
                 help="a slowdown measured while the 1-min load average per usable core exceeded this is not "
                      "judged (verdict incomparable); 0 disables (default 2.0)")
-    g.addoption("--perf-baselines", default=os.environ.get("HFMATRIX_BASELINES", ""),
+    g.addoption("--hfm-perf-baselines", default=os.environ.get("HFMATRIX_BASELINES", ""),
                 help="baselines folder (env HFMATRIX_BASELINES, default <rootdir>/baselines)")
-    g.addoption("--perf-shared", action="store_true", default=_env("HFMATRIX_PERF_SHARED", "") == "1",
+    g.addoption("--hfm-perf-shared", action="store_true", default=_env("HFMATRIX_PERF_SHARED", "") == "1",
                 help="do not give benchmarks the cores exclusively under xdist")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from ..plugin import enabled
+    if not enabled(config):  # the hfmatrix plugin is opt-in; so are its benchmarks
+        return
     config.addinivalue_line("markers", f"{MARK}: a benchmark; runs alone under xdist (exclusive lock)")
     config.stash[_COLLECTOR] = _Collector(config)
     config.pluginmanager.register(config.stash[_COLLECTOR], "hfmatrix-perf-collector")
-    if not hasattr(config, "workerinput") and not config.getoption("--perf-shared"):
+    from ..isolation import distributed
+    if distributed(config) and not config.getoption("--hfm-perf-shared"):  # the xdist controller: workers share it
         config.stash[_LOCKDIR] = tempfile.mkdtemp(prefix="hfm-perf-lock-")
 
 
 def config_from(config: pytest.Config) -> PerfConfig:
-    threads, source = resolve_threads(config.getoption("--perf-threads"))
-    base = config.getoption("--perf-baselines")
+    threads, source = resolve_threads(config.getoption("--hfm-perf-threads"))
+    base = config.getoption("--hfm-perf-baselines")
     return PerfConfig(
-        warmup=config.getoption("--perf-warmup"), min_iters=config.getoption("--perf-iters"),
-        min_time=config.getoption("--perf-min-time"), batch_size=config.getoption("--perf-batch"),
-        batch_iters=config.getoption("--perf-batch-iters"), threads=threads, threads_source=source,
-        factor=config.getoption("--perf-factor"), alpha=config.getoption("--perf-alpha"),
-        on_regression=config.getoption("--perf-regression"), confirm=config.getoption("--perf-confirm"),
-        max_load=config.getoption("--perf-max-load"),
+        warmup=config.getoption("--hfm-perf-warmup"), min_iters=config.getoption("--hfm-perf-iters"),
+        min_time=config.getoption("--hfm-perf-min-time"), batch_size=config.getoption("--hfm-perf-batch"),
+        batch_iters=config.getoption("--hfm-perf-batch-iters"), threads=threads, threads_source=source,
+        factor=config.getoption("--hfm-perf-factor"), alpha=config.getoption("--hfm-perf-alpha"),
+        on_regression=config.getoption("--hfm-perf-regression"), confirm=config.getoption("--hfm-perf-confirm"),
+        max_load=config.getoption("--hfm-perf-max-load"),
         baselines_dir=Path(base).resolve() if base else Path(config.rootpath) / "baselines",
     )
 
 
 @pytest.fixture(scope="session")
-def perf_config(pytestconfig) -> PerfConfig:
+def hfm_perf_config(pytestconfig) -> PerfConfig:
     return config_from(pytestconfig)
 
 
@@ -218,8 +222,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if lockdir:
         shutil.rmtree(lockdir, ignore_errors=True)
     col = config.stash.get(_COLLECTOR, None)
+    if col is None or not col.entries:  # None: the plugin was not enabled
+        return
     st = _writer_state(config)
-    if col is None or st is None or st.results is None or not col.entries:
+    if st is None or st.results is None:
         return
     from . import bench
     from .baselines import fingerprint

@@ -1,7 +1,7 @@
 """The landing view: the curated zoo's models (rows, grouped by architecture class) × one column per
 backend target (backend · device · precision that ran), one status glyph per cell plus its worst
 error as a share of the tolerance. Columns whose every record skipped hardware-absent fold into one
-line naming the missing hardware. The auto-zoo and models given with --models stay out of it."""
+line naming the missing hardware. The auto-zoo and models given with --hfm-models stay out of it."""
 from __future__ import annotations
 
 import sys

@@ -6,7 +6,7 @@ are opt-in (repository variable HFMATRIX_SELF_HOSTED="cuda,rocm"): a job for a r
 exist would wait in the queue for a day; a session left out is listed as not scheduled, and the
 report marks a planned session without results as INCOMPLETE (results/plan.json).
 
-A tag "shards-N" splits a session into N jobs (`nox -s S -- --shard i/N`); SHARDS="cpu=4,zoo=2"
+A tag "shards-N" splits a session into N jobs (`nox -s S -- --hfm-shard i/N`); SHARDS="cpu=4,zoo=2"
 (a workflow_dispatch input) overrides it for one run.
 
     python -m hfmatrix.report.plan [--listing FILE] [--github-output FILE] [--summary FILE]

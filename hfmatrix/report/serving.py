@@ -1,4 +1,4 @@
-"""Serving: the load figures of served models (``measures.serving_load`` of suites/test_serving.py's
+"""Serving: the load figures of served models (``measures.serving_load`` of hfmatrix/suites/test_serving.py's
 records: TTFT, inter-token latency, p50/p99 request latency, tokens/s per concurrency level), with
 the baseline gate's verdict where test_serving_vs_baseline ran, and which checks ran against an
 existing deployment (``--hfm-endpoint``). Pure functions of records (the report env has no ML stack).

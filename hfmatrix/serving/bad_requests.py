@@ -12,7 +12,7 @@ import numpy as np
 
 
 def _prompt(session, spec, model_dir) -> str:
-    if spec is None:  # model-free (--hfm-endpoint without --models): the endpoint session's fixed prompt
+    if spec is None:  # model-free (--hfm-endpoint without --hfm-models): the endpoint session's fixed prompt
         return session.fixed_prompt
     from ..zoo.inputs import generation_inputs
     return session.prompts(generation_inputs(spec, model_dir))[0]

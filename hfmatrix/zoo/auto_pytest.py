@@ -1,6 +1,6 @@
 """pytest options of the auto-zoo (loaded with ``-p hfmatrix.zoo.auto_pytest`` by ``nox -s zoo``).
 
-``--autozoo-sample N`` (or $HFMATRIX_AUTOZOO_SAMPLE): run a deterministic sample of N model types;
+``--hfm-autozoo-sample N`` (or $HFMATRIX_AUTOZOO_SAMPLE): run a deterministic sample of N model types;
 0 or 'all' runs every type. Without either, a CI run ($CI set) samples $HFMATRIX_AUTOZOO_CI_SAMPLE
 (default 40) types unless the change touches the zoo's rule files (git diff against
 $HFMATRIX_AUTOZOO_BASE, default HEAD~1), in which case it runs them all.
@@ -18,7 +18,7 @@ BASE_ENV = "HFMATRIX_AUTOZOO_BASE"
 
 def pytest_addoption(parser) -> None:
     g = parser.getgroup("hfmatrix-autozoo", "hfmatrix auto-zoo")
-    g.addoption("--autozoo-sample", default=None,
+    g.addoption("--hfm-autozoo-sample", default=None,
                 help="deterministic sample of N model types (0 or 'all': every type); default $HFMATRIX_AUTOZOO_SAMPLE")
 
 
@@ -41,4 +41,4 @@ def resolve_sample(option: str | None, env: dict | None = None) -> int:
 
 
 def pytest_configure(config) -> None:
-    os.environ[auto.SAMPLE_ENV] = str(resolve_sample(config.getoption("--autozoo-sample")) or "all")
+    os.environ[auto.SAMPLE_ENV] = str(resolve_sample(config.getoption("--hfm-autozoo-sample")) or "all")

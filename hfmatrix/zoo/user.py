@@ -1,4 +1,4 @@
-"""``--models`` arguments (a local HF folder or a hub id) → ModelSpec, guessed from config.json."""
+"""``--hfm-models`` arguments (a local HF folder or a hub id) → ModelSpec, guessed from config.json."""
 from __future__ import annotations
 
 import json

@@ -21,48 +21,48 @@ pytestmark = pytest.mark.hfm_backends(*negative.backends_covered())
 DEFAULT_TIMEOUT = 300  # seconds per case: a corrupt artifact may be exported (ORT/OpenVINO) before it fails
 
 
-def _applicable(case):
+def _applicable(hfm_case):
     for neg in negative.catalogue().values():
-        if not neg.applies(case.spec):
+        if not neg.applies(hfm_case.spec):
             continue
-        t = case.target
+        t = hfm_case.target
         if (neg.stage == "request") != (t.backend in negative.REQUEST_BACKENDS):
             continue  # bad HTTP requests go to served models; a served model gets only those
         marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
-        marks += known_bug_marks(f"negative:{neg.id}", case.spec.id, t.backend, t.device, t.effective)
+        marks += known_bug_marks(f"negative:{neg.id}", hfm_case.spec.id, t.backend, t.device, t.effective)
         yield pytest.param(neg, id=neg.id, marks=marks)
 
 
 @pytest.mark.hfm_per_case("neg", _applicable)
-def test_negative(case, neg, model_dir, tmp_path, intact_session, measure):
-    # intact_session first: a backend that cannot run this model at all skips there with its own
+def test_negative(hfm_case, neg, hfm_model_dir, tmp_path, hfm_intact_session, hfm_measure):
+    # hfm_intact_session first: a backend that cannot run this model at all skips there with its own
     # typed reason (or known-bug when the intact model's load is a recorded bug); after this point a
     # typed skip can only come from the bad input itself
-    t = case.target
-    expect = neg.expectation(case.spec.id, t.backend, t.device, t.precision)
+    t = hfm_case.target
+    expect = neg.expectation(hfm_case.spec.id, t.backend, t.device, t.precision)
     if neg.mutation == "memory_limit" and not getattr(backends.get(t.backend), "in_process", True):
         skips.skip(skips.UNSUPPORTED, f"{neg.id}: the address-space cap binds this Python process; {t.backend} runs "
                                       "the model in other (already started) processes, which it cannot cap")
     if neg.stage == "load":
-        outcome = negative.run_load_case(neg, case.spec, model_dir, tmp_path,
-                                         lambda folder: load_session(case, folder, fresh=True))
+        outcome = negative.run_load_case(neg, hfm_case.spec, hfm_model_dir, tmp_path,
+                                         lambda folder: load_session(hfm_case, folder, fresh=True))
     elif neg.stage == "run":
         # a fresh session: a bad input may leave a session unusable (OpenVINO's CPU plugin does), and
         # the cached one is shared with every other check on this worker
-        fresh = load_session(case, model_dir, fresh=True)
+        fresh = load_session(hfm_case, hfm_model_dir, fresh=True)
         try:
-            outcome = negative.run_input_case(neg, case.spec, model_dir, fresh)
+            outcome = negative.run_input_case(neg, hfm_case.spec, hfm_model_dir, fresh)
         finally:
             fresh.close()
     elif neg.stage == "inputs":
-        outcome = negative.run_raw_case(neg, case.spec, model_dir, tmp_path)
+        outcome = negative.run_raw_case(neg, hfm_case.spec, hfm_model_dir, tmp_path)
     elif neg.stage == "request":
         from hfmatrix.serving.bad_requests import run_request_case
-        outcome = run_request_case(neg, case.spec, model_dir, intact_session)
+        outcome = run_request_case(neg, hfm_case.spec, hfm_model_dir, hfm_intact_session)
     else:
         timeout = float(neg.args.get("timeout", DEFAULT_TIMEOUT)) - 30
-        outcome = negative.run_subprocess_case(neg, case, model_dir, timeout=timeout)
-    measure(negative_case=neg.id, stage=neg.stage, description=neg.description,
+        outcome = negative.run_subprocess_case(neg, hfm_case, hfm_model_dir, timeout=timeout)
+    hfm_measure(negative_case=neg.id, stage=neg.stage, description=neg.description,
             expected=expect.describe() if expect else None, **outcome.evidence())
     if isinstance(outcome.error, skips.TypedSkip) and not (expect and negative.judge(expect, outcome)[0]):
         # a corrupt input must not turn into a skip: that would hide it as "unsupported"

@@ -9,40 +9,40 @@ from hfmatrix.shapes import expected_shapes, matches
 from hfmatrix.zoo.inputs import batch, example, lengths
 
 
-def test_output_shapes(case, model_dir, backend_session):
-    inputs = example(case.spec, model_dir)
-    out = backend_session.run(inputs)
-    expected = expected_shapes(case.spec, model_dir, inputs)
-    assert expected, f"no shape rule for {case.spec.id} ({case.spec.task}): add one in hfmatrix/shapes.py"
+def test_output_shapes(hfm_case, hfm_model_dir, hfm_backend_session):
+    inputs = example(hfm_case.spec, hfm_model_dir)
+    out = hfm_backend_session.run(inputs)
+    expected = expected_shapes(hfm_case.spec, hfm_model_dir, inputs)
+    assert expected, f"no shape rule for {hfm_case.spec.id} ({hfm_case.spec.task}): add one in hfmatrix/shapes.py"
     for key, shape in expected.items():
         assert key in out, f"output {key!r} missing; got {sorted(out)}"
         assert matches(tuple(out[key].shape), tuple(shape)), f"{key}: shape {out[key].shape}, config predicts {shape}"
 
 
-def test_finite(case, model_dir, backend_session):
-    out = backend_session.run(example(case.spec, model_dir))
+def test_finite(hfm_case, hfm_model_dir, hfm_backend_session):
+    out = hfm_backend_session.run(example(hfm_case.spec, hfm_model_dir))
     bad = {k: int((~np.isfinite(v)).sum()) for k, v in out.items() if v.dtype.kind == "f" and not np.isfinite(v).all()}
     assert out and not bad, f"non-finite outputs: {bad}" if bad else "no outputs"
 
 
-def test_deterministic(case, model_dir, backend_session):
-    inputs = example(case.spec, model_dir)
-    first, second = backend_session.run(inputs), backend_session.run(inputs)
+def test_deterministic(hfm_case, hfm_model_dir, hfm_backend_session):
+    inputs = example(hfm_case.spec, hfm_model_dir)
+    first, second = hfm_backend_session.run(inputs), hfm_backend_session.run(inputs)
     changed = [k for k in first if not np.array_equal(first[k], second[k])]
     assert not changed, f"two identical runs differ in {changed}"
 
 
 @pytest.mark.hfm_needs("batch")
-def test_batch_equivalence(case, model_dir, backend_session, measure):
+def test_batch_equivalence(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     """A (padded) batch of two equals the two single runs, on valid positions, within tolerance."""
     indices = (0, 1)
-    together = backend_session.run(batch(case.spec, model_dir, indices))
-    widths = lengths(case.spec, model_dir, indices)  # None: fixed-size inputs, nothing padded
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
+    together = hfm_backend_session.run(batch(hfm_case.spec, hfm_model_dir, indices))
+    widths = lengths(hfm_case.spec, hfm_model_dir, indices)  # None: fixed-size inputs, nothing padded
+    tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.effective)
     worst, fraction = 0.0, 0.0
     for row, index in enumerate(indices):
-        single = backend_session.run(example(case.spec, model_dir, index))
-        keys = case.spec.outputs or sorted(single)
+        single = hfm_backend_session.run(example(hfm_case.spec, hfm_model_dir, index))
+        keys = hfm_case.spec.outputs or sorted(single)
         rows = {}
         for key in keys:
             value = together[key][row:row + 1]
@@ -52,6 +52,6 @@ def test_batch_equivalence(case, model_dir, backend_session, measure):
         result = compare(rows, single, tol, keys)
         worst, fraction = max(worst, result.max_abs), max(fraction, result.tol_fraction)
         # measured before the check: a failure's record says which row and by how much
-        measure(max_abs_err=worst, tol_fraction=fraction, tolerance=tol.as_dict(), padded=bool(widths),
+        hfm_measure(max_abs_err=worst, tol_fraction=fraction, tolerance=tol.as_dict(), padded=bool(widths),
                 rows_compared=row + 1, **({} if result.ok else {"failed_row": row, "worst_output": result.worst_key}))
         result.require(tol, f"batch row {row} vs its single run: ")

@@ -15,27 +15,27 @@ from hfmatrix.distributed import launch, plans
 from hfmatrix.zoo.inputs import example, generation_inputs
 
 
-def _plans(case):
-    for plan in plans.applicable(case.spec) if case.target.backend == "distributed" else []:
+def _plans(hfm_case):
+    for plan in plans.applicable(hfm_case.spec) if hfm_case.target.backend == "distributed" else []:
         yield pytest.param(plan, id=plan.id)
 
 
-_JOBS: dict = {}  # (model_dir, plan, device) -> JobResult or the JobFailed it raised: one run for all checks
+_JOBS: dict = {}  # (hfm_model_dir, plan, device) -> JobResult or the JobFailed it raised: one run for all checks
 
 
 @pytest.fixture
-def job(case, plan, model_dir, backend_session, measure) -> launch.JobResult:
-    key = (str(model_dir), plan, case.target.device)
+def job(hfm_case, plan, hfm_model_dir, hfm_backend_session, hfm_measure) -> launch.JobResult:
+    key = (str(hfm_model_dir), plan, hfm_case.target.device)
     if key not in _JOBS:
-        n = int(case.spec.generate.get("max_new_tokens", 5))
+        n = int(hfm_case.spec.generate.get("max_new_tokens", 5))
         try:
-            _JOBS[key] = backend_session.job(plan, example(case.spec, model_dir), generation_inputs(case.spec, model_dir), n)
+            _JOBS[key] = hfm_backend_session.job(plan, example(hfm_case.spec, hfm_model_dir), generation_inputs(hfm_case.spec, hfm_model_dir), n)
         except launch.JobFailed as exc:
             _JOBS[key] = exc
     result = _JOBS[key]
     if isinstance(result, launch.JobFailed):
         raise result
-    measure(evidence=_evidence(plan, result))
+    hfm_measure(evidence=_evidence(plan, result))
     return result
 
 
@@ -51,12 +51,12 @@ def _evidence(plan: plans.Plan, result: launch.JobResult) -> dict:
 @pytest.mark.hfm_backends("distributed")
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
-def test_sharded_parity(case, plan, model_dir, job, reference_session, measure):
-    reference = reference_session.run(example(case.spec, model_dir))
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.precision)
-    per_rank = {r.rank: compare(r.outputs, reference, tol, case.spec.outputs) for r in job.ranks}
+def test_sharded_parity(hfm_case, plan, hfm_model_dir, job, hfm_reference_session, hfm_measure):
+    reference = hfm_reference_session.run(example(hfm_case.spec, hfm_model_dir))
+    tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.precision)
+    per_rank = {r.rank: compare(r.outputs, reference, tol, hfm_case.spec.outputs) for r in job.ranks}
     worst = max(per_rank.values(), key=lambda c: c.max_abs)
-    measure(**worst.measures(), tolerance=tol.as_dict(), per_rank_max_abs={str(k): c.max_abs for k, c in per_rank.items()})
+    hfm_measure(**worst.measures(), tolerance=tol.as_dict(), per_rank_max_abs={str(k): c.max_abs for k, c in per_rank.items()})
     bad = {rank: c.message(tol) for rank, c in per_rank.items() if not c.ok}
     assert not bad, f"{plan.strategy}: ranks {sorted(bad)} differ from the single-process reference: {bad}"
 
@@ -64,11 +64,11 @@ def test_sharded_parity(case, plan, model_dir, job, reference_session, measure):
 @pytest.mark.hfm_backends("distributed")
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
-def test_sharded_generate(case, plan, model_dir, job, reference_session, measure):
-    n = int(case.spec.generate.get("max_new_tokens", 5))
-    expected = reference_session.generate(generation_inputs(case.spec, model_dir), n)
+def test_sharded_generate(hfm_case, plan, hfm_model_dir, job, hfm_reference_session, hfm_measure):
+    n = int(hfm_case.spec.generate.get("max_new_tokens", 5))
+    expected = hfm_reference_session.generate(generation_inputs(hfm_case.spec, hfm_model_dir), n)
     actual = {r.rank: r.outputs["generated_ids"] for r in job.ranks}
-    measure(expected_ids=expected.tolist(), actual_ids={str(k): v.tolist() for k, v in actual.items()})
+    hfm_measure(expected_ids=expected.tolist(), actual_ids={str(k): v.tolist() for k, v in actual.items()})
     bad = [rank for rank, ids in actual.items() if ids.shape != expected.shape or not np.array_equal(ids, expected)]
     assert not bad, f"{plan.strategy}: greedy ids of ranks {bad} {[actual[r].tolist() for r in bad]} != reference {expected.tolist()}"
 
@@ -76,7 +76,7 @@ def test_sharded_generate(case, plan, model_dir, job, reference_session, measure
 @pytest.mark.hfm_backends("distributed")
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
-def test_sharded_evidence(case, plan, job):
+def test_sharded_evidence(hfm_case, plan, job):
     """The run really was sharded: distinct processes of the right rank and world size, each holding
     a 1/world_size shard of every sharded parameter (or, offloaded, modules brought in by hooks)."""
     assert job.world_size == plan.world_size

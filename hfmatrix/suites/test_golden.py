@@ -17,10 +17,10 @@ except ModuleNotFoundError:  # pragma: no cover
 GOLDEN = tomllib.loads((Path(__import__("hfmatrix").__file__).parent / "golden.toml").read_text())
 
 
-def _facts(case):
-    if case.spec.id not in GOLDEN:
-        pytest.fail(f"{case.spec.id} has capability 'golden' but no entry in hfmatrix/golden.toml")
-    return GOLDEN[case.spec.id]
+def _facts(hfm_case):
+    if hfm_case.spec.id not in GOLDEN:
+        pytest.fail(f"{hfm_case.spec.id} has capability 'golden' but no entry in hfmatrix/golden.toml")
+    return GOLDEN[hfm_case.spec.id]
 
 
 def _embed(session, tokenizer, text: str, normalize: bool = True) -> np.ndarray:
@@ -30,24 +30,24 @@ def _embed(session, tokenizer, text: str, normalize: bool = True) -> np.ndarray:
 
 
 @pytest.mark.hfm_needs("golden")
-def test_golden_tokenizer(case, model_dir):
+def test_golden_tokenizer(hfm_case, hfm_model_dir):
     from transformers import AutoTokenizer
-    facts = _facts(case)
-    ids = AutoTokenizer.from_pretrained(str(model_dir))(facts["text"])["input_ids"]
+    facts = _facts(hfm_case)
+    ids = AutoTokenizer.from_pretrained(str(hfm_model_dir))(facts["text"])["input_ids"]
     assert list(ids) == facts["token_ids"]
 
 
 @pytest.mark.hfm_needs("golden")
-def test_golden_embeddings(case, model_dir, backend_session, measure):
+def test_golden_embeddings(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     from transformers import AutoTokenizer
-    facts = _facts(case)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    pooled = _embed(backend_session, tok, facts["text"], normalize=False)
+    facts = _facts(hfm_case)
+    tok = AutoTokenizer.from_pretrained(str(hfm_model_dir))
+    pooled = _embed(hfm_backend_session, tok, facts["text"], normalize=False)
     anchor = pooled / np.linalg.norm(pooled)
-    near = float(anchor @ _embed(backend_session, tok, facts["similar"]["text"]))
-    far = float(anchor @ _embed(backend_session, tok, facts["different"]["text"]))
+    near = float(anchor @ _embed(hfm_backend_session, tok, facts["similar"]["text"]))
+    far = float(anchor @ _embed(hfm_backend_session, tok, facts["different"]["text"]))
     norm = float(np.linalg.norm(pooled))  # before normalization: after it, only NaN could change the norm
-    measure(cos_similar=near, cos_different=far, pooled_norm=norm)
+    hfm_measure(cos_similar=near, cos_different=far, pooled_norm=norm)
     assert abs(norm - facts["pooled_norm"]) <= facts["pooled_norm_rtol"] * facts["pooled_norm"], \
         f"mean-pooled embedding norm {norm:.5f}, published {facts['pooled_norm']}"
     for got, ref in ((near, facts["similar"]), (far, facts["different"])):

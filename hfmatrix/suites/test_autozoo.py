@@ -20,7 +20,7 @@ BACKEND_TAG = "torch-cpu-fp32"  # ids read as model@backend-device-precision in 
 def _sample(config) -> int | None:
     """Types to run (0 = all); None when the auto-zoo is not switched on for this pytest run."""
     try:
-        opt = config.getoption("--autozoo-sample")
+        opt = config.getoption("--hfm-autozoo-sample")
     except ValueError:  # run without -p hfmatrix.zoo.auto_pytest: the environment decides
         opt = None
     if opt is not None:
@@ -34,7 +34,7 @@ def pytest_generate_tests(metafunc) -> None:
     if "autozoo_case" not in metafunc.fixturenames:
         return
     sample = _sample(metafunc.config)
-    backend = metafunc.config.getoption("--backend", default="torch")
+    backend = metafunc.config.getoption("--hfm-backend", default="torch")
     if sample is None or backend != "torch":
         # The shared suites run in every backend session; the sweep has its own (nox -s zoo).
         why = ("the auto-zoo runs in its own session: nox -s zoo, or -p hfmatrix.zoo.auto_pytest / "

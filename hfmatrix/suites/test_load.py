@@ -9,49 +9,49 @@ from hfmatrix.zoo.materialize import build_model, loading_problems
 
 
 @pytest.mark.hfm_needs("built")
-def test_artifact_integrity(case, model_dir, measure):
+def test_artifact_integrity(hfm_case, hfm_model_dir, hfm_measure):
     """Every file of a built entry matches its manifest (sha256): an altered weight file fails here."""
-    problems = verify(model_dir)
-    measure(files_checked=len(list(model_dir.iterdir())))
-    assert not problems, f"{model_dir} does not match its manifest: {problems}"
+    problems = verify(hfm_model_dir)
+    hfm_measure(files_checked=len(list(hfm_model_dir.iterdir())))
+    assert not problems, f"{hfm_model_dir} does not match its manifest: {problems}"
 
 
-def test_load_session(case, backend_session, measure):
+def test_load_session(hfm_case, hfm_backend_session, hfm_measure):
     """The backend loads the model and can say where it runs."""
-    evidence = backend_session.evidence()
-    measure(evidence=evidence)
-    assert evidence, f"{case.target.backend} session gave no evidence of where it runs"
-    info = getattr(backend_session, "loading_info", None)
+    evidence = hfm_backend_session.evidence()
+    hfm_measure(evidence=evidence)
+    assert evidence, f"{hfm_case.target.backend} session gave no evidence of where it runs"
+    info = getattr(hfm_backend_session, "loading_info", None)
     if info is not None:  # loaders that report it (torch): nothing missing, unexpected or mismatched
-        bad = loading_problems(backend_session.model, info)
+        bad = loading_problems(hfm_backend_session.model, info)
         assert not bad, f"loader reported {bad}"
 
 
 @pytest.mark.hfm_needs("built")
 @pytest.mark.hfm_backends("torch")
-def test_weights_match_build(case, backend_session):
+def test_weights_match_build(hfm_case, hfm_backend_session):
     """Weights loaded from disk are bit-identical to a fresh in-memory build from the same seed."""
     import torch
-    built = build_model(case.spec).state_dict()
-    loaded = backend_session.model.state_dict()
+    built = build_model(hfm_case.spec).state_dict()
+    loaded = hfm_backend_session.model.state_dict()
     dtype = next(iter(loaded.values())).dtype
     differing = [k for k, v in loaded.items() if k in built and not torch.equal(built[k].to(v.dtype).cpu(), v.cpu())]
     assert not differing, f"{len(differing)} tensors differ from the seeded build, e.g. {differing[:3]} ({dtype})"
 
 
 @pytest.mark.hfm_backends("torch")
-def test_save_reload_identical(case, backend_session, model_dir, tmp_path):
+def test_save_reload_identical(hfm_case, hfm_backend_session, hfm_model_dir, tmp_path):
     """save_pretrained → from_pretrained reproduces the outputs bit for bit."""
     from hfmatrix.backends import get
     from hfmatrix.zoo.inputs import example
     import shutil
-    inputs = example(case.spec, model_dir)
-    before = backend_session.run(inputs)
-    backend_session.model.save_pretrained(tmp_path)
-    for extra in model_dir.iterdir():  # tokenizer/processor files travel with the weights
+    inputs = example(hfm_case.spec, hfm_model_dir)
+    before = hfm_backend_session.run(inputs)
+    hfm_backend_session.model.save_pretrained(tmp_path)
+    for extra in hfm_model_dir.iterdir():  # tokenizer/processor files travel with the weights
         if extra.is_file() and not (tmp_path / extra.name).exists():
             shutil.copy(extra, tmp_path / extra.name)
-    again = get("torch").load(tmp_path, case.spec, case.target)
+    again = get("torch").load(tmp_path, hfm_case.spec, hfm_case.target)
     try:
         after = again.run(inputs)
     finally:

@@ -7,7 +7,7 @@ test; the workflow's end result matches the same workflow run on the CPU fp32 to
 - clip-towers: CLIP's text and image towers (get_text_features / get_image_features on torch, the
   export's text_embeds / image_embeds elsewhere) give the full model's logits_per_image
 
-Each workflow hangs off its first model's case (hfm_per_case), so it runs on every backend and
+Each workflow hangs off its first model's hfm_case (hfm_per_case), so it runs on every backend and
 precision that model runs on; a second model the backend cannot run skips with that backend's reason.
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ ANSWER = 1
 class _Pair:
     """A second model of the workflow on the backend under test and on the reference; closed after."""
 
-    def __init__(self, case: Case, model_id: str):
+    def __init__(self, hfm_case: Case, model_id: str):
         self.spec = load_specs()[model_id]
         self.dir = materialize(self.spec)
         self.reference = get("torch").load(self.dir, self.spec, REFERENCE)
-        t = case.target  # the same request, resolved for this model (its effective precision may differ)
+        t = hfm_case.target  # the same request, resolved for this model (its effective precision may differ)
         self.target = resolve(Target(t.backend, t.device, t.precision), self.spec)
         try:
             self.session = plugin.load_session(Case(self.spec, self.target), self.dir, fresh=True)
@@ -67,63 +67,63 @@ def _skip_if_known(check: str, model: str, target: Target) -> None:
         skips.skip(skips.KNOWN_BUG, f"the workflow needs {model}'s {check}, a recorded known bug here: {reason}")
 
 
-def _classify(pair: _Pair, texts: list[str], measure, prefix: str) -> None:
+def _classify(pair: _Pair, texts: list[str], hfm_measure, prefix: str) -> None:
     inputs = text_inputs(pair.dir, texts)
     result = compare(pair.session.run(inputs), pair.reference.run(inputs), pair.tol, pair.spec.outputs)
-    measure(**{f"{prefix}_{k}": v for k, v in result.measures().items()}, tolerance=pair.tol.as_dict())
+    hfm_measure(**{f"{prefix}_{k}": v for k, v in result.measures().items()}, tolerance=pair.tol.as_dict())
     result.require(pair.tol, f"{CLASSIFIER} on the workflow's text: ")
 
 
-def asr_to_classifier(case, model_dir, session, reference, measure):
+def asr_to_classifier(hfm_case, hfm_model_dir, session, reference, hfm_measure):
     from transformers import AutoTokenizer
-    _skip_if_known("generate_greedy", case.spec.id, case.target)
-    inputs = generation_inputs(case.spec, model_dir)
-    n = int(case.spec.generate.get("max_new_tokens", 5))
+    _skip_if_known("generate_greedy", hfm_case.spec.id, hfm_case.target)
+    inputs = generation_inputs(hfm_case.spec, hfm_model_dir)
+    n = int(hfm_case.spec.generate.get("max_new_tokens", 5))
     expected, actual = reference.generate(inputs, n), np.asarray(session.generate(inputs, n))
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(hfm_model_dir)
     texts = tok.batch_decode(actual, skip_special_tokens=True)
-    measure(asr_ids=actual.tolist(), asr_text=texts)
+    hfm_measure(asr_ids=actual.tolist(), asr_text=texts)
     assert np.array_equal(actual, expected), f"transcription ids {actual.tolist()} != reference {expected.tolist()}"
     assert texts == tok.batch_decode(expected, skip_special_tokens=True)
-    pair = _Pair(case, CLASSIFIER)
+    pair = _Pair(hfm_case, CLASSIFIER)
     try:
-        _classify(pair, texts, measure, "classifier")
+        _classify(pair, texts, hfm_measure, "classifier")
     finally:
         pair.close()
 
 
-def _embed(session, model_dir: Path, texts) -> np.ndarray:
+def _embed(session, hfm_model_dir: Path, texts) -> np.ndarray:
     """Sentence embeddings, one sentence per run (no padding involved)."""
     rows = []
     for text in texts:
-        inputs = text_inputs(model_dir, [text])
+        inputs = text_inputs(hfm_model_dir, [text])
         rows.append(sentence_embedding(session.run(inputs)["last_hidden_state"][0], inputs["attention_mask"][0]))
     return np.stack(rows)
 
 
-def search_then_classify(case, model_dir, session, reference, measure):
-    q, docs = _embed(session, model_dir, [QUERY]), _embed(session, model_dir, DOCUMENTS)
-    rq, rdocs = _embed(reference, model_dir, [QUERY]), _embed(reference, model_dir, DOCUMENTS)
+def search_then_classify(hfm_case, hfm_model_dir, session, reference, hfm_measure):
+    q, docs = _embed(session, hfm_model_dir, [QUERY]), _embed(session, hfm_model_dir, DOCUMENTS)
+    rq, rdocs = _embed(reference, hfm_model_dir, [QUERY]), _embed(reference, hfm_model_dir, DOCUMENTS)
     scores, ref_scores = (docs @ q[0]), (rdocs @ rq[0])
     order, ref_order = np.argsort(-scores).tolist(), np.argsort(-ref_scores).tolist()
-    measure(search_scores=np.round(scores, 6).tolist(), search_order=order, reference_order=ref_order,
+    hfm_measure(search_scores=np.round(scores, 6).tolist(), search_order=order, reference_order=ref_order,
             max_abs_score_err=float(np.abs(scores - ref_scores).max()))
     assert ref_order[0] == ANSWER, f"the reference search ranks {ref_order} (answer {ANSWER}): the real weights broke"
-    assert order[0] == ANSWER, f"search on {case.target.id} ranks {order}; the answer is document {ANSWER}"
+    assert order[0] == ANSWER, f"search on {hfm_case.target.id} ranks {order}; the answer is document {ANSWER}"
     assert order == ref_order, f"search order {order} != reference {ref_order}"
-    pair = _Pair(case, CLASSIFIER)
+    pair = _Pair(hfm_case, CLASSIFIER)
     try:
-        _classify(pair, [QUERY + " " + DOCUMENTS[order[0]]], measure, "classifier")
+        _classify(pair, [QUERY + " " + DOCUMENTS[order[0]]], hfm_measure, "classifier")
     finally:
         pair.close()
 
 
-def _logit_scale(session, model_dir: Path) -> float:
+def _logit_scale(session, hfm_model_dir: Path) -> float:
     model = getattr(session, "model", None)
     if model is not None and hasattr(model, "logit_scale"):
         return float(model.logit_scale.detach().float().exp())
     from safetensors.numpy import load_file
-    return float(np.exp(load_file(str(model_dir / "model.safetensors"))["logit_scale"]))
+    return float(np.exp(load_file(str(hfm_model_dir / "model.safetensors"))["logit_scale"]))
 
 
 def _towers(session, inputs) -> tuple[np.ndarray, np.ndarray, str]:
@@ -143,17 +143,17 @@ def _towers(session, inputs) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(out["text_embeds"]), np.asarray(out["image_embeds"]), "the export's text_embeds / image_embeds"
 
 
-def clip_towers(case, model_dir, session, reference, measure):
-    inputs = example(case.spec, model_dir)
+def clip_towers(hfm_case, hfm_model_dir, session, reference, hfm_measure):
+    inputs = example(hfm_case.spec, hfm_model_dir)
     text, image, how = _towers(session, inputs)
     norm = lambda a: a.astype(np.float64) / np.linalg.norm(a.astype(np.float64), axis=-1, keepdims=True)
-    from_towers = _logit_scale(session, model_dir) * norm(image) @ norm(text).T
+    from_towers = _logit_scale(session, hfm_model_dir) * norm(image) @ norm(text).T
     full = np.asarray(session.run(inputs)["logits_per_image"], dtype=np.float64)
     ref_full = np.asarray(reference.run(inputs)["logits_per_image"], dtype=np.float64)
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
+    tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.effective)
     towers_vs_full = compare({"logits_per_image": from_towers}, {"logits_per_image": full}, tol)
     vs_reference = compare({"logits_per_image": from_towers}, {"logits_per_image": ref_full}, tol)
-    measure(towers=how, towers_vs_full_max_abs=towers_vs_full.max_abs, towers_vs_reference_max_abs=vs_reference.max_abs,
+    hfm_measure(towers=how, towers_vs_full_max_abs=towers_vs_full.max_abs, towers_vs_reference_max_abs=vs_reference.max_abs,
             tolerance=tol.as_dict())
     assert towers_vs_full.ok, f"towers ({how}) vs the full model's logits: {towers_vs_full.message(tol)}"
     assert vs_reference.ok, f"towers ({how}) vs the CPU reference logits: {vs_reference.message(tol)}"
@@ -162,10 +162,10 @@ def clip_towers(case, model_dir, session, reference, measure):
 WORKFLOWS = {"whisper": (asr_to_classifier,), "minilm": (search_then_classify,), "clip": (clip_towers,)}
 
 
-def _workflows(case):
-    return [pytest.param(w, id=w.__name__.replace("_", "-")) for w in WORKFLOWS.get(case.spec.id, ())]
+def _workflows(hfm_case):
+    return [pytest.param(w, id=w.__name__.replace("_", "-")) for w in WORKFLOWS.get(hfm_case.spec.id, ())]
 
 
 @pytest.mark.hfm_per_case("workflow", _workflows)
-def test_workflow(case, workflow, model_dir, intact_session, reference_session, measure):
-    workflow(case, model_dir, intact_session, reference_session, measure)
+def test_workflow(hfm_case, workflow, hfm_model_dir, hfm_intact_session, hfm_reference_session, hfm_measure):
+    workflow(hfm_case, hfm_model_dir, hfm_intact_session, hfm_reference_session, hfm_measure)

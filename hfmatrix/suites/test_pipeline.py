@@ -27,17 +27,17 @@ SEARCH_SENTENCES = (
 SEARCH_ANSWER = 1
 
 
-def _pipeline(case, model_dir):
+def _pipeline(hfm_case, hfm_model_dir):
     import torch
     from transformers import pipeline
     from transformers.pipelines import SUPPORTED_TASKS, TASK_ALIASES
-    task = PIPELINE_TASK.get(case.spec.task, case.spec.task)
+    task = PIPELINE_TASK.get(hfm_case.spec.task, hfm_case.spec.task)
     if task not in SUPPORTED_TASKS and task not in TASK_ALIASES:
         import transformers
         skips.skip(skips.UNSUPPORTED, f"transformers {transformers.__version__} has no {task!r} pipeline "
                                       f"(text2text-generation was removed in transformers 5)")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[case.target.precision]
-    return task, pipeline(task, model=str(model_dir), device=case.target.device, dtype=dtype)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[hfm_case.target.precision]
+    return task, pipeline(task, model=str(hfm_model_dir), device=hfm_case.target.device, dtype=dtype)
 
 
 def _image(seed: int = 0, side: int = 32):
@@ -62,12 +62,12 @@ def _scores_ok(result, labels=None) -> None:
 
 
 @pytest.mark.hfm_backends("torch")
-def test_pipeline(case, model_dir, backend_session, measure):
+def test_pipeline(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     import torch
-    task, pipe = _pipeline(case, model_dir)
-    model = backend_session.model
-    tol = tolerance(case.spec.id, case.target.backend, case.target.device, case.target.effective)
-    measure(task=task, pipeline_class=type(pipe).__name__)
+    task, pipe = _pipeline(hfm_case, hfm_model_dir)
+    model = hfm_backend_session.model
+    tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.effective)
+    hfm_measure(task=task, pipeline_class=type(pipe).__name__)
     if task == "feature-extraction":
         out = np.asarray(pipe(PROMPT), dtype=np.float32)
         enc = pipe.tokenizer(PROMPT, return_tensors="pt").to(model.device)
@@ -75,7 +75,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
             direct = model(**enc).last_hidden_state.float().cpu().numpy()
         assert out.shape == direct.shape, f"pipeline {out.shape} != model {direct.shape}"
         result = compare({"last_hidden_state": out}, {"last_hidden_state": direct}, tol)
-        measure(**result.measures())
+        hfm_measure(**result.measures())
         result.require(tol)
     elif task == "text-classification":
         result = pipe(PROMPT, top_k=None)
@@ -92,7 +92,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
         with torch.no_grad():
             ids = model.generate(**enc, max_new_tokens=5, do_sample=False)
         assert text == pipe.tokenizer.decode(ids[0], skip_special_tokens=True), (text, ids.tolist())
-        measure(generated_text=text)
+        hfm_measure(generated_text=text)
     elif task == "text2text-generation":  # transformers < 5 (5 removed the pipeline: a typed skip above)
         result = pipe(PROMPT, max_new_tokens=5, do_sample=False)
         text = result[0]["generated_text"]
@@ -100,7 +100,7 @@ def test_pipeline(case, model_dir, backend_session, measure):
         with torch.no_grad():
             ids = model.generate(**enc, max_new_tokens=5, do_sample=False)
         assert text == pipe.tokenizer.decode(ids[0], skip_special_tokens=True), (text, ids.tolist())
-        measure(generated_text=text)
+        hfm_measure(generated_text=text)
     elif task == "image-classification":
         _scores_ok(pipe(_image(), top_k=None), list(model.config.id2label.values()))
     elif task == "zero-shot-image-classification":
@@ -112,22 +112,22 @@ def test_pipeline(case, model_dir, backend_session, measure):
         kwargs = {"generate_kwargs": {"max_new_tokens": 5}} if model.config.is_encoder_decoder else {}
         result = pipe(_audio(pipe), **kwargs)
         assert isinstance(result, dict) and isinstance(result.get("text"), str), result
-        measure(text=result["text"])
+        hfm_measure(text=result["text"])
     elif task == "image-text-to-text":
         token = getattr(pipe.processor, "image_token", "<image>")
         result = pipe(images=_image(side=int(getattr(model.config.vision_config, "image_size", 32))),
                       text=f"{token} {PROMPT}", max_new_tokens=5, do_sample=False)
         assert isinstance(result, list) and isinstance(result[0].get("generated_text"), str), result
-        measure(generated_text=result[0]["generated_text"])
+        hfm_measure(generated_text=result[0]["generated_text"])
     else:
         pytest.fail(f"no well-formedness check for the {task!r} pipeline: add one here")
 
 
 @pytest.mark.hfm_backends("torch")
 @pytest.mark.hfm_needs("golden")
-def test_pipeline_semantic_search(case, model_dir, measure):
+def test_pipeline_semantic_search(hfm_case, hfm_model_dir, hfm_measure):
     """Real weights: the feature-extraction pipeline's mean-pooled embeddings find the right sentence."""
-    _, pipe = _pipeline(case, model_dir)
+    _, pipe = _pipeline(hfm_case, hfm_model_dir)
 
     def embed(text: str) -> np.ndarray:
         return sentence_embedding(np.asarray(pipe(text))[0])
@@ -135,6 +135,6 @@ def test_pipeline_semantic_search(case, model_dir, measure):
     q = embed(SEARCH_QUERY)
     scores = np.array([embed(s) @ q for s in SEARCH_SENTENCES])
     order = np.argsort(-scores).tolist()
-    measure(scores=np.round(scores, 4).tolist(), order=order)
+    hfm_measure(scores=np.round(scores, 4).tolist(), order=order)
     assert order[0] == SEARCH_ANSWER, f"ranked {order} by {np.round(scores, 3).tolist()}; the answer is {SEARCH_ANSWER}"
     assert scores[SEARCH_ANSWER] - np.delete(scores, SEARCH_ANSWER).max() > 0.05, "the answer barely wins"

@@ -23,17 +23,17 @@ pytestmark = pytest.mark.hfm_perf
 _MEASURED: dict[str, Measured] = {}
 
 
-def _measure(request, case, model_dir, cfg: PerfConfig) -> Measured:
+def _measure(request, hfm_case, hfm_model_dir, cfg: PerfConfig) -> Measured:
     from hfmatrix import backends
     from hfmatrix.plugin import state
-    if case.id in _MEASURED:
-        return _MEASURED[case.id]
+    if hfm_case.id in _MEASURED:
+        return _MEASURED[hfm_case.id]
     st = state(request.config)
-    m = measure_case(case, model_dir, cfg, run_id=st.run_id, session_name=st.session)
-    m.entry["versions"] = backends.get(case.target.backend).versions()
+    m = measure_case(hfm_case, hfm_model_dir, cfg, run_id=st.run_id, session_name=st.session)
+    m.entry["versions"] = backends.get(hfm_case.target.backend).versions()
     m.entry["evidence"] = m.session.evidence()
     m.close()
-    _MEASURED[case.id] = m
+    _MEASURED[hfm_case.id] = m
     request.node.user_properties.append((PROP_ENTRY, m.entry))
     return m
 
@@ -55,34 +55,34 @@ def _headline(entry: dict) -> dict:
     return out
 
 
-def test_perf(request, case, model_dir, perf_config, measure):
+def test_perf(request, hfm_case, hfm_model_dir, hfm_perf_config, hfm_measure):
     """The measurement is sound: enough finite positive samples over enough time, threads as pinned."""
-    m = _measure(request, case, model_dir, perf_config)
-    measure(**_headline(m.entry), evidence=m.entry["evidence"])
+    m = _measure(request, hfm_case, hfm_model_dir, hfm_perf_config)
+    hfm_measure(**_headline(m.entry), evidence=m.entry["evidence"])
     r = m.entry["report"]
     for metric, block in r.items():
         values = block["latency"]["values"]
         assert values and all(math.isfinite(v) and v > 0 for v in values), f"{metric}: non-positive or non-finite samples"
-    for metric, need in (("forward", perf_config.min_iters), ("forward_batch", perf_config.batch_iters)):
+    for metric, need in (("forward", hfm_perf_config.min_iters), ("forward_batch", hfm_perf_config.batch_iters)):
         if metric in r:
             lat = r[metric]["latency"]
             assert lat["count"] >= need, f"{metric}: {lat['count']} samples < {need}"
-            assert r[metric]["loop_wall_s"] >= perf_config.min_time, f"{metric}: loop ran {r[metric]['loop_wall_s']:.3f} s"
+            assert r[metric]["loop_wall_s"] >= hfm_perf_config.min_time, f"{metric}: loop ran {r[metric]['loop_wall_s']:.3f} s"
             # the samples are the loop: they cannot add up to more than the wall time around them
             assert lat["total"] <= r[metric]["loop_wall_s"] * 1.001 + 1e-4, f"{metric}: samples exceed loop wall time"
     th = m.entry["threads"]
     if th.get("intra_op") is not None:
-        assert th["intra_op"] == perf_config.threads, f"asked for {perf_config.threads} intra-op threads, got {th}"
+        assert th["intra_op"] == hfm_perf_config.threads, f"asked for {hfm_perf_config.threads} intra-op threads, got {th}"
     assert r["load"]["memory"]["max_ram"] >= r["load"]["memory"]["ram_before"] > 0
 
 
-def test_perf_vs_baseline(request, case, model_dir, perf_config, measure):
+def test_perf_vs_baseline(request, hfm_case, hfm_model_dir, hfm_perf_config, hfm_measure):
     """asv's gate against baselines/<fingerprint>/<target>.json; no baseline is a skip, never a pass."""
-    m = _measure(request, case, model_dir, perf_config)
+    m = _measure(request, hfm_case, hfm_model_dir, hfm_perf_config)
     try:
         fp = fingerprint()["id"]
-        cmp = compare_case(m, perf_config, fp)
+        cmp = compare_case(m, hfm_perf_config, fp)
     finally:
         m.close()
-        _MEASURED.pop(case.id, None)
-    judge(request, m.entry["name"], cmp, fp, perf_config, measure)
+        _MEASURED.pop(hfm_case.id, None)
+    judge(request, m.entry["name"], cmp, fp, hfm_perf_config, hfm_measure)
