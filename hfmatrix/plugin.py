@@ -32,7 +32,7 @@ import pytest
 
 from . import isolation, safeload, skips
 from .backends.base import Target
-from .records import Record, RecordWriter, write_json_atomic
+from .records import BAD_OUTCOMES, Record, RecordWriter, write_json_atomic
 
 PROP_CASE = "hfm_case"
 PROP_MEASURE = "hfm"
@@ -580,7 +580,6 @@ class Recorder:
             terminalreporter.write_line(f"hfmatrix: records in {st.writer.path}")
 
 
-BAD_OUTCOMES = ("failed", "error", "crashed", "timeout", "xpassed")
 
 
 def _classify(reports: list) -> tuple[str, str, str | None]:
