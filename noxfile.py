@@ -15,7 +15,8 @@ import nox
 
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
-from hfmatrix import provision  # noqa: E402  (stdlib only: importable before any env exists)
+from hfmatrix import nox as hfnox, provision  # noqa: E402  (stdlib only: importable before any env exists)
+from hfmatrix.run import selects_tests  # noqa: E402
 
 RESULTS = ROOT / "results"
 PYTHON = "3.11"
@@ -48,76 +49,32 @@ ACCELERATORS = {
 }
 
 
-_INSTALLED: set[tuple[str, str]] = set()
-
-
 def _install(session: nox.Session, env: str) -> None:
-    key = (str(getattr(session.virtualenv, "location", session.name)), env)
-    if key in _INSTALLED:  # several suite runs in one session share one install
-        return
-    lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
-    if lock.is_file():
-        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
-            # PyTorch CPU index where the workflow names it (for this install alone), else pip's config
-            index = os.environ.get("HFMATRIX_TORCH_INDEX")
-            session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
-        session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
-    else:
-        if env not in provision.UNLOCKED_ENVS:
-            session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
-        session.install("-r", f"envs/{env}.txt")
-    session.install("--no-deps", "-e", ".")
-    if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
-        session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
-    _INSTALLED.add(key)
+    hfnox.install(session, env, project="-e .")
 
 
 def rerun_one(session: nox.Session) -> bool:
     """A node id after `--` (the report's rerun command: nox -s cpu -- 'hfmatrix/suites/x.py::test[id]')
     selects that test alone: no default paths, no self-tests after it."""
-    return any("::" in a for a in session.posargs)
+    return selects_tests(session.posargs)
 
 
 def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
     return () if rerun_one(session) else paths
 
 
-def _own_tmp(session: nox.Session) -> str:
-    """pytest's temp root in this session's own folder: by default every run shares
-    /tmp/pytest-of-<user>/ and prunes it to its last 3 runs, so another session (or a second nox)
-    running on the machine deleted a running session's temp dirs (876 setup errors in one run)."""
-    return f"--basetemp={Path(session.create_tmp()) / 'pytest'}"
+_own_tmp = hfnox.own_tmp
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("hfmatrix/suites",),
                name: str | None = None, require: str | None = None) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
-    (name defaults to the nox session's); with `require`, the probe fails the session unless that
-    backend is usable."""
-    name = name or session.name
+    (name defaults to the nox session's) under coverage (hfmatrix/nox.py; a user's noxfile uses the
+    same code through hfmatrix.nox.backend_session)."""
     _install(session, env)
-    out = RESULTS / name
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".coverage*"):  # this run's coverage only
-        stale.unlink()
-    # table in the log, JSON in the file; measured like the suites (hwprobe is half of what coverage counts)
-    session.run("python", "-m", "coverage", "run", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),
-                *(("--require", require) if require else ()), env={"COVERAGE_FILE": str(out / ".coverage")})
-    workers = os.environ.get("HFMATRIX_WORKERS", "auto")
-    session.run(
-        "python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), *selected(session, paths),
-        f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-precision={precisions}",
-        f"--hfm-session-name={name}", f"--hfm-results-dir={RESULTS}",
-        "-n", workers, "--dist=loadgroup",
-        # isolation (hfmatrix/isolation.py): a per-test timeout through SIGALRM, the native-hang watchdog
-        # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
-        f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
-        f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
-        f"--junitxml={out / 'junit.xml'}",
-        *extra, *session.posargs,
-        env={"COVERAGE_FILE": str(out / ".coverage"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-    )
+    hfnox.run_suites(session, backend=backend, device=device, precisions=precisions, results=RESULTS, extra=extra,
+                     paths=paths, name=name, require=require, coverage=True)
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
