@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import nox
 
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
-from hfmatrix import nox as hfnox, provision  # noqa: E402  (stdlib only: importable before any env exists)
+from hfmatrix import nox as hfnox, provision, provision_system  # noqa: E402  (stdlib only: importable before any env exists)
 from hfmatrix.run import selects_tests  # noqa: E402
 
 RESULTS = ROOT / "results"
@@ -182,38 +183,39 @@ def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) 
 # Web backend: onnxruntime-web in Chromium, driven by Playwright; one session per device
 # (`nox -s wasm`, `nox -s webgpu`, `nox -s webnn`), plus `nox -s webtests` for its own tests.
 WEB_DIR = ROOT / "hfmatrix" / "web"
-APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends")
 
 
-def _apt_install(session: nox.Session, package: str, why: str) -> None:
-    """Install a Debian package as root, or stop the session saying how to (never a silent skip)."""
-    import shutil
-    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        session.error(f"{why}; install it as root: apt-get update && {' '.join(APT_INSTALL)} {package}")
-    session.run("apt-get", "update", external=True)
-    session.run(*APT_INSTALL, package, external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+def _provide(session: nox.Session, planner: Callable[[], provision_system.Plan]) -> provision_system.Plan:
+    """Run a prerequisite's plan (hfmatrix/provision_system.py), or stop the session saying how to install it."""
+    try:
+        plan = planner()
+    except provision_system.ProvisionError as exc:
+        session.error(str(exc))
+    session.log(f"{plan.how}: {plan.path or ''}")
+    for cmd in plan.external:  # apt-get, through `sudo -n` when not root
+        session.run(*cmd, external=True)
+    for cmd in plan.in_env:  # Playwright's managed browser, with the session's python
+        session.run(*cmd)
+    return plan
 
 
 def _chromium(session: nox.Session) -> None:
-    """Debian's Chromium at /usr/bin/chromium (apt-get when missing; HFMATRIX_CHROMIUM points elsewhere)."""
-    chromium = os.environ.get("HFMATRIX_CHROMIUM", "/usr/bin/chromium")
-    if not os.access(chromium, os.X_OK):
-        if "HFMATRIX_CHROMIUM" in os.environ:
-            session.error(f"HFMATRIX_CHROMIUM={chromium} is not an executable file")
-        _apt_install(session, "chromium", f"Chromium is missing at {chromium}")
-        if not os.access(chromium, os.X_OK):
-            session.error(f"apt-get installed chromium but {chromium} is still not executable")
-    session.run(chromium, "--version", external=True)
+    """The Chromium of the web sessions and the tests (hfmatrix/provision_system.py: HFMATRIX_CHROMIUM,
+    Debian's, apt-get as root or through sudo, Playwright's managed one where there is no apt-get);
+    HFMATRIX_CHROMIUM names it for everything the session runs."""
+    plan = _provide(session, provision_system.chromium_plan)
+    path = plan.path or session.run(*provision_system.PLAYWRIGHT_PATH, silent=True).strip().splitlines()[-1]
+    if not os.access(path, os.X_OK):
+        session.error(f"{plan.how} ran but {path} is not an executable file")
+    os.environ["HFMATRIX_CHROMIUM"] = path
+    session.run(path, "--version", external=True)
 
 
 def _web_prerequisites(session: nox.Session) -> None:
-    """Debian's Chromium (apt-get when /usr/bin/chromium is missing; HFMATRIX_CHROMIUM points elsewhere)
-    and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
+    """Chromium (`_chromium`), npm, and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
     import json
-    import shutil
     _chromium(session)
-    if shutil.which("npm") is None:
-        _apt_install(session, "npm", "npm is missing (needed for onnxruntime-web)")
+    _provide(session, provision_system.npm_plan)
     lock, installed = WEB_DIR / "package-lock.json", WEB_DIR / "node_modules" / ".package-lock.json"
     wanted = {k: v for k, v in json.loads(lock.read_text())["packages"].items() if k}
     if installed.is_file() and json.loads(installed.read_text()).get("packages") == wanted:
@@ -229,6 +231,7 @@ WEB_MODELS = {"webgpu": os.environ.get("HFMATRIX_WEBGPU_MODELS", "bert,vit,gpt2"
 
 
 def _web(session: nox.Session, device: str) -> None:
+    _install(session, "web")  # first: Playwright's managed Chromium (no apt-get here) installs with its python
     _web_prerequisites(session)
     models = (f"--hfm-models={WEB_MODELS[device]}",) if device in WEB_MODELS else ()
     run_suites(session, env="web", backend="web", device=device, precisions="fp32", extra=models)
@@ -265,8 +268,8 @@ def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
 @nox.session(python=PYTHON, tags=["web"])
 def webtests(session: nox.Session) -> None:
     """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
-    _web_prerequisites(session)
     _install(session, "web")
+    _web_prerequisites(session)
     _web_selftests(session, RESULTS / "webtests")
 
 
