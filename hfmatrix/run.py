@@ -13,12 +13,16 @@ import sys
 from pathlib import Path
 
 SUITES = Path(__file__).resolve().with_name("suites")
+# the nox sessions' names work as --backend too: `--backend cpu` is the cpu session's torch on the CPU
+SESSIONS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"), "rocm": ("torch", "rocm"), "mps": ("torch", "mps"),
+            "wasm": ("web", "wasm"), "webgpu": ("web", "webgpu"), "webnn": ("web", "webnn")}
 # the suites never reach the network: models come from folders, the zoo cache or the local HF cache
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 EPILOG = """\
 examples:
   hfmatrix run --backend torch --models ./my-model
+  hfmatrix run --backend cuda --precision fp32,fp16 --models ./my-model     (torch on CUDA)
   hfmatrix run --backend openvino --precision fp32 --models ./my-model,bert --results out
   hfmatrix run --backend onnxruntime --models ./my-model -- -k parity -x
 
@@ -57,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "write result records to <results>/<session>/ and the report to <results>/index.html.",
         epilog=EPILOG)
     p.add_argument("--backend", required=True,
-                   help="backend under test: torch, openvino, onnxruntime, qnn, web, serve, distributed")
-    p.add_argument("--device", default="cpu", help="device of the backend: cpu, cuda, rocm, mps, htp, wasm, "
-                                                   "webgpu, webnn (default cpu)")
+                   help="backend under test: torch, openvino, onnxruntime, qnn, web, serve, distributed; or a nox "
+                        f"session's name, which names the device too: {', '.join(SESSIONS)} (cpu = torch on the CPU)")
+    p.add_argument("--device", default=None, help="device of the backend: cpu, cuda, rocm, mps, htp, wasm, "
+                                                  "webgpu, webnn (default cpu, or the session name's)")
     p.add_argument("--precision", default="", help="comma-separated precisions, e.g. fp32,fp16 (default: the backend's first)")
     p.add_argument("--models", default="default",
                    help="comma-separated model folders, zoo ids or cached hub ids (default: the curated zoo)")
@@ -72,16 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def session_name(args: argparse.Namespace) -> str:
-    return args.name or (args.backend if args.device == "cpu" else f"{args.backend}-{args.device}")
+def target(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(backend, device, session name) of the run; a session name as --backend implies its device."""
+    backend, device = SESSIONS.get(args.backend, (args.backend, args.device or "cpu"))
+    if args.device and args.device != device:
+        raise SystemExit(f"hfmatrix run: --backend {args.backend} runs on {device}, not --device {args.device}; "
+                         f"use --backend {backend} --device {args.device}")
+    default = args.backend if args.backend in SESSIONS or device == "cpu" else f"{backend}-{device}"
+    return backend, device, args.name or default
 
 
 def command(args: argparse.Namespace, pytest_extra: list[str]) -> list[str]:
     """The pytest command line `hfmatrix run` executes (printed before it runs)."""
-    name = session_name(args)
+    backend, device, name = target(args)
     paths = [] if selects_tests(pytest_extra) else [str(SUITES)]
     return [sys.executable, "-m", "pytest", *paths, f"--hfm-models={args.models}",
-            *suite_args(backend=args.backend, device=args.device, precisions=args.precision, name=name,
+            *suite_args(backend=backend, device=device, precisions=args.precision, name=name,
                         results=args.results.resolve(), workers=args.workers),
             *pytest_extra]
 
@@ -90,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     extra = [a for i, a in enumerate(extra) if not (a == "--" and i == extra.index("--"))]
     cmd = command(args, extra)
-    out = args.results.resolve() / session_name(args)
+    out = args.results.resolve() / target(args)[2]
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **OFFLINE}
     # the hardware this ran on, for the report's environment table (as the nox sessions write it)

@@ -56,3 +56,22 @@ def test_run_command_line(tmp_path):
     # a node id (the report's rerun command) runs that test alone: no suites path
     rerun = _command("--backend", "torch", "hfmatrix/suites/test_parity.py::test_parity[bert@torch-cpu-fp32]")
     assert str(run.SUITES) not in rerun and "--hfm-session-name=torch" in rerun
+
+
+@pytest.mark.parametrize("argv, backend, device, name", [
+    (("--backend", "cpu"), "torch", "cpu", "cpu"),              # the nox sessions' names
+    (("--backend", "cuda"), "torch", "cuda", "cuda"),
+    (("--backend", "webgpu"), "web", "webgpu", "webgpu"),
+    (("--backend", "torch"), "torch", "cpu", "torch"),
+    (("--backend", "torch", "--device", "cuda"), "torch", "cuda", "torch-cuda"),
+    (("--backend", "cpu", "--name", "mine"), "torch", "cpu", "mine"),
+])
+def test_run_target(argv, backend, device, name):
+    cmd = _command(*argv)
+    assert [f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-session-name={name}"] == \
+        [a for a in cmd if a.startswith(("--hfm-backend=", "--hfm-device=", "--hfm-session-name="))]
+
+
+def test_run_session_name_with_another_device_is_refused():
+    with pytest.raises(SystemExit, match="--backend torch --device mps"):
+        _command("--backend", "cuda", "--device", "mps")

@@ -128,15 +128,16 @@ def _records(results: Path) -> list[dict]:
 def test_hfmatrix_run_from_the_wheel(venv, my_model, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    done = subprocess.run([venv / "bin" / "hfmatrix", "run", "--backend", "torch", "--models", str(my_model),
+    # the issue's own command: --backend cpu (the cpu session's name: torch on the CPU)
+    done = subprocess.run([venv / "bin" / "hfmatrix", "run", "--backend", "cpu", "--models", str(my_model),
                            "--results", "out", "--", "-k", "test_parity or test_load", "-p", "no:cacheprovider"],
                           cwd=project, env=_clean_env(venv), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     records = [r for r in _records(project / "out") if r["model"] == "my-bert"]
     assert {r["check"] for r in records} >= {"parity"} and all(r["outcome"] == "passed" for r in records), records
     assert {r["backend"] for r in records} == {"torch"}
-    assert (project / "out" / "index.html").is_file() and (project / "out" / "torch" / "hwprobe.json").is_file()
-    assert "torch" in json.loads((project / "out" / "matrix.json").read_text())["sessions"]
+    assert (project / "out" / "index.html").is_file() and (project / "out" / "cpu" / "hwprobe.json").is_file()
+    assert "cpu" in json.loads((project / "out" / "matrix.json").read_text())["sessions"]
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("hfmatrix run:")).split()
     suites = Path(line[line.index("pytest") + 1])  # the suites the wheel installed ran, not the checkout's
     assert suites.name == "suites" and suites.is_relative_to(venv), line
