@@ -58,11 +58,12 @@ def test_run_progress_line():
     assert run.line() == "hfmatrix: 10/40 tests in 1m40s, ETA 5m00s; running longest: test_parity[t5@openvino] (1m40s)"
 
 
-def test_a_run_prints_progress_lines(pytester, monkeypatch):
+@pytest.mark.parametrize("xdist", [(), ("-n", "1")], ids=["main", "xdist"])
+def test_a_run_prints_progress_lines(pytester, monkeypatch, xdist):
     monkeypatch.setattr(progress, "wanted", lambda stream=None: True)  # as on a terminal
     monkeypatch.setattr(progress, "EVERY", 0.0)
     pytester.makepyfile(test_two="def test_a():\n    pass\n\ndef test_b():\n    pass\n")
-    result = pytester.runpytest_inprocess("--hfm", "--hfm-results-dir=none", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("--hfm", "--hfm-results-dir=none", "-p", "no:cacheprovider", *xdist)
     result.assert_outcomes(passed=2)
     assert "hfmatrix: 1/2 tests in" in result.stdout.str() and "hfmatrix: 2/2 tests in" in result.stdout.str()
     plain = pytester.runpytest_inprocess("-p", "no:cacheprovider")  # the plugin off: nothing
