@@ -13,6 +13,10 @@ import sys
 from pathlib import Path
 
 SUITES = Path(__file__).resolve().with_name("suites")
+RUN_INI = SUITES / "run.ini"
+# node ids are relative to the folder holding the package: hfmatrix/suites/test_x.py::test[...] in the
+# checkout and in site-packages alike (the report's rerun commands print them)
+PACKAGE_PARENT = SUITES.parents[1]
 # the nox sessions' names work as --backend too: `--backend cpu` is the cpu session's torch on the CPU
 SESSIONS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"), "rocm": ("torch", "rocm"), "mps": ("torch", "mps"),
             "wasm": ("web", "wasm"), "webgpu": ("web", "webgpu"), "webnn": ("web", "webnn")}
@@ -37,16 +41,24 @@ The same run through pytest: pytest --pyargs hfmatrix.suites --hfm-backend torch
 
 def suite_args(*, backend: str, device: str, precisions: str, name: str, results: Path | str,
                workers: str = "auto") -> list[str]:
-    """The pytest arguments of one backend run into <results>/<name>/: the plugin's --hfm-* options,
-    xdist grouping, the isolation settings (hfmatrix/isolation.py) and the JUnit XML the report reads."""
-    return [f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-precision={precisions}",
+    """The pytest arguments of one backend run into <results>/<name>/: the suites' own configuration
+    (RUN_INI, not the project's), the plugin's --hfm-* options, xdist grouping, the isolation settings
+    (hfmatrix/isolation.py) and the JUnit XML the report reads."""
+    results = Path(results).resolve()  # pytest resolves cache_dir against the rootdir, not the cwd
+    return ["-c", str(RUN_INI), f"--rootdir={PACKAGE_PARENT}", "-o", f"cache_dir={results / '.pytest_cache'}",
+            f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-precision={precisions}",
             f"--hfm-session-name={name}", f"--hfm-results-dir={results}",
             "-n", workers, "--dist=loadgroup",
             # isolation: a per-test timeout through SIGALRM (pytest-timeout), the native-hang watchdog at
             # 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
             f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
             f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
-            f"--junitxml={Path(results) / name / 'junit.xml'}"]
+            f"--junitxml={results / name / 'junit.xml'}"]
+
+
+def located(arg: str) -> str:
+    """A node id as the report prints it (hfmatrix/suites/...::test[...]) found wherever the package is."""
+    return str(PACKAGE_PARENT / arg) if arg.startswith("hfmatrix/suites/") and "::" in arg else arg
 
 
 def selects_tests(args: list[str] | tuple[str, ...]) -> bool:
@@ -94,7 +106,7 @@ def command(args: argparse.Namespace, pytest_extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", *paths, f"--hfm-models={args.models}",
             *suite_args(backend=backend, device=device, precisions=args.precision, name=name,
                         results=args.results.resolve(), workers=args.workers),
-            *pytest_extra]
+            *map(located, pytest_extra)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,13 @@ def test_run_command_line(tmp_path):
     assert f"--junitxml={tmp_path / 'openvino-gpu' / 'junit.xml'}" in cmd
     assert cmd[-3:] == ["-k", "parity", "-x"]
     # a node id (the report's rerun command) runs that test alone: no suites path
-    rerun = _command("--backend", "torch", "hfmatrix/suites/test_parity.py::test_parity[bert@torch-cpu-fp32]")
+    node = "hfmatrix/suites/test_parity.py::test_parity[bert@torch-cpu-fp32]"
+    rerun = _command("--backend", "torch", node)
     assert str(run.SUITES) not in rerun and "--hfm-session-name=torch" in rerun
+    assert rerun[-1] == f"{run.PACKAGE_PARENT}/{node}"  # found where the package is, from any directory
+    # the suites' own pytest configuration, never the project's; node ids relative to the package's folder
+    assert rerun[rerun.index("-c") + 1] == str(run.RUN_INI) and run.RUN_INI.is_file()
+    assert f"--rootdir={run.PACKAGE_PARENT}" in rerun
 
 
 @pytest.mark.parametrize("argv, backend, device, name", [

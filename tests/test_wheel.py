@@ -93,7 +93,9 @@ def venv(wheel, tmp_path_factory) -> Path:
     """A fresh venv outside the repository with the wheel installed (--no-deps: the stack is this env's)."""
     where = tmp_path_factory.mktemp("user")
     assert ROOT not in where.parents
-    venv = where / "venv"
+    # the user's project holds the venv; its own pytest settings must not reach the suites' runs
+    (where / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--an-option-of-this-project"\n')
+    venv = where / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     purelib = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                   capture_output=True, text=True, check=True).stdout.strip())
@@ -125,9 +127,8 @@ def _records(results: Path) -> list[dict]:
     return [json.loads(line) for f in results.rglob("records-*.jsonl") for line in f.read_text().splitlines() if line]
 
 
-def test_hfmatrix_run_from_the_wheel(venv, my_model, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
+def test_hfmatrix_run_from_the_wheel(venv, my_model):
+    project = venv.parent
     # the issue's own command: --backend cpu (the cpu session's name: torch on the CPU)
     done = subprocess.run([venv / "bin" / "hfmatrix", "run", "--backend", "cpu", "--models", str(my_model),
                            "--results", "out", "--", "-k", "test_parity or test_load", "-p", "no:cacheprovider"],
@@ -136,6 +137,7 @@ def test_hfmatrix_run_from_the_wheel(venv, my_model, tmp_path):
     records = [r for r in _records(project / "out") if r["model"] == "my-bert"]
     assert {r["check"] for r in records} >= {"parity"} and all(r["outcome"] == "passed" for r in records), records
     assert {r["backend"] for r in records} == {"torch"}
+    assert all(r["nodeid"].startswith("hfmatrix/suites/test_") for r in records)  # as in the nox sessions
     assert (project / "out" / "index.html").is_file() and (project / "out" / "cpu" / "hwprobe.json").is_file()
     assert "cpu" in json.loads((project / "out" / "matrix.json").read_text())["sessions"]
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("hfmatrix run:")).split()
@@ -143,20 +145,19 @@ def test_hfmatrix_run_from_the_wheel(venv, my_model, tmp_path):
     assert suites.name == "suites" and suites.is_relative_to(venv), line
 
 
-def test_users_noxfile_reuses_the_sessions(venv, my_model, tmp_path):
+def test_users_noxfile_reuses_the_sessions(venv, my_model):
     if subprocess.run([venv / "bin" / "python", "-c", "import nox"], env=_clean_env(venv)).returncode:
         skips.skip(skips.DEPENDENCY_MISSING, "nox is not installed in this env")
-    project = tmp_path / "project"
-    project.mkdir()
+    project = venv.parent
     (project / "noxfile.py").write_text(
         "import nox\nfrom hfmatrix.nox import backend_session\n\n\n"
         "@nox.session(venv_backend='none')\ndef torch(session):\n"
-        f"    backend_session(session, backend='torch', models={str(my_model)!r}, results='out',\n"
+        f"    backend_session(session, backend='torch', models={str(my_model)!r}, results='out-nox',\n"
         "                    extra=('-k', 'test_parity', '-p', 'no:cacheprovider'))\n")
     done = subprocess.run([venv / "bin" / "python", "-m", "nox", "-f", "noxfile.py"], cwd=project,
                           env=_clean_env(venv), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    records = [r for r in _records(project / "out") if r["model"] == "my-bert"]
+    records = [r for r in _records(project / "out-nox") if r["model"] == "my-bert"]
     assert [(r["check"], r["outcome"]) for r in records] == [("parity", "passed")]
 
 
