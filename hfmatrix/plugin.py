@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 import time
 import uuid
 import zlib
@@ -30,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from . import isolation, safeload, skips
+from . import isolation, progress, safeload, skips
 from .backends.base import Target
 from .records import BAD_OUTCOMES, Record, RecordWriter, write_json_atomic
 
@@ -120,6 +121,8 @@ def pytest_configure(config: pytest.Config) -> None:
         st.isolation = isolation.Controller()
         config.pluginmanager.register(st.isolation, "hfmatrix-isolation")
     isolation.install(config, st.isolation)
+    if not hasattr(config, "workerinput") and progress.wanted(sys.stdout):  # a terminal, not CI
+        config.pluginmanager.register(progress.RunProgress(config), "hfmatrix-progress")
     if _is_writer(config):
         st.open_writer()
         config.pluginmanager.register(Recorder(st), "hfmatrix-recorder")

@@ -20,6 +20,7 @@ from hfmatrix.records import Record, RecordWriter, write_json_atomic
 from hfmatrix.report import coverage as cov_mod
 from hfmatrix.report import main as report_main
 from hfmatrix.report.merge import merge
+from hwprobe.browser import chromium_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOSING = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$")
@@ -456,7 +457,7 @@ def test_coverage_combines_sessions_and_remaps_paths(tmp_path: Path, capsys) -> 
 
 
 # --- the page in a real browser -------------------------------------------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(chromium_path() or "/usr/bin/chromium")  # HFMATRIX_CHROMIUM first (nox's _chromium sets it)
 
 
 def _browser():
@@ -465,7 +466,7 @@ def _browser():
     except ImportError:
         skips.skip(skips.DEPENDENCY_MISSING, "playwright (python) is not installed: pip install playwright")
     if not CHROMIUM.exists():
-        skips.skip(skips.DEPENDENCY_MISSING, "no /usr/bin/chromium: apt-get install -y chromium")
+        skips.skip(skips.DEPENDENCY_MISSING, f"no Chromium at {CHROMIUM}: sudo apt-get install -y chromium, or set HFMATRIX_CHROMIUM")
     return sync_playwright
 
 
