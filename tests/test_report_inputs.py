@@ -1,0 +1,130 @@
+"""`hfmatrix report` on damaged or odd results folders: every problem is named (file and what is
+wrong), counted where it changes the verdict, and never crashes the merge. Real data files written
+the way the plugin, nox and the perf bench write them (tests/test_report.py's helpers).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hfmatrix.records import write_json_atomic
+from hfmatrix.report.merge import _perf_entry, _reason, merge, software_device
+from test_report import rec, write_session
+
+
+def _two_passes(res: Path, session: str = "cpu", **kw) -> Path:
+    return write_session(res, session, [rec(session, "bert", "passed", i=0), rec(session, "gpt2", "passed", i=1)], **kw)
+
+
+def test_unreadable_side_files_are_named(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    d = _two_passes(res)
+    (d / "hwprobe.json").write_text("{not json")
+    (d / "junit.xml").write_text("<testsuites><testsuite tests='2'")      # truncated: the job was killed
+    (d / "meta-extra.json").write_text("[1, 2]")                         # JSON, but not an object
+    m = merge(res)
+    s = m.sessions["cpu"]
+    assert any(p.startswith(f"{d / 'hwprobe.json'}: unreadable JSON") for p in m.problems), m.problems
+    assert any(p.startswith(f"{d / 'junit.xml'}: unreadable junit XML") for p in m.problems), m.problems
+    assert f"{d / 'meta-extra.json'}: meta is not a JSON object" in m.problems
+    assert s.hwprobe == {} and s.junit == {}
+    assert s.problems and all(p.startswith(f"{d}/") for p in s.problems)   # the session lists its own files
+    assert s.counts["passed"] == 2                                         # the records still count
+
+
+def test_junit_count_disagreeing_with_records(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    d = _two_passes(res)
+    (d / "junit.xml").write_text('<testsuites><testsuite name="pytest" tests="3" failures="0" errors="0" skipped="0"/></testsuites>')
+    m = merge(res)
+    assert m.sessions["cpu"].junit == {"cpu": {"tests": 3, "failures": 0, "errors": 0, "skipped": 0}}
+    assert "junit.xml lists 3 tests, records hold 2" in m.sessions["cpu"].problems
+
+
+def test_meta_counts_more_tests_than_records(tmp_path: Path) -> None:
+    """A complete meta that saw 3 tests but only 2 records came back: records were lost."""
+    res = tmp_path / "results"
+    d = _two_passes(res, meta=False)
+    write_json_atomic(d / "meta-all.json", {"session": "cpu", "shard": "all", "complete": True, "finished": 2.0,
+                                            "counts": {"passed": 3}})
+    m = merge(res)
+    assert "session cpu shard all: meta counts 3 tests, records hold 2" in m.problems
+    write_json_atomic(d / "meta-all.json", {"session": "cpu", "shard": "all", "complete": True, "finished": 2.0,
+                                            "counts": {"passed": 2}})
+    assert not merge(res).problems
+
+
+def test_shards_found_twice_disagreeing_or_mixed_with_a_whole_run(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    for folder, shard in (("a", "1of2"), ("b", "1of2"), ("c", "2of3")):
+        write_session(res, "cpu", [rec("cpu", "bert", "passed", shard=shard)], shard=shard, folder=folder)
+    _two_passes(res, folder="d")
+    m = merge(res)
+    s = m.sessions["cpu"]
+    assert "session cpu: shard 1of2 found in several folders (a, b): counts include both" in m.problems
+    assert "shards disagree on the shard count: ['1of2', '2of3', 'all']" in s.incomplete, s.incomplete
+    assert "missing shard(s) 2of2 of 2" in s.incomplete and "missing shard(s) 1of3, 3of3 of 3" in s.incomplete
+    assert "session cpu: both an unsharded run and shards; counts include both" in s.problems
+    assert not s.complete
+
+
+def test_meta_without_a_finish_is_incomplete(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    d = _two_passes(res, meta=False)
+    write_json_atomic(d / "meta-all.json", {"session": "cpu", "shard": "all", "started": 1.0})
+    s = merge(res).sessions["cpu"]
+    assert s.incomplete == ["shard all: cpu/meta-all.json has no finish time"]
+    write_json_atomic(d / "meta-all.json", {"session": "cpu", "shard": "all", "started": 1.0, "finished": 3.0})
+    assert merge(res).sessions["cpu"].complete
+
+
+def test_unknown_outcome_counts_as_an_error(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    write_session(res, "cpu", [rec("cpu", "bert", "exploded", i=0), rec("cpu", "bert", "exploded", i=1)])
+    m = merge(res)
+    msgs = [p for p in m.problems if "unknown outcome 'exploded'" in p]
+    assert len(msgs) == 2 and "(counted as error)" in msgs[0]              # one per test, not per repeat
+    assert m.sessions["cpu"].counts == {"error": 2} and m.sessions["cpu"].n_bad == 2
+
+
+def test_perf_from_bench_files_and_from_records(tmp_path: Path) -> None:
+    res = tmp_path / "results"
+    perf = {"p50_ms": 12.0, "baseline_ms": 10.0, "regression": True}
+    write_session(res, "cpu", [rec("cpu", "bert", "failed", check="perf_vs_baseline", measures=perf)])
+    write_session(res, "openvino", [rec("openvino", "bert", "passed", check="perf_vs_baseline", backend="openvino",
+                                        measures={"p50_ms": 5.0, "baseline_ms": 5.0})])
+    (res / "openvino" / "bench-all.json").write_text(json.dumps({"session": "openvino", "benchmarks": [
+        {"model": "bert", "backend": "openvino", "metric": "latency", "p50_ms": 4.0, "baseline_ms": 5.0,
+         "status": "ok", "report": {"forward": {"latency": {"values": [0.004, 0.0041]}}}}]}))
+    (res / "odd").mkdir()
+    (res / "odd" / "bench.json").write_text(json.dumps({"benchmarks": "none"}))
+    (res / "odd" / "bench-2.json").write_text('"a string"')
+    m = merge(res)
+    by_session = {e["session"]: e for e in m.perf}
+    assert set(by_session) == {"cpu", "openvino", "odd"} and len(m.perf) == 3   # a session's bench file wins over its records
+    assert by_session["odd"]["value"] is None and by_session["odd"]["source"] == "odd/bench.json"   # an object is one entry
+    cpu, ov = by_session["cpu"], by_session["openvino"]
+    assert cpu["source"] == "records" and cpu["ratio"] == 1.2 and cpu["regression"] and cpu["metric"] == "perf_vs_baseline"
+    assert ov["source"] == "openvino/bench-all.json" and ov["ratio"] == 0.8 and not ov["regression"]
+    assert ov["samples"] == pytest.approx([4.0, 4.1])                                   # seconds in the bench file, ms here
+    assert f"{res / 'odd' / 'bench-2.json'}: no list of benchmarks" in m.problems
+
+
+def test_perf_entry_is_forgiving() -> None:
+    e = _perf_entry({"median_ms": "7.5", "baseline": 0, "verdict": "Regressed", "samples": [1, "x", None, 2.5],
+                     "threshold": "1.3", "name": "forward"}, "cpu", "x.json")
+    assert e["value"] == 7.5 and e["ratio"] is None                         # no ratio against a zero baseline
+    assert e["regression"] and e["status"] == "regressed" and e["metric"] == "forward"
+    assert e["samples"] == [1.0, 2.5] and e["threshold"] == 1.3
+    assert _perf_entry({"report": {"forward": None}}, "cpu", "x")["samples"] == []
+
+
+def test_skip_reasons_and_software_devices() -> None:
+    assert _reason("Skipped: [hardware-absent] no CUDA device\nmore") == "no CUDA device"
+    assert _reason("   ") == "(no reason given)"
+    assert software_device({"adapter": {"isFallbackAdapter": True}})
+    assert software_device([{"renderer": "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))"}])
+    assert not software_device({"adapter": {"isFallbackAdapter": False, "vendor": "nvidia"}})
+    assert not software_device(None)
