@@ -1,0 +1,43 @@
+"""pyproject's [tool.coverage.report] exclusions: each one names code that still exists, carries its
+reason, and leaves out only that block (the combined figure cannot quietly shrink its denominator)."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
+SOURCES = sorted(p for pkg in ("hfmatrix", "hwprobe") for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _config() -> dict:
+    return tomllib.loads(PYPROJECT.read_text())["tool"]["coverage"]
+
+
+def test_nothing_omitted_and_every_exclusion_has_a_reason() -> None:
+    cfg = _config()
+    assert "omit" not in cfg["run"] and "omit" not in cfg.get("report", {})   # no whole files left out
+    assert cfg["run"]["branch"] is True and set(cfg["run"]["source"]) == {"hfmatrix", "hwprobe"}
+    block = PYPROJECT.read_text().split("exclude_also = [", 1)[1].split("\n]", 1)[0]
+    lines = [ln for ln in block.splitlines() if ln.strip()]
+    assert len(lines) == len(cfg["report"]["exclude_also"])
+    for ln in lines:                                   # one entry a line, each with its reason
+        reason = ln.split("#", 1)[1].strip() if "#" in ln else ""
+        assert re.search(r"\((CUDA|ROCm|Apple|macOS|2\+ GPUs)[^)]*\)$", reason), f"no hardware named: {ln}"
+
+
+def test_each_exclusion_names_existing_code() -> None:
+    """A renamed function would leave a dead pattern; a loose one would leave out more than it says."""
+    hits: dict[str, list[str]] = {}
+    for pattern in _config()["report"]["exclude_also"]:
+        rx = re.compile(pattern)
+        hits[pattern] = [f"{p.relative_to(ROOT)}:{i}" for p in SOURCES
+                         for i, line in enumerate(p.read_text().splitlines(), 1) if rx.search(line)]
+    assert all(hits.values()), {k: v for k, v in hits.items() if not v}
+    for pattern, where in hits.items():
+        files = {w.split(":")[0] for w in where}
+        if pattern.startswith("if "):                 # the nccl/GPU branches: distributed code only
+            assert all("distributed" in f for f in files), where
+        else:                                          # a def/class: exactly one place
+            assert len(where) == 1, (pattern, where)
