@@ -11,7 +11,7 @@ import pytest
 
 from hfmatrix.records import write_json_atomic
 from hfmatrix.report.merge import _perf_entry, _reason, merge, software_device
-from test_report import rec, write_session
+from test_report import rec, run_report, write_session
 
 
 def _two_passes(res: Path, session: str = "cpu", **kw) -> Path:
@@ -128,3 +128,34 @@ def test_skip_reasons_and_software_devices() -> None:
     assert software_device([{"renderer": "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device))"}])
     assert not software_device({"adapter": {"isFallbackAdapter": False, "vendor": "nvidia"}})
     assert not software_device(None)
+
+
+def test_markdown_leads_with_unreadable_files_and_names_the_host(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    d = _two_passes(res)
+    with (d / "records-all.jsonl").open("a") as f:
+        f.write('{"run_id": "r", "check": "parity", "outc')                 # a worker killed mid-line
+    write_json_atomic(d / "hwprobe.json", {"host": {"platform": "Linux-6.8-x86_64"},
+                                           "backends": {"cpu": {"available": True, "reason": "AVX-512, 8 cores"},
+                                                        "cuda": {"available": False, "reason": "no GPU"}}})
+    (d / "bench-all.json").write_text(json.dumps({"session": "cpu", "benchmarks": [
+        {"model": "bert", "backend": "torch", "p50_ms": 4.0, "baseline_ms": 4.1, "status": "ok"}]}))
+    rc, out, _ = run_report(res, capsys)
+    md = (res / "matrix.md").read_text()
+    assert rc == 1 and md.splitlines()[2].startswith("❌ **Unreadable results files**")   # no check failed, yet red
+    assert "Linux-6.8-x86_64; available: cpu; AVX-512, 8 cores" in md
+    assert "## Perf regressions\n\nNone among 1 benchmark entries." in md
+
+
+def test_markdown_caps_problems_and_names_an_unreadable_previous_run(tmp_path: Path, capsys) -> None:
+    res = tmp_path / "results"
+    _two_passes(res)
+    for i in range(55):
+        (res / "cpu" / f"bench-{i:02d}.json").write_text("[" * (i + 1))
+    (tmp_path / "old.json").write_text("<html>not the artifact</html>")
+    rc, out, _ = run_report(res, capsys, "--previous", str(tmp_path / "old.json"))
+    md = (res / "matrix.md").read_text()
+    assert md.count("unreadable JSON") == 50 and "- … 5 more (see matrix.json)" in md
+    assert len(json.loads((res / "matrix.json").read_text())["problems"]) == 55
+    changed = md[md.index("## What changed"):]
+    assert changed.startswith(f"## What changed\n\n⚠️ unreadable previous matrix.json: ")
