@@ -3,8 +3,9 @@ reason, and leaves out only that block (the combined figure cannot quietly shrin
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"

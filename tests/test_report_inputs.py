@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import rec, run_report, write_session
 
 from hfmatrix.records import write_json_atomic
 from hfmatrix.report.merge import _perf_entry, _reason, merge, software_device
-from test_report import rec, run_report, write_session
 
 
 def _two_passes(res: Path, session: str = "cpu", **kw) -> Path:
@@ -140,7 +140,7 @@ def test_markdown_leads_with_unreadable_files_and_names_the_host(tmp_path: Path,
                                                         "cuda": {"available": False, "reason": "no GPU"}}})
     (d / "bench-all.json").write_text(json.dumps({"session": "cpu", "benchmarks": [
         {"model": "bert", "backend": "torch", "p50_ms": 4.0, "baseline_ms": 4.1, "status": "ok"}]}))
-    rc, out, _ = run_report(res, capsys)
+    rc, _, _ = run_report(res, capsys)
     md = (res / "matrix.md").read_text()
     assert rc == 1 and md.splitlines()[2].startswith("❌ **Unreadable results files**")   # no check failed, yet red
     assert "Linux-6.8-x86_64; available: cpu; AVX-512, 8 cores" in md
@@ -153,9 +153,9 @@ def test_markdown_caps_problems_and_names_an_unreadable_previous_run(tmp_path: P
     for i in range(55):
         (res / "cpu" / f"bench-{i:02d}.json").write_text("[" * (i + 1))
     (tmp_path / "old.json").write_text("<html>not the artifact</html>")
-    rc, out, _ = run_report(res, capsys, "--previous", str(tmp_path / "old.json"))
+    run_report(res, capsys, "--previous", str(tmp_path / "old.json"))
     md = (res / "matrix.md").read_text()
     assert md.count("unreadable JSON") == 50 and "- … 5 more (see matrix.json)" in md
     assert len(json.loads((res / "matrix.json").read_text())["problems"]) == 55
     changed = md[md.index("## What changed"):]
-    assert changed.startswith(f"## What changed\n\n⚠️ unreadable previous matrix.json: ")
+    assert changed.startswith("## What changed\n\n⚠️ unreadable previous matrix.json: ")

@@ -261,7 +261,7 @@ def _run_report_steps(tmp_path: Path, **fake: str) -> tuple[int, list[str], str]
     for step in (download, report):
         vars_ = {k: v.replace("${{ runner.temp }}", str(temp)) for k, v in step["env"].items() if "runner.temp" in v}
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                              env={**env, **vars_}, capture_output=True, text=True, cwd=tmp_path)
+                              env={**env, **vars_}, capture_output=True, text=True, cwd=tmp_path, check=False)
         out += proc.stdout + proc.stderr
         if proc.returncode:
             return proc.returncode, log.read_text().splitlines() if log.exists() else [], out
