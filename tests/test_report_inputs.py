@@ -159,3 +159,45 @@ def test_markdown_caps_problems_and_names_an_unreadable_previous_run(tmp_path: P
     assert len(json.loads((res / "matrix.json").read_text())["problems"]) == 55
     changed = md[md.index("## What changed"):]
     assert changed.startswith("## What changed\n\n⚠️ unreadable previous matrix.json: ")
+
+
+def test_what_a_failure_says_it_compared() -> None:
+    from hfmatrix.report import explain
+    tol = {"atol": 1e-5, "rtol": "per output", "source": "target.torch.fp32", "reason": "assert_close default"}
+    assert explain.tolerance_text(tol) == "atol 1.0e-05 · rtol per output (target.torch.fp32 — assert_close default)"
+    assert explain.tolerance_text(0.01) == "1.0e-02" and explain.tolerance_text(None) == ""
+    assert explain.tolerance_text("ulp 2") == "ulp 2"
+    long_ids = list(range(40))
+    pairs = dict(explain.compared({"measures": {"expected_ids": [long_ids], "actual_ids": [1, 2], "first_diff": [0, 3],
+                                                "failed_row": 1, "max_abs_err": 0.5, "seed": 7}}))
+    assert pairs["reference ids"] == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, …]"
+    assert pairs["backend ids"] == "[1, 2]" and pairs["first differing (row, position)"] == "[0, 3]"
+    assert pairs["batch row that differs from its single run"] == "1" and pairs["max |Δ|"] == "0.5"
+    assert pairs["other measures"] == '{"seed":7}'
+    assert explain.compared({"measures": "not a dict"}) == []
+
+
+def test_previous_matrix_cells_that_do_not_resolve_are_ignored() -> None:
+    from hfmatrix.report import changes
+    doc = {"rows": [{"model": "bert"}], "columns": [{"label": "cpu"}], "checks": ["parity"],
+           "cells": [{"row": 0, "col": 0, "check": 0, "counts": {"failed": 1}, "worst_max_abs_err": "2e-3"},
+                     {"row": 5, "col": 0, "check": 0, "counts": {"passed": 1}},         # a row that is not there
+                     {"row": 0, "col": 0, "check": "generate", "counts": {"xfailed": 1}},
+                     {"row": 0, "col": 0, "check": "memory", "counts": {}}]}
+    assert changes.cells_of_doc(doc) == {("bert", "cpu", "parity"): ("fail", 2e-3), ("bert", "cpu", "generate"): ("xfail", None),
+                                         ("bert", "cpu", "memory"): ("skip", None)}
+    assert not changes.any_change(None) and not changes.any_change({"pass_to_fail": [], "new_cells": 3})
+
+
+def test_auto_zoo_section_from_odd_records() -> None:
+    from hfmatrix.report import autozoo
+    recs = [{"model": "bert", "outcome": "passed", "arch_class": "encoder", "measures": "garbage"},
+            {"model": "", "outcome": "failed"},                                            # no model type: not counted
+            {"model": "rwkv", "outcome": "skipped", "measures": {"arch_class": "decoder"}}]
+    assert autozoo.slim(recs[0])["measures"] == {} and autozoo.slim(recs[2])["arch_class"] == "decoder"
+    kept = [autozoo.slim(r) for r in recs]                                             # what merge keeps
+    table = autozoo.coverage_table(kept)
+    assert table["encoder"]["passed"] == 1 and table["decoder"]["skipped"] == 1 and table["decoder"]["ran"] == 0
+    md = autozoo.markdown([kept[0], kept[2]])
+    assert "No auto-zoo failures outside the recorded known bugs and rule gaps." in md
+    assert autozoo.markdown([]) == []
