@@ -58,3 +58,46 @@ def test_memory_without_psutil_reads_proc_meminfo(monkeypatch) -> None:
     assert mem["source"] == "/proc/meminfo" and mem["total_bytes"] == cpu.parse_meminfo(text)["total_bytes"] > 0
     assert 0 < mem["available_bytes"] <= mem["total_bytes"]
     assert cpu._read("/proc/no-such-file") is None
+
+
+def test_presence_looks_for_the_vendor_tools(monkeypatch, tmp_path) -> None:
+    """Which env a session installs (noxfile) and the first hardware-absent reason: device nodes or the
+    vendor's tool on PATH. The tools are the boundary: a fake one on an otherwise empty PATH."""
+    import os
+
+    from hwprobe import presence
+    if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")):
+        pytest.skip("this machine has a GPU node: presence is answered by the device, not the tool")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert presence.hardware_present("cuda") == (False, "no NVIDIA GPU on this machine (no /dev/nvidiactl, "
+                                                 "no NVIDIA driver, no nvidia-smi)")
+    assert presence.hardware_present("rocm") == (False, "no AMD GPU on this machine (no /dev/kfd, no rocminfo)")
+    for tool, device in (("nvidia-smi", "cuda"), ("rocminfo", "rocm")):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+        (tmp_path / tool).chmod(0o755)
+        assert presence.hardware_present(device) == (True, "")
+    assert presence.hardware_present("cpu") == (True, "")
+    if sys.platform != "darwin":
+        mps, why = presence.hardware_present("mps")
+        assert not mps and why.startswith("no Apple GPU: MPS needs macOS on Apple silicon (this is Linux")
+
+
+def test_a_library_whose_import_breaks_is_not_called_missing(monkeypatch, tmp_path) -> None:
+    from hwprobe import _entry
+    (tmp_path / "brokenlib.py").write_text("raise OSError('libcudart.so.13: cannot open shared object file')\n")
+    (tmp_path / "halflib.py").write_text("import no_such_dependency_hfm\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(_entry.Missing) as exc:
+        _entry.require("brokenlib", "broken-lib")                       # a CUDA wheel without its libraries
+    e = exc.value.entry
+    assert e["kind"] == "dependency-missing" and e["reason"] == \
+        "broken-lib import failed: OSError: libcudart.so.13: cannot open shared object file"
+    with pytest.raises(_entry.Missing) as exc:
+        _entry.require("halflib")                                       # installed; one of its imports is not
+    assert exc.value.entry["reason"].startswith("halflib import failed: ModuleNotFoundError")
+    with pytest.raises(_entry.Missing) as exc:
+        _entry.require("no_such_lib_hfm", "no-such-lib")
+    assert exc.value.entry["reason"] == "no-such-lib not installed"
+    with pytest.raises(ValueError, match="unknown kind 'gone'"):
+        _entry.absent("gone", "x")
+    assert _entry.dist_version("no-such-distribution-hfm") is None

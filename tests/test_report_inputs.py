@@ -201,3 +201,17 @@ def test_auto_zoo_section_from_odd_records() -> None:
     md = autozoo.markdown([kept[0], kept[2]])
     assert "No auto-zoo failures outside the recorded known bugs and rule gaps." in md
     assert autozoo.markdown([]) == []
+
+
+def test_coverage_data_files_and_no_data(tmp_path: Path) -> None:
+    """Which files are a session's coverage data: not the combined one on top, not SQLite's side files,
+    not the HTML report's folder; no data at all is said, not a crash (no coverage.Coverage() made here)."""
+    from hfmatrix.report import coverage as cov_mod
+    res = tmp_path / "results"
+    assert cov_mod.combine(res)["error"] == "no coverage data under results/<session>/.coverage*"
+    for name in ("cpu/.coverage.vm.pid1.X", "cpu/.coverage.vm.pid1.X-journal", "cpu/.coverage.vm.pid2.Y.lock",
+                 ".coverage", "htmlcov/.coverage.z", "tests/.coverage"):
+        (res / name).parent.mkdir(parents=True, exist_ok=True)
+        (res / name).write_text("")
+    (res / "openvino" / ".coverage.dir").mkdir(parents=True)
+    assert [str(p.relative_to(res)) for p in cov_mod.data_files(res)] == ["cpu/.coverage.vm.pid1.X", "tests/.coverage"]
