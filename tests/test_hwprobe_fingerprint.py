@@ -69,8 +69,8 @@ def test_presence_looks_for_the_vendor_tools(monkeypatch, tmp_path) -> None:
     if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/kfd")):
         pytest.skip("this machine has a GPU node: presence is answered by the device, not the tool")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert presence.hardware_present("cuda") == (False, "no NVIDIA GPU on this machine (no /dev/nvidiactl, "
-                                                 "no NVIDIA driver, no nvidia-smi)")
+    no_nvidia = "no NVIDIA GPU on this machine (no /dev/nvidiactl, no NVIDIA driver, no nvidia-smi)"
+    assert presence.hardware_present("cuda") == (False, no_nvidia)
     assert presence.hardware_present("rocm") == (False, "no AMD GPU on this machine (no /dev/kfd, no rocminfo)")
     for tool, device in (("nvidia-smi", "cuda"), ("rocminfo", "rocm")):
         (tmp_path / tool).write_text("#!/bin/sh\n")
