@@ -62,3 +62,26 @@ def test_plot_command(tmp_path: Path, capsys) -> None:
     assert main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "plots"), "--baselines", str(tmp_path / "b")]) == 0
     svg = tmp_path / "plots" / "perf-torch.svg"
     assert capsys.readouterr().out.strip() == f"plot written: {svg}" and "bert" in svg.read_text()
+
+
+def test_plot_shows_the_baseline_and_each_re_measurement(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="[dependency-missing] matplotlib not installed")
+    from hfmatrix.perf.plot import plot_latency
+    base = tmp_path / "baselines"
+    _write(tmp_path / "first", 1.0)
+    assert main(["record", str(tmp_path / "first"), "--baselines", str(base)]) == 0
+    path = _write(tmp_path / "slow", 1.5)
+    doc = bench.read(path)
+    again = [0.003 * (1 + i / 100) for i in range(20)]
+    bench.apply_comparison(doc["benchmarks"][0], {"verdict": "unchanged", "metrics": {"forward": {
+        "verdict": "unchanged", "first": {"verdict": "regression"},
+        "confirmations": [{"values": again, "n_current": 20, "verdict": "regression"},
+                          {"values": [], "n_current": 0, "verdict": "regression"},          # nothing measured: no row
+                          {"values": again, "n_current": 20, "verdict": "unchanged"}]}}})
+    bench.write(path, doc)
+    svg = plot_latency(path, tmp_path / "p.svg", baselines_dir=base).read_text()
+    assert "baseline" in svg and "(n=30, regression)" in svg                 # the first verdict on the first row
+    assert "re-measured (n=20, regression)" in svg and "re-measured (n=20, unchanged)" in svg   # the last decides
+    assert svg.count("re-measured") == 2
+    plain = plot_latency(path, tmp_path / "q.svg").read_text()                # no baselines folder: no baseline row
+    assert "baseline" not in plain
