@@ -14,12 +14,19 @@ _OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS) if orjson is not None e
 
 
 class Strings:
-    """Interned strings: each distinct string once in ``table``, records hold its index (merge._tally
-    fills both inline: one call per string field of 12k records is measurable)."""
+    """Interned strings: each distinct string once in ``table``, records hold its index
+    (``strings(text)`` -> index; merge's tally and RecordTable call it per string field)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {"": 0}
         self.table: list[str] = [""]
+
+    def __call__(self, s: str) -> int:
+        i = self.index.get(s)
+        if i is None:
+            i = self.index[s] = len(self.table)
+            self.table.append(s)
+        return i
 
 
 def err(x: float | None) -> float | str | None:
