@@ -307,7 +307,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
-            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.effective, target.precision)
+            marks += known_bug_marks(check, spec, target.backend, target.device, target.effective, target.precision)
             params.append(pytest.param(case, id=case.id, marks=marks))
     per_case = metafunc.definition.get_closest_marker("hfm_per_case")
     if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case
@@ -446,7 +446,7 @@ def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
         raise
     except Exception as exc:
         t = hfm_case.target
-        reason = known_failure("load_session", hfm_case.spec.id, t.backend, t.device, t.effective)
+        reason = known_failure("load_session", hfm_case.spec, t.backend, t.device, t.effective)
         if not reason:
             raise
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
