@@ -131,7 +131,7 @@ def test_hfmatrix_run_from_the_wheel(venv, my_model):
     project = venv.parent
     # the issue's own command: --backend cpu (the cpu session's name: torch on the CPU)
     done = subprocess.run([venv / "bin" / "hfmatrix", "run", "--backend", "cpu", "--models", str(my_model),
-                           "--results", "out", "--", "-k", "test_parity or test_load", "-p", "no:cacheprovider"],
+                           "--results", "out", "--", "-k", "test_parity or test_load_session", "-p", "no:cacheprovider"],
                           cwd=project, env=_clean_env(venv), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     records = [r for r in _records(project / "out") if r["model"] == "my-bert"]
