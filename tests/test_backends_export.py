@@ -54,19 +54,37 @@ def test_key_changes_with_options_and_versions(export_cache):
     assert len({a.key, b.key, c.key}) == 3 and len(calls) == 3
 
 
-def test_refusal_cached_as_unsupported(export_cache):
+def test_typed_refusal_cached_with_versions_and_retried_when_they_change(export_cache):
     calls: list = []
 
     def refuse(out: Path) -> None:
         calls.append(out)
+        raise Unsupported("the EP reported ops it cannot place: ['Foo']")
+
+    for _ in range(2):
+        with pytest.raises(Unsupported, match="cannot place"):
+            exports.cached_export("demo", {"model": "foo", "versions": {"lib": "1"}}, refuse)
+    assert len(calls) == 1, "the refusal was not cached"
+    verdict = next((export_cache / "exports" / "demo").glob("*.unsupported.json"))
+    assert json.loads(verdict.read_text())["versions"] == {"lib": "1"}
+    # the same verdict file under other versions (a key that does not hold them) is not trusted: retried
+    data = json.loads(verdict.read_text())
+    verdict.write_text(json.dumps({**data, "versions": {"lib": "0"}}))
+    with pytest.raises(Unsupported, match="cannot place"):
+        exports.cached_export("demo", {"model": "foo", "versions": {"lib": "1"}}, refuse)
+    assert len(calls) == 2
+    assert not list((export_cache / "exports" / "demo").glob(".tmp-*"))
+
+
+def test_message_that_reads_like_a_refusal_is_a_failure(export_cache):
+    """Only a typed refusal becomes a skip: an error whose text says "unsupported architecture" is a failure."""
+    def refuse(out: Path) -> None:
         raise ValueError("Trying to export a foo model, that is a custom or unsupported architecture")
 
-    classify = lambda exc: f"refused: {exc}" if "unsupported architecture" in str(exc) else None  # noqa: E731
-    for _ in range(2):
-        with pytest.raises(Unsupported, match="unsupported architecture"):
-            exports.cached_export("demo", {"model": "foo"}, refuse, unsupported=classify)
-    assert len(calls) == 1, "the refusal was not cached"
-    assert not list((export_cache / "exports" / "demo").glob(".tmp-*"))
+    with pytest.raises(ValueError, match="unsupported architecture"):
+        exports.cached_export("demo", {"model": "foo2"}, refuse)
+    with pytest.raises(exports.ExportFailed):
+        exports.cached_export("demo", {"model": "foo2"}, refuse)
 
 
 def test_crash_is_a_failure_not_a_skip_and_is_cached(export_cache):
@@ -162,16 +180,68 @@ def test_onnxruntime_export_cache_reused(export_cache):
     print(f"onnxruntime bert load: cold {cold:.2f}s (export {first.export.seconds:.2f}s), warm {warm:.2f}s")
 
 
-def test_onnxruntime_unsupported_export_cached(export_cache):
+def test_onnxruntime_exporter_refusal_is_a_registry_lookup_before_export(export_cache):
+    """mixtral has no ONNX config in optimum's TasksManager: a typed refusal with that evidence, no export tried."""
     pytest.importorskip("optimum.onnxruntime")
+    from hfmatrix.backends.optimum_common import ExporterRefused
+
     spec, model_dir = _zoo("mixtral")
     n = len(exports.EXPORTED)
-    with pytest.raises(Unsupported, match="mixtral"):
-        get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
     t0 = time.perf_counter()
-    with pytest.raises(Unsupported, match="cached verdict"):
+    with pytest.raises(ExporterRefused, match="mixtral") as refused:
         get("onnxruntime").load(model_dir, spec, Target("onnxruntime", "cpu", "fp32"))
     assert time.perf_counter() - t0 < 5 and len(exports.EXPORTED) == n
+    ev = refused.value.evidence
+    assert ev["exporter"] == "onnx" and ev["supported_tasks"] == [] and "optimum-onnx" in ev["versions"]
+
+
+def test_onnxruntime_placement_counts_nodes_and_lists_memcpy_and_shape_nodes():
+    """ORT's assignment report (the boundary: a device EP cannot run here) with a node on CPU: a compute
+    node off the EP counts against the share, an integer shape node and a Memcpy node are listed only."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("optimum.onnxruntime")
+    from hfmatrix import placement
+    from hfmatrix.backends.onnxruntime_backend import _index_nodes, ep_placement, onnx_export
+
+    spec, model_dir = _zoo("bert")
+    graph = onnx_export(model_dir, spec).path / "model.onnx"
+    real = ort.InferenceSession(str(graph), _recording(ort), providers=["CPUExecutionProvider"])
+    nodes = [n for sub in real.get_provider_graph_assignment_info() for n in sub.get_nodes()]
+    shape = next(n for n in nodes if n.op_type == "Shape")
+    matmul = next(n for n in nodes if n.op_type == "MatMul")
+    assert shape.name in _index_nodes(graph) and matmul.name not in _index_nodes(graph)
+    ep = "CUDAExecutionProvider"
+
+    class Report:  # ORT's OrtEpAssignedSubgraph: ep_name + get_nodes()
+        def __init__(self, ep_name, nodes):
+            self.ep_name, self._nodes = ep_name, nodes
+
+        def get_nodes(self):
+            return self._nodes
+
+    class Memcpy:
+        name, op_type, domain = "memcpy0", "MemcpyToHost", ""
+
+    def session(on_cpu):
+        rest = [n for n in nodes if n not in on_cpu]
+        return type("S", (), {"get_provider_graph_assignment_info": lambda self: [
+            Report(ep, rest + [Memcpy()]), Report("CPUExecutionProvider", on_cpu)]})()
+
+    clean = ep_placement(session([shape]), ep, graph)
+    assert clean["share"] == 1 and clean["not_counted"]["memcpy"] == {"MemcpyToHost": 1}
+    assert sum(clean["not_counted"]["CPUExecutionProvider (shape/index nodes, by design)"].values()) == 1
+    placement.require({"placement": clean})
+    partial = ep_placement(session([shape, matmul]), ep, graph)
+    assert partial["elsewhere"] == {"CPUExecutionProvider": {"MatMul": 1}} and partial["share"] < 1
+    with pytest.raises(placement.PlacementIncomplete) as failed:
+        placement.require({"placement": partial})
+    assert failed.value.nodes == ["MatMul"]
+
+
+def _recording(ort):
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    return so
 
 
 # ------------------------------------------------------------------------------ openvino
@@ -240,6 +310,8 @@ def test_qnn_minilm_fully_on_qnn():
     assert result.ok, result.message(tol)
     assert set(evidence["nodes_by_ep"]) == {"QNNExecutionProvider"} and evidence["nodes_by_ep"]["QNNExecutionProvider"] > 0
     assert evidence["backend_path"].endswith("libQnnHtp.so")
+    assert evidence["placement"]["share"] == 1
+    assert bool(evidence["placement"]["software"]) == bool(evidence["emulation"])  # the HTP simulator, flagged
 
 
 def test_qnn_parity_catches_perturbation_beyond_fp16_noise():

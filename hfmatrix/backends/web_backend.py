@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, HardwareAbsent, Unsupported
+from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, Unsupported
+from .. import placement as placing
 from .base import Arrays, Availability, Target
 from .optimum_common import check_names, coerce
 
@@ -145,8 +146,24 @@ def no_kernel_ops(log: list[str]) -> list[str]:
     return sorted({m.group(1) for m in map(_NO_KERNEL.search, log) if m})
 
 
+def web_placement(device: str, placement: dict[str, dict[str, Any]], software: str | None = None) -> dict[str, Any]:
+    """hfmatrix.placement from ORT's placement log: nodes by provider and op type, Memcpy listed, not counted
+    (nodes the log counts without naming their op are counted as "?")."""
+    counted: dict[str, dict[str, int]] = {}
+    memcpy: dict[str, int] = {}
+    for provider, entry in placement.items():
+        ops = {op: c for op, c in entry["ops"].items() if op not in MEMCPY_OPS}
+        for op, c in entry["ops"].items():
+            if op in MEMCPY_OPS:
+                memcpy[op] = memcpy.get(op, 0) + c
+        unnamed = entry["nodes"] - sum(entry["ops"].values())
+        counted[provider] = {**ops, **({"?": unnamed} if unnamed > 0 else {})}
+    return placing.build(PROVIDERS[device], counted, not_counted={"memcpy": memcpy}, software=software)
+
+
 def placement_verdict(device: str, placement: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Where the compute nodes ran; raises Unsupported when none ran on the requested provider."""
+    """Where the compute nodes ran; raises PlacementRefused (unsupported-by-backend) when the provider took
+    none of them (ORT-web placed every node elsewhere: the EP's own report of what it cannot run)."""
     provider = PROVIDERS[device]
     if not placement:
         raise RuntimeError("onnxruntime-web logged no node placement: cannot prove where the model ran")
@@ -158,8 +175,9 @@ def placement_verdict(device: str, placement: dict[str, dict[str, Any]]) -> dict
     total = sum(compute(e) for e in placement.values())
     elsewhere = {p: e for p, e in placement.items() if p != provider}
     if on_target == 0:
-        raise Unsupported(f"onnxruntime-web placed none of the {total} nodes on {provider} "
-                          f"(placement: { {p: e['nodes'] for p, e in placement.items()} })")
+        raise placing.PlacementRefused(f"onnxruntime-web placed none of the {total} nodes on {provider} "
+                                       f"(placement: { {p: e['nodes'] for p, e in placement.items()} })",
+                                       web_placement(device, placement))
     return {
         "provider": provider,
         "nodes_on_provider": on_target,
@@ -298,6 +316,8 @@ class WebSession:
         for key in ("runtime_init_s", "session_create_s"):
             self._costs[key] = round(self._costs[key], 4)
         software = _hwbrowser().is_software(adapter) if adapter else None
+        stand_in = f"software WebGPU adapter {adapter}" if device == "webgpu" and software else None
+        placed = placing.merge({n: web_placement(device, g["placement"], stand_in) for n, g in per_graph.items()})
         self._evidence = {
             "runtime": "onnxruntime-web",
             "onnxruntime_web": loaded.get("ortVersion") or ort_web_version(),
@@ -311,8 +331,7 @@ class WebSession:
             "hardware_concurrency": page_info["hardwareConcurrency"],
             "wasm_threads": timed.get("numThreads"),
         }
-        if len(per_graph) == 1:
-            self._evidence["placement"] = next(iter(per_graph.values()))["placement"]
+        self._evidence["placement"] = placed  # hfmatrix.placement; each graph's log-level one is in graphs
         if self.export is not None:
             self._evidence["export"] = self.export.evidence()
         if device == "webgpu":
@@ -327,12 +346,13 @@ class WebSession:
         return out
 
     def _create_error(self, error: str, log: list[str]) -> Exception:
+        """A typed refusal only where ORT's placement log names the ops the EP has no kernel for; any other
+        creation error is a failure (availability was already proven by hwprobe's real context/adapter)."""
         device = self.target.device
-        if device != "wasm" and re.search(r"no available backend|not supported|NotSupportedError|WebNN|adapter", error, re.I):
-            return HardwareAbsent(f"onnxruntime-web could not create a {device} session: {error}")
-        if "NOT_IMPLEMENTED" in error or "Could not find an implementation" in error:
-            ops = no_kernel_ops(log)
-            return Unsupported(f"onnxruntime-web {device}: {error}" + (f" (no kernel: {ops})" if ops else ""))
+        ops = no_kernel_ops(log)
+        if ops:
+            return placing.PlacementRefused(f"onnxruntime-web {device} has no kernel for {ops}: {error}",
+                                            {"requested": PROVIDERS[device], "no_kernel_ops": ops})
         return RuntimeError(f"onnxruntime-web {device} session creation failed: {error}")
 
     # ------------------------------------------------------------------------------------ running
