@@ -45,6 +45,21 @@ class PlacementRefused(Unsupported):
         self.placement = self.evidence = placement
 
 
+def index_nodes(graph) -> set[str]:
+    """Names of an ONNX graph's nodes whose outputs are all integer or bool (ONNX shape inference): shape and
+    index arithmetic, which ORT places on the CPU next to a device EP by design (GetCpuPreferredNodes; the
+    WebGPU EP has no int64 kernels). Listed, not counted; a node producing floats always counts."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph), load_external_data=False))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output,
+                                                           *model.graph.input]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    return {n.name for n in model.graph.node
+            if n.output and all(o in types and types[o] and types[o] not in floats for o in n.output)}
+
+
 def build(requested: str, counted: Mapping[str, Mapping[str, int]], *, unit: str = "nodes",
           not_counted: Mapping[str, Mapping[str, int]] | None = None, software: str | None = None) -> dict[str, Any]:
     """The placement dict from ``counted`` = {device: {kind (op type, dtype...): count}}."""

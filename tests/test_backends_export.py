@@ -201,7 +201,8 @@ def test_onnxruntime_placement_counts_nodes_and_lists_memcpy_and_shape_nodes():
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("optimum.onnxruntime")
     from hfmatrix import placement
-    from hfmatrix.backends.onnxruntime_backend import _index_nodes, ep_placement, onnx_export
+    from hfmatrix.backends.onnxruntime_backend import ep_placement, onnx_export
+    from hfmatrix.placement import index_nodes
 
     spec, model_dir = _zoo("bert")
     graph = onnx_export(model_dir, spec).path / "model.onnx"
@@ -209,7 +210,7 @@ def test_onnxruntime_placement_counts_nodes_and_lists_memcpy_and_shape_nodes():
     nodes = [n for sub in real.get_provider_graph_assignment_info() for n in sub.get_nodes()]
     shape = next(n for n in nodes if n.op_type == "Shape")
     matmul = next(n for n in nodes if n.op_type == "MatMul")
-    assert shape.name in _index_nodes(graph) and matmul.name not in _index_nodes(graph)
+    assert shape.name in index_nodes(graph) and matmul.name not in index_nodes(graph)
     ep = "CUDAExecutionProvider"
 
     class Report:  # ORT's OrtEpAssignedSubgraph: ep_name + get_nodes()
@@ -361,3 +362,30 @@ def test_source_with_missing_tensor_is_rejected_before_export(tmp_path):
     assert exports.check_source(model_dir, spec.auto_class)["loading_info"] == "clean"
     with pytest.raises(exports.SourceRejected, match="missing_keys"):
         exports.check_source(copy, spec.auto_class)
+
+
+# an exporter error whose words read like a refusal, planted in optimum's main_export (exports redirected to the
+# test's own folder so the shared cache is neither used nor touched): it used to become unsupported-by-backend
+MESSAGE_ONLY_REFUSAL = """
+import os
+from pathlib import Path
+import optimum.exporters.onnx as onnx_exporters
+import hfmatrix.exports as exports
+exports.exports_root = lambda: Path(os.getcwd()) / "exports"
+def main_export(*a, **k):
+    raise ValueError("Trying to export a bert model, that is a custom or unsupported architecture, "
+                     "is not supported yet")
+onnx_exporters.main_export = main_export
+"""
+
+
+def test_exporter_error_that_only_says_unsupported_fails_through_the_suite(pytester, zoo_cache):
+    pytest.importorskip("optimum.onnxruntime")
+    from conftest import SUITES, run_suites
+
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_load.py"), "--hfm-backend=onnxruntime",
+                                 "--hfm-models=bert", "-k", "load_session", plant=MESSAGE_ONLY_REFUSAL)
+    rec = next(r for r in records if r["check"] == "load_session")
+    assert rec["outcome"] in ("failed", "error") and not rec.get("skip_kind"), rec
+    assert "not supported yet" in rec["message"], rec["message"]
+    assert result.ret == 1

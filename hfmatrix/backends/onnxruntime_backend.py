@@ -117,25 +117,11 @@ def assignment(session) -> dict[str, Any]:
     return {"nodes_by_ep": dict(by_ep), "cast_nodes_by_ep": dict(casts)}
 
 
-def _index_nodes(path: Path) -> set[str]:
-    """Names of the graph's nodes whose outputs are all integer or bool (ONNX shape inference): shape and
-    index arithmetic, which ORT places on the CPU next to a device EP by design (GetCpuPreferredNodes)."""
-    import onnx
-
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
-    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output,
-                                                           *model.graph.input]}
-    types.update({t.name: t.data_type for t in model.graph.initializer})
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-    return {n.name for n in model.graph.node
-            if n.output and all(o in types and types[o] and types[o] not in floats for o in n.output)}
-
-
 def ep_placement(session, ep: str, graph: Path | None, software: str | None = None) -> dict[str, Any]:
     """hfmatrix.placement for one InferenceSession: its nodes by EP from ORT's own assignment report
     (session.record_ep_graph_assignment_info). Memcpy nodes, and the integer shape/index nodes a device EP
     leaves on the CPU by design, are listed, not counted; every other node counts, wherever it landed."""
-    index = _index_nodes(graph) if ep != CPU_EP and graph is not None else set()
+    index = placing.index_nodes(graph) if ep != CPU_EP and graph is not None else set()
     counted: dict[str, Counter] = {}
     listed: dict[str, Counter] = {}
     for sub in session.get_provider_graph_assignment_info():

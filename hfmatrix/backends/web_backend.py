@@ -138,6 +138,7 @@ def parse_placement(log: list[str]) -> dict[str, dict[str, Any]]:
         n = _NODE.search(line)
         if n and current is not None:
             current["ops"][n.group(1)] = current["ops"].get(n.group(1), 0) + 1
+            current.setdefault("names", []).append([n.group(1), n.group(2)])
     return placement
 
 
@@ -146,19 +147,25 @@ def no_kernel_ops(log: list[str]) -> list[str]:
     return sorted({m.group(1) for m in map(_NO_KERNEL.search, log) if m})
 
 
-def web_placement(device: str, placement: dict[str, dict[str, Any]], software: str | None = None) -> dict[str, Any]:
-    """hfmatrix.placement from ORT's placement log: nodes by provider and op type, Memcpy listed, not counted
-    (nodes the log counts without naming their op are counted as "?")."""
+def web_placement(device: str, placement: dict[str, dict[str, Any]], software: str | None = None,
+                  index: set[str] = frozenset()) -> dict[str, Any]:
+    """hfmatrix.placement from ORT's placement log: nodes by provider and op type. Memcpy nodes, and the
+    integer shape/index nodes (``index``: placement.index_nodes of the graph) on the CPU next to a device EP,
+    are listed, not counted; nodes the log counts without naming are counted as "?"."""
+    provider = PROVIDERS[device]
     counted: dict[str, dict[str, int]] = {}
-    memcpy: dict[str, int] = {}
-    for provider, entry in placement.items():
-        ops = {op: c for op, c in entry["ops"].items() if op not in MEMCPY_OPS}
-        for op, c in entry["ops"].items():
-            if op in MEMCPY_OPS:
-                memcpy[op] = memcpy.get(op, 0) + c
-        unnamed = entry["nodes"] - sum(entry["ops"].values())
-        counted[provider] = {**ops, **({"?": unnamed} if unnamed > 0 else {})}
-    return placing.build(PROVIDERS[device], counted, not_counted={"memcpy": memcpy}, software=software)
+    listed: dict[str, dict[str, int]] = {}
+    for ep, entry in placement.items():
+        kinds = counted.setdefault(ep, {})
+        for op, name in entry.get("names", []):
+            by_design = ep == "CPUExecutionProvider" != provider and name in index
+            key = "memcpy" if op in MEMCPY_OPS else f"{ep} (shape/index nodes, by design)" if by_design else None
+            bucket = listed.setdefault(key, {}) if key else kinds
+            bucket[op] = bucket.get(op, 0) + 1
+        unnamed = entry["nodes"] - len(entry.get("names", []))
+        if unnamed > 0:
+            kinds["?"] = unnamed
+    return placing.build(provider, counted, not_counted=listed, software=software)
 
 
 def placement_verdict(device: str, placement: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -292,7 +299,7 @@ class WebSession:
         self._costs: dict[str, Any] = {"browser_start_s": round(self._browser.startup_s, 4),
                                        "page_load_s": round(time.perf_counter() - t0, 4),
                                        "runtime_init_s": 0.0, "session_create_s": 0.0}
-        verdicts, per_graph, adapter, wasm = {}, {}, None, set()
+        verdicts, per_graph, adapter, wasm, placed_here = {}, {}, None, set(), {}
         for name, path in self.graphs.items():
             url = self._base + path.name
             data = [{"path": f, "data": self._base + f} for f in external_data(path)]
@@ -309,6 +316,9 @@ class WebSession:
                                 "outputs": timed["outputNames"]}
             self._costs["runtime_init_s"] += placed["ms"] / 1000
             self._costs["session_create_s"] += timed["ms"] / 1000
+            placed_here[name] = web_placement(device, placement, index=self._index(path))
+            for entry in placement.values():  # node names: used just above, too long for every record
+                entry.pop("names", None)
             per_graph[name] = {"file": path.name, "placement": placement, **verdicts[name],
                                "no_kernel_ops": no_kernel_ops(log)}
             adapter = adapter or timed.get("adapter") or placed.get("adapter")
@@ -317,7 +327,7 @@ class WebSession:
             self._costs[key] = round(self._costs[key], 4)
         software = _hwbrowser().is_software(adapter) if adapter else None
         stand_in = f"software WebGPU adapter {adapter}" if device == "webgpu" and software else None
-        placed = placing.merge({n: web_placement(device, g["placement"], stand_in) for n, g in per_graph.items()})
+        placed = {**placing.merge(placed_here), "software": stand_in}
         self._evidence = {
             "runtime": "onnxruntime-web",
             "onnxruntime_web": loaded.get("ortVersion") or ort_web_version(),
@@ -337,6 +347,10 @@ class WebSession:
         if device == "webgpu":
             # never claim a GPU for SwiftShader & co: software adapters are flagged and gpu is False
             self._evidence.update(adapter=adapter, software=software, gpu=bool(adapter) and not software)
+
+    def _index(self, graph: Path) -> set[str]:
+        """The graph's integer shape/index nodes, where ORT places them next to a device EP by design."""
+        return placing.index_nodes(graph) if self.target.device != "wasm" else set()
 
     def _create(self, name: str, url: str, data: list[dict[str, str]], verbose: bool) -> dict[str, Any]:
         out = self.page.evaluate("([n, u, d, o, v]) => hfm.create(n, u, d, o, v)",
