@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hfmatrix import exports
+from hfmatrix import exports, skips
 from hfmatrix.backends import Target, get
 from hfmatrix.compare import compare, tolerance
 from hfmatrix.skips import HardwareAbsent, Unsupported
@@ -321,6 +321,38 @@ def test_qnn_parity_catches_perturbation_beyond_fp16_noise():
     pytest.importorskip("optimum.onnxruntime")
     result, tol, _ = _parity("qnn", "htp", "fp16", "bert", 5e-2)
     assert not result.ok
+
+
+def test_qnn_refusal_is_what_qnn_reports_it_cannot_place(export_cache, tmp_path):
+    """A graph with an op the HTP has no kernel for (Det): QNN with CPU fallback disabled refuses it; the typed
+    refusal names the op from ORT's assignment report (fallback allowed), and is cached with the versions."""
+    pytest.importorskip("onnxruntime_qnn")
+    import onnx
+    from onnx import TensorProto, helper
+
+    from hfmatrix.backends.onnxruntime_backend import QNN_DEFAULT_OPTIONS, QnnSession
+    from hfmatrix.placement import PlacementRefused
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4, 4])
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4, 4]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["b"])]
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu"), helper.make_node("Det", ["x"], ["z"], name="det")]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], outs), opset_imports=[helper.make_opsetid("", 17)]),
+              str(folder / "model.onnx"))
+    avail = get("qnn").available("htp", "fp16")
+    if not avail.ok:
+        skips.skip(avail.kind, avail.reason)
+    session = QnnSession(exports.Export("onnx", "det-graph", folder, True, 0.0), None, Target("qnn", "htp", "fp16"),
+                         avail.details["backend_path"], dict(QNN_DEFAULT_OPTIONS))
+    with pytest.raises(PlacementRefused, match=r"cannot place \['Det'\]") as refused:
+        session._context({"b": 1})
+    assert refused.value.placement["elsewhere"] == {"CPUExecutionProvider": {"Det": 1}}
+    verdict = json.loads(next((export_cache / "exports" / "qnn-context").glob("*.unsupported.json")).read_text())
+    assert "onnxruntime-qnn" in verdict["versions"] and verdict["evidence"]["share"] == 0.5
+    with pytest.raises(Unsupported, match="cached verdict"):
+        session._context({"b": 1})
 
 
 def test_qnn_missing_backend_library_is_hardware_absent():

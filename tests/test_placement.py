@@ -113,3 +113,12 @@ def test_placement_merge_and_require():
     placement.require({"placement": b})
     with pytest.raises(placement.PlacementIncomplete, match="no placement"):
         placement.require({"torch_device": "cpu"})
+
+
+def test_report_flags_a_software_stand_in_named_by_the_placement():
+    from hfmatrix.report.merge import software_device
+
+    qnn = {"placement": {"requested": "QNNExecutionProvider", "share": 1.0,
+                         "software": "x86_64 host: libQnnHtp.so runs the HTP as a simulator, not on Qualcomm hardware"}}
+    assert software_device(qnn)
+    assert not software_device({"placement": {"requested": "CPUExecutionProvider", "share": 1.0, "software": None}})
