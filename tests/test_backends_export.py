@@ -411,13 +411,51 @@ onnx_exporters.main_export = main_export
 """
 
 
-def test_exporter_error_that_only_says_unsupported_fails_through_the_suite(pytester, zoo_cache):
-    pytest.importorskip("optimum.onnxruntime")
+def _ort_load_session(pytester, zoo_cache, plant: str):
+    """(exit code, record) of load_session[bert] on ONNX Runtime through the suite, with ``plant``. The env is
+    checked without importing it here: pytester drops modules imported during a test, and torch re-imported
+    in the same process crashes."""
+    import importlib.util
+    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.onnxruntime") is None:
+        skips.skip(skips.DEPENDENCY_MISSING, "optimum-onnx is not installed in this env")
     from conftest import SUITES, run_suites
 
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_load.py"), "--hfm-backend=onnxruntime",
-                                 "--hfm-models=bert", "-k", "load_session", plant=MESSAGE_ONLY_REFUSAL)
-    rec = next(r for r in records if r["check"] == "load_session")
+                                 "--hfm-models=bert", "-k", "load_session", plant=plant)
+    return result.ret, next(r for r in records if r["check"] == "load_session")
+
+
+def test_exporter_error_that_only_says_unsupported_fails_through_the_suite(pytester, zoo_cache):
+    ret, rec = _ort_load_session(pytester, zoo_cache, MESSAGE_ONLY_REFUSAL)
     assert rec["outcome"] in ("failed", "error") and not rec.get("skip_kind"), rec
     assert "not supported yet" in rec["message"], rec["message"]
-    assert result.ret == 1
+    assert ret == 1
+
+
+# ORT's assignment report (the boundary: no device EP runs here) planted to say the MatMul nodes ran on another
+# EP than the requested CPU EP: a partial placement, which load_session must fail
+PARTIAL_ORT = """
+from onnxruntime.capi.onnxruntime_inference_collection import Session
+_report = Session.get_provider_graph_assignment_info
+class Moved:
+    def __init__(self, ep_name, nodes):
+        self.ep_name, self._nodes = ep_name, nodes
+    def get_nodes(self):
+        return self._nodes
+def report(self):
+    out = []
+    for sub in _report(self):
+        nodes = sub.get_nodes()
+        out.append(Moved(sub.ep_name, [n for n in nodes if n.op_type != "MatMul"]))
+        out.append(Moved("XnnpackExecutionProvider", [n for n in nodes if n.op_type == "MatMul"]))
+    return out
+Session.get_provider_graph_assignment_info = report
+"""
+
+
+def test_partial_ort_placement_fails_load_session_through_the_suite(pytester, zoo_cache):
+    ret, rec = _ort_load_session(pytester, zoo_cache, PARTIAL_ORT)
+    assert rec["outcome"] == "failed" and "PlacementIncomplete" in rec["message"], rec
+    placed = rec["evidence"]["placement"]
+    assert placed["elsewhere"] == {"XnnpackExecutionProvider": {"MatMul": 16}} and placed["share"] < 1, placed
+    assert ret == 1
