@@ -164,6 +164,23 @@ def test_onnxruntime_missing_ep_is_hardware_absent():
         backend.load(model_dir, spec, Target("onnxruntime", missing[0], "fp32"))
 
 
+def test_onnxruntime_cuda_present_without_its_ep_is_a_failure(monkeypatch):
+    """hwprobe finds an NVIDIA GPU (planted at its presence probe) but this onnxruntime has no CUDA EP: a
+    build mismatch fails (DeviceUnusable), it is not hardware-absent."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("optimum.onnxruntime")
+    import hwprobe.presence
+    from hfmatrix.backends.base import UNUSABLE, DeviceUnusable
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("[hardware-absent] this onnxruntime has the CUDA EP: no mismatch to plant")
+    monkeypatch.setitem(hwprobe.presence.PRESENT, "cuda", lambda: (True, ""))
+    avail = get("onnxruntime").available("cuda", "fp32")
+    assert (avail.ok, avail.kind) == (False, UNUSABLE) and "CUDAExecutionProvider" in avail.reason, avail
+    with pytest.raises(DeviceUnusable):
+        avail.require()
+
+
 def test_onnxruntime_export_cache_reused(export_cache):
     pytest.importorskip("optimum.onnxruntime")
     spec, model_dir = _zoo("bert")

@@ -21,7 +21,7 @@ import numpy as np
 from .. import exports
 from .. import placement as placing
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import Arrays, Availability, Target
+from .base import UNUSABLE, Arrays, Availability, Target
 from .optimum_common import OptimumSession, as_float32, check_exporter, check_names, coerce
 
 # device name (the matrix's) -> execution providers that serve it, first available wins
@@ -259,7 +259,12 @@ class OnnxRuntimeBackend:
         try:
             ep = self._ep(device)
             _optimum()
-        except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
+        except HardwareAbsent as exc:  # the EP is missing: absent hardware, or a build that cannot use it
+            from hwprobe.presence import PRESENT
+            present = device in PRESENT and device != "cpu" and PRESENT[device]()[0]
+            return Availability(False, f"the {device} hardware is present (hwprobe) but unusable: {exc.reason}",
+                                UNUSABLE) if present else Availability(False, exc.reason, exc.kind)
+        except (DependencyMissing, Unsupported) as exc:
             return Availability(False, exc.reason, exc.kind)
         return Availability(True, ep, details={"execution_provider": ep})
 
