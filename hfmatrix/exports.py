@@ -4,15 +4,16 @@ Layout, next to the zoo (``<root>`` = ``$HFMATRIX_CACHE``, else ``platformdirs.u
 
     <root>/exports/<kind>/<key>/                    a complete export (only ever created by os.rename)
     <root>/exports/<kind>/<key>/hfmatrix-export.json  written before the rename: key inputs, timings
-    <root>/exports/<kind>/<key>.unsupported.json    the exporter's own refusal, cached as a verdict
+    <root>/exports/<kind>/<key>.unsupported.json    a typed refusal raised by ``make``, cached as a verdict
     <root>/exports/<kind>/<key>.failed.json         an export that crashed (a defect), cached too
     <root>/exports/<kind>/<key>.lock                filelock: one exporter per key across processes
     <root>/exports/<kind>/.tmp-<key>-<pid>-<rnd>    an export in progress (or left by a killed one)
 
 ``key`` hashes the model folder's content (sha256 of every file, never a manifest's word for it),
-the exporter/library versions, the options and FORMAT_VERSION. A refusal is
-cached only when the caller classifies the exception as "the exporter does not support this"
-(``unsupported(exc) -> message``); any other error propagates and is retried next time.
+the exporter/library versions, the options and FORMAT_VERSION. A refusal is cached only when ``make``
+raises a typed one (an ``Unsupported``: the EP reported ops it cannot place, ...), never from an error
+message's words; it carries ``parts["versions"]`` and is retried when they differ. Any other error is a
+failure (cached as ``<key>.failed.json``).
 """
 from __future__ import annotations
 
@@ -112,13 +113,24 @@ def typical_seconds(base: Path, parts: dict[str, Any]) -> float | None:
     return None
 
 
+def _cached_refusal(verdict: Path, parts: dict[str, Any]) -> Unsupported | None:
+    """The cached typed refusal, if it was made under the same library versions (else None: retry)."""
+    if not verdict.is_file():
+        return None
+    data = json.loads(verdict.read_text())
+    if data.get("versions") != parts.get("versions"):  # a verdict of other versions says nothing about these
+        verdict.unlink()
+        return None
+    return Unsupported(f"{data['message']} [cached verdict under {data.get('versions')}]")
+
+
 def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None], *,
-                  unsupported: Callable[[BaseException], str | None] = lambda exc: None,
                   cache_failures: bool = True, lock_timeout: float = 1800.0) -> Export:
     """Return the export for ``parts`` under ``kind``, making it with ``make(tmp_dir)`` at most once.
 
     ``parts`` must hold everything that shapes the files (model digest, versions, options).
-    Raises Unsupported (the exporter's message) for a refusal, fresh or cached. Any other export
+    Raises Unsupported for a typed refusal ``make`` raised, fresh or cached (with the versions it was
+    made under, retried when they change). Any other export
     error propagates; with ``cache_failures`` its message is kept (``<key>.failed.json``) and later
     calls raise ExportFailed with it instead of spending minutes failing again. The key holds the
     library versions, so an upgrade retries; delete the file to retry by hand.
@@ -133,8 +145,9 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
         if (final / META).is_file():
             meta = json.loads((final / META).read_text())
             return Export(kind, key, final, True, float(meta.get("export_seconds", 0.0)), meta)
-        if verdict.is_file():
-            raise Unsupported(json.loads(verdict.read_text())["message"] + " [cached verdict]")
+        refused = _cached_refusal(verdict, parts)
+        if refused is not None:
+            raise refused
         if failed.is_file():
             raise ExportFailed(json.loads(failed.read_text())["message"] + f" [cached failure: {failed}]")
         for stale in base.glob(f".tmp-{key}-*"):  # left by a killed exporter; we hold the lock
@@ -145,17 +158,18 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
         try:
             with progress.step(f"export {kind} {parts.get('model_type', '')}".rstrip(), typical_seconds(base, parts)):
                 make(tmp)
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless a refusal
+        except Unsupported as exc:  # a typed refusal, raised where it is known
             shutil.rmtree(tmp, ignore_errors=True)
-            message = unsupported(exc)
-            if message is None:
-                if cache_failures and not isinstance(exc, (OSError, MemoryError)):  # a defect, not the machine
-                    _write_json_atomic(failed, {"message": f"{type(exc).__name__}: {exc}"[:4000], "parts": parts,
-                                                "created": time.time()})
-                raise
-            _write_json_atomic(verdict, {"message": message, "parts": parts, "error": type(exc).__name__,
-                                         "created": time.time()})
-            raise Unsupported(message) from exc
+            _write_json_atomic(verdict, {"message": exc.reason, "parts": parts, "versions": parts.get("versions"),
+                                         "error": type(exc).__name__, "created": time.time(),
+                                         "evidence": getattr(exc, "evidence", None) or getattr(exc, "placement", None)})
+            raise
+        except Exception as exc:  # noqa: BLE001 - a defect: re-raised, its message cached
+            shutil.rmtree(tmp, ignore_errors=True)
+            if cache_failures and not isinstance(exc, (OSError, MemoryError)):  # a defect, not the machine
+                _write_json_atomic(failed, {"message": f"{type(exc).__name__}: {exc}"[:4000], "parts": parts,
+                                            "created": time.time()})
+            raise
         seconds = time.perf_counter() - t0
         meta = {"kind": kind, "key": key, "parts": parts, "export_seconds": seconds, "created": time.time()}
         _write_json_atomic(tmp / META, meta)

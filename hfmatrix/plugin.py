@@ -492,6 +492,8 @@ class TypedSkipReports:
         exc = call.excinfo.value if call.excinfo else None
         if not isinstance(exc, skips.TypedSkip):
             return None
+        if exc.evidence:  # the refusal's own evidence, in the record
+            _attach(item, evidence={"refusal": {"type": type(exc).__name__, **exc.evidence}})
         path, lineno, _ = item.reportinfo()
         sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
         return pytest.TestReport(

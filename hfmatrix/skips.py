@@ -28,6 +28,8 @@ class TypedSkip(Exception):
     """Raised where a check cannot run; becomes a skip of ``kind``."""
 
     kind = ""
+    #: what the refusal was read from (a registry lookup, an EP's placement report): goes into the record
+    evidence: dict | None = None
 
     def __init__(self, reason: str):
         super().__init__(reason)

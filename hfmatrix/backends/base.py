@@ -23,6 +23,15 @@ import numpy as np
 Arrays = dict[str, np.ndarray]
 
 
+#: Availability.kind of a device the hardware probe finds present but the framework cannot use (a driver or
+#: build mismatch): not a skip kind; ``require()`` raises DeviceUnusable, a failure
+UNUSABLE = "unusable"
+
+
+class DeviceUnusable(RuntimeError):
+    """The accelerator is present (hwprobe) but the backend's framework cannot use it: a failure, never a skip."""
+
+
 @dataclass(frozen=True)
 class Availability:
     ok: bool
@@ -33,6 +42,8 @@ class Availability:
     def require(self) -> "Availability":
         """Self when ok, else raise its typed skip (what every backend's load starts with)."""
         if not self.ok:
+            if self.kind == UNUSABLE:
+                raise DeviceUnusable(self.reason)
             from ..skips import typed
             raise typed(self.kind, self.reason)
         return self

@@ -91,10 +91,14 @@ class DistributedBackend:
         except ImportError as exc:
             return Availability(False, f"torch not importable: {exc}", "dependency-missing")
         if device == "cuda":
-            from .torch_backend import _cuda_available
-            ok, why = _cuda_available(torch)
-            if not ok:
+            from .base import UNUSABLE
+            from .torch_backend import _cuda_available, hardware_present
+            present, why = hardware_present("cuda")
+            if not present:
                 return Availability(False, why, "hardware-absent")
+            ok, why = _cuda_available(torch)
+            if not ok:  # present but unusable from this torch: a failure
+                return Availability(False, why, UNUSABLE)
             if not dist.is_nccl_available():
                 return Availability(False, f"torch {torch.__version__} built without nccl", "dependency-missing")
             return Availability(True, f"nccl on {torch.cuda.device_count()} GPU(s)")

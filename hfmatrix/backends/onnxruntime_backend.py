@@ -5,8 +5,9 @@ Export goes through optimum-onnx the way users do it (``optimum.exporters.onnx.m
 the ``ORTModelFor*`` classes users load (KV-cache decoding through their ``generate``).
 
 Where it ran is read back, never assumed: every InferenceSession in use reports ``get_providers()``
-and the EP graph assignment (nodes per EP). ORT silently falls back to CPU when an EP fails to
-initialise; a session whose first provider is not the requested EP raises HardwareAbsent.
+and ORT's EP graph assignment (every node and its EP), summed into the evidence's ``placement``
+(hfmatrix.placement; test_load asserts its share is 1). ORT silently falls back to CPU when an EP fails to
+initialise; a session whose first provider is not the requested EP is a failure (PlacementIncomplete).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from .. import exports
+from .. import placement as placing
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import Arrays, Availability, Target
-from .optimum_common import OptimumSession, as_float32, check_names, coerce
+from .base import UNUSABLE, Arrays, Availability, Target
+from .optimum_common import OptimumSession, as_float32, check_exporter, check_names, coerce
 
 # device name (the matrix's) -> execution providers that serve it, first available wins
 EP_FOR_DEVICE: dict[str, tuple[str, ...]] = {
@@ -49,9 +51,8 @@ TASKS: dict[str, tuple[str | None, str, str]] = {
     "image-text-to-text": (None, "image-text-to-text", "model"),
 }
 ONNX_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-# exporter messages that mean "this exporter does not support it" (cached as an Unsupported verdict)
-REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no onnx configuration",
-            "is not a supported")
+MEMCPY_OPS = {"MemcpyFromHost", "MemcpyToHost"}
+CPU_EP = "CPUExecutionProvider"
 
 
 def _ort():
@@ -75,21 +76,14 @@ def export_versions() -> dict[str, str]:
     return exports.dist_versions("optimum", "optimum-onnx", "transformers", "torch", "onnx")
 
 
-def _refusal(exc: BaseException) -> str | None:
-    text = str(exc)
-    if isinstance(exc, (ValueError, KeyError, NotImplementedError)) and any(r in text.lower() for r in REFUSALS):
-        v = export_versions()
-        first = text.strip().split(". Please")[0][:500]
-        return f"optimum-onnx {v['optimum-onnx']} (optimum {v['optimum']}) export refused: {first}"
-    return None
-
-
 def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None = None) -> exports.Export:
     """The optimum-onnx export of ``model_dir`` for ``spec.task`` (cached)."""
     if spec.task not in TASKS:
         raise Unsupported(f"no ONNX export route for task {spec.task!r}")
     _, main_export = _optimum()
     task = task or TASKS[spec.task][1]
+    import optimum.exporters.onnx.model_configs  # noqa: F401 - registers the ONNX configs in TasksManager
+    check_exporter("onnx", spec.model_type, task, export_versions())
     parts = {"model": exports.folder_digest(model_dir), "task": task, "dtype": precision,
              "model_type": spec.model_type, "versions": export_versions(),
              "source_checks": "safeload+loading-info-2"}
@@ -101,7 +95,7 @@ def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None
         main_export(str(model_dir), output=out, task=task, do_validation=False, no_post_process=True,
                     dtype=precision, library_name="transformers")
 
-    return exports.cached_export("onnx", parts, make, unsupported=_refusal)
+    return exports.cached_export("onnx", parts, make)
 
 
 def _sessions_of(model) -> dict[str, Any]:
@@ -121,6 +115,24 @@ def assignment(session) -> dict[str, Any]:
         by_ep[sub.ep_name] += len(nodes)
         casts[sub.ep_name] += sum(1 for n in nodes if n.op_type == "Cast")
     return {"nodes_by_ep": dict(by_ep), "cast_nodes_by_ep": dict(casts)}
+
+
+def ep_placement(session, ep: str, graph: Path | None, software: str | None = None) -> dict[str, Any]:
+    """hfmatrix.placement for one InferenceSession: its nodes by EP from ORT's own assignment report
+    (session.record_ep_graph_assignment_info). Memcpy nodes, and the integer shape/index nodes a device EP
+    leaves on the CPU by design, are listed, not counted; every other node counts, wherever it landed."""
+    index = placing.index_nodes(graph) if ep != CPU_EP and graph is not None else set()
+    counted: dict[str, Counter] = {}
+    listed: dict[str, Counter] = {}
+    for sub in session.get_provider_graph_assignment_info():
+        for node in sub.get_nodes():
+            if node.op_type in MEMCPY_OPS:
+                listed.setdefault("memcpy", Counter())[node.op_type] += 1
+            elif sub.ep_name == CPU_EP and ep != CPU_EP and node.name in index:
+                listed.setdefault(f"{CPU_EP} (shape/index nodes, by design)", Counter())[node.op_type] += 1
+            else:
+                counted.setdefault(sub.ep_name, Counter())[node.op_type] += 1
+    return placing.build(ep, counted, not_counted=listed, software=software)
 
 
 def _graph_dtypes(path: Path) -> dict[str, int]:
@@ -163,11 +175,14 @@ class OrtSession(OptimumSession):
         self.model, self.spec, self.target, self.ep = model, spec, target, ep
         self.export, self.mode, self.provider_options = export, mode, provider_options
         self.sessions = _sessions_of(model)
+        self.placements = {}
         for name, s in self.sessions.items():
             s.disable_fallback()  # else the python wrapper retries a failed run on CPU, silently
             used = s.get_providers()
-            if not used or used[0] != ep:  # ORT fell back (EP failed to initialise): never run on CPU quietly
-                raise HardwareAbsent(f"requested {ep} but ONNX Runtime session {name!r} runs on {used}")
+            if not used or used[0] != ep:  # the EP was available but did not initialise: a failure, not a skip
+                raise placing.PlacementIncomplete(f"requested {ep} (available in onnxruntime {_ort().__version__}) "
+                                                  f"but ONNX Runtime session {name!r} runs on {used}", 0.0, [])
+            self.placements[name] = ep_placement(s, ep, Path(s._model_path))
         self._evidence: dict[str, Any] | None = None
 
     def graph_inputs(self) -> set[str]:
@@ -202,9 +217,11 @@ class OrtSession(OptimumSession):
             per_session = {}
             for name, s in self.sessions.items():
                 per_session[name] = {"providers": s.get_providers(), "provider_options": s.get_provider_options(),
-                                     **assignment(s), "initializer_dtypes": _graph_dtypes(Path(s._model_path))}
+                                     **assignment(s), "initializer_dtypes": _graph_dtypes(Path(s._model_path)),
+                                     "placement": self.placements[name]}
             self._evidence = {
                 "execution_provider": self.ep, "onnxruntime": ort.__version__,
+                "placement": placing.merge(self.placements),
                 "available_providers": ort.get_available_providers(), "sessions": per_session,
                 "ort_model_class": type(self.model).__name__, "export": self.export.evidence(),
                 "precision": self.target.precision,
@@ -242,7 +259,12 @@ class OnnxRuntimeBackend:
         try:
             ep = self._ep(device)
             _optimum()
-        except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
+        except HardwareAbsent as exc:  # the EP is missing: absent hardware, or a build that cannot use it
+            from hwprobe.presence import PRESENT
+            present = device in PRESENT and device != "cpu" and PRESENT[device]()[0]
+            return Availability(False, f"the {device} hardware is present (hwprobe) but unusable: {exc.reason}",
+                                UNUSABLE) if present else Availability(False, exc.reason, exc.kind)
+        except (DependencyMissing, Unsupported) as exc:
             return Availability(False, exc.reason, exc.kind)
         return Availability(True, ep, details={"execution_provider": ep})
 
@@ -355,11 +377,12 @@ class QnnSession:
         self.compile_seconds: dict[str, float] = {}
         self.placements: dict[str, dict[str, Any]] = {}  # every shape ever prepared, kept for evidence
 
-    def _options(self, context_file: str | None = None):
+    def _options(self, context_file: str | None = None, cpu_fallback: bool = False):
         ort = _ort()
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # all on QNN, or fail
+        # all on QNN, or fail (fallback only where _refusal asks QNN which nodes it would not take)
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "0" if cpu_fallback else "1")
         so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
         if context_file:  # dump the prepared QNN graph (EPContext model, binary embedded)
             so.add_session_config_entry("ep.context_enable", "1")
@@ -368,16 +391,23 @@ class QnnSession:
         so.add_provider_for_devices(register_qnn(), {"backend_path": self.backend_path, **self.options})
         return so
 
-    def _refused(self, exc: BaseException) -> str | None:
-        text = str(exc).lower()
-        if any(w in text for w in ("fallback", "not supported", "unsupported", "placement incomplete")):
-            return (f"QNN ({Path(self.backend_path).name}) cannot run the whole graph with CPU fallback "
-                    f"disabled: {str(exc)[:600]}")
-        return None
+    def _refusal(self, model: bytes) -> placing.PlacementRefused | None:
+        """Why QNN refused the graph with CPU fallback disabled, asked of QNN itself: the same graph with
+        fallback allowed, and ORT's assignment report of which nodes QNN did not take. None when QNN takes
+        every node (the refusal was something else: a failure)."""
+        ort = _ort()
+        placed = ep_placement(ort.InferenceSession(model, sess_options=self._options(cpu_fallback=True)), QNN_EP, None,
+                              software=emulation_note(self.target.device))
+        if placed["share"] >= 1:
+            return None
+        return placing.PlacementRefused(
+            f"QNN ({Path(self.backend_path).name}) cannot place {placing.off_target(placed)} "
+            f"({placed['share']:.1%} of the nodes on QNN with CPU fallback allowed)", placed)
 
     def _context(self, dims: dict[str, int]) -> exports.Export:
         """The QNN-prepared graph for these static dims, as an EPContext model (cached like an export):
-        preparing minilm on the HTP simulator takes ~20 s, loading its context ~0.1 s."""
+        preparing minilm on the HTP simulator takes ~20 s, loading its context ~0.1 s. QNN's own report of
+        nodes it cannot place is a typed refusal, cached with the versions."""
         ort = _ort()
 
         def make(out: Path) -> None:
@@ -385,17 +415,24 @@ class QnnSession:
             import time
 
             t0 = time.perf_counter()
-            session = ort.InferenceSession(static_model(self.export, dims),
-                                           sess_options=self._options(str(out / "model_ctx.onnx")))
+            model = static_model(self.export, dims)
+            try:
+                session = ort.InferenceSession(model, sess_options=self._options(str(out / "model_ctx.onnx")))
+            except Exception as exc:
+                refused = self._refusal(model)
+                if refused is None:
+                    raise
+                raise refused from exc
             placed = assignment(session)
             if set(placed["nodes_by_ep"]) != {QNN_EP}:
-                raise ValueError(f"QNN placement incomplete: nodes by EP {placed['nodes_by_ep']}")
+                raise placing.PlacementRefused(f"QNN placement incomplete: nodes by EP {placed['nodes_by_ep']}",
+                                               placed)
             (out / "placement.json").write_text(json.dumps(
                 {"graph": placed, "prepare_seconds": round(time.perf_counter() - t0, 3)}))
 
         parts = {"source": self.export.key, "dims": dims, "backend": Path(self.backend_path).name,
                  "options": self.options, "versions": exports.dist_versions("onnxruntime", "onnxruntime-qnn")}
-        return exports.cached_export("qnn-context", parts, make, unsupported=self._refused)
+        return exports.cached_export("qnn-context", parts, make)
 
     def _session(self, inputs: Arrays):
         import json
@@ -410,8 +447,9 @@ class QnnSession:
             session = ort.InferenceSession(str(context.path / "model_ctx.onnx"), sess_options=self._options())
             session.disable_fallback()  # the python wrapper would otherwise retry a failed run on CPU
             loaded = assignment(session)
-            if set(loaded["nodes_by_ep"]) != {QNN_EP}:
-                raise Unsupported(f"QNN context model not fully on QNN: nodes by EP {loaded['nodes_by_ep']}")
+            if set(loaded["nodes_by_ep"]) != {QNN_EP}:  # the cached context was all on QNN: now it is not
+                raise placing.PlacementIncomplete(f"QNN context model not fully on QNN: nodes by EP "
+                                                  f"{loaded['nodes_by_ep']}", None, sorted(loaded["nodes_by_ep"]))
             name = "x".join(f"{k}={v}" for k, v in sig)
             prepared = json.loads((context.path / "placement.json").read_text())
             self.compile_seconds[name] = {"prepare_s": prepared["prepare_seconds"], "context_cached": context.cached,
@@ -475,6 +513,8 @@ class QnnSession:
             "ep_library": qnn.get_library_path(), "emulation": emulation_note(self.target.device),
             "cpu_ep_fallback": "disabled (session.disable_cpu_ep_fallback=1)",
             "nodes_by_ep": dict(nodes), "static_sessions": shapes, "compile_seconds": self.compile_seconds,
+            "placement": placing.build(QNN_EP, {ep: {"nodes": n} for ep, n in nodes.items()},
+                                       software=emulation_note(self.target.device)),
             "precision_note": "fp32 graph, HTP computes in fp16 (enable_htp_fp16_precision=1)",
             "generate": getattr(self, "generate_note", None),
             "export": self.export.evidence(),

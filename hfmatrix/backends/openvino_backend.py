@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import exports, precision as eff
+from .. import exports, placement as placing, precision as eff
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
 from .base import Arrays, Availability, Target
-from .optimum_common import OptimumSession, as_float32, coerce
+from .optimum_common import OptimumSession, as_float32, check_exporter, coerce
 
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
 # the CPU plugin keeps stateful KV caches in f16 whatever the inference hint (measured: tiny T5 logits
@@ -47,7 +47,6 @@ TASKS: dict[str, tuple[str, str, str]] = {
     "automatic-speech-recognition": ("OVModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
     "image-text-to-text": ("OVModelForVisualCausalLM", "image-text-to-text", "model"),
 }
-REFUSALS = ("unsupported architecture", "is not supported", "not supported yet", "no openvino configuration")
 OV_FLOAT = {"f32": np.float32, "f16": np.float16}
 
 
@@ -82,19 +81,13 @@ def export_versions() -> dict[str, str]:
     return exports.dist_versions("optimum", "optimum-intel", "openvino", "nncf", "transformers", "torch")
 
 
-def _refusal(exc: BaseException) -> str | None:
-    text = str(exc)
-    if isinstance(exc, (ValueError, KeyError, NotImplementedError)) and any(r in text.lower() for r in REFUSALS):
-        v = export_versions()
-        return f"optimum-intel {v['optimum-intel']} (openvino {v['openvino']}) export refused: {text.strip()[:500]}"
-    return None
-
-
 def openvino_export(model_dir: Path, spec) -> exports.Export:
     if spec.task not in TASKS:
         raise Unsupported(f"no OpenVINO export route for task {spec.task!r}")
     _, main_export = _optimum()
     task = TASKS[spec.task][1]
+    import optimum.exporters.openvino.model_configs  # noqa: F401 - registers the OpenVINO configs in TasksManager
+    check_exporter("openvino", spec.model_type, task, export_versions())
     parts = {"model": exports.folder_digest(model_dir), "task": task, "stateful": True, "weights": "fp32",
              "model_type": spec.model_type, "versions": export_versions(),
              "source_checks": "safeload+loading-info-2"}
@@ -105,7 +98,7 @@ def openvino_export(model_dir: Path, spec) -> exports.Export:
         exports.check_source(model_dir, spec.auto_class)
         main_export(str(model_dir), output=out, task=task, library_name="transformers")
 
-    return exports.cached_export("openvino", parts, make, unsupported=_refusal)
+    return exports.cached_export("openvino", parts, make)
 
 
 def _compiled(request):
@@ -161,6 +154,17 @@ def _name(port) -> str:
     return next((n for n in names if "/" not in n), names[0])
 
 
+def execution_placement(compiled: dict[str, Any], device: str) -> dict[str, Any]:
+    """hfmatrix.placement over every compiled model's EXECUTION_DEVICES entries ("CPU", "GPU.0" count as
+    their device): each entry is one unit, keyed by the part that reports it."""
+    counted: dict[str, dict[str, int]] = {}
+    for name, c in compiled.items():
+        devices = _prop(c, "EXECUTION_DEVICES")
+        for d in devices if isinstance(devices, list) else [f"unreadable ({devices})"]:
+            counted.setdefault(d.split(".")[0], {})[name] = counted.get(d.split(".")[0], {}).get(name, 0) + 1
+    return placing.build(device, counted, unit="execution devices")
+
+
 class OVSession(OptimumSession):
     def __init__(self, model, spec, target: Target, device: str, export: exports.Export, mode: str,
                  ov_config: dict[str, str]):
@@ -169,10 +173,10 @@ class OVSession(OptimumSession):
         self.compiled = compiled_models(model)
         if not self.compiled:
             raise RuntimeError(f"{type(model).__name__} holds no compiled model after compile()")
-        for name, c in self.compiled.items():
-            devices = _prop(c, "EXECUTION_DEVICES")
-            if not isinstance(devices, list) or not any(d.split(".")[0] == device for d in devices):
-                raise HardwareAbsent(f"requested OpenVINO {device} but compiled {name!r} runs on {devices}")
+        self.placement = execution_placement(self.compiled, device)
+        if self.placement["share"] == 0:  # the device was available, yet nothing runs there: a failure
+            raise placing.PlacementIncomplete(f"requested OpenVINO {device} but the compiled models run on "
+                                              f"{self.placement['nodes_by_device']}", 0.0, [])
         self._evidence: dict[str, Any] | None = None
 
     def graph_inputs(self) -> set[str]:
@@ -225,6 +229,7 @@ class OVSession(OptimumSession):
                 "device": self.device, "full_device_name": core().get_property(self.device, "FULL_DEVICE_NAME"),
                 "openvino": ov.get_version(), "compiled_models": parts,
                 "execution_devices": sorted({d for p in parts.values() for d in p["execution_devices"]}),
+                "placement": self.placement,
                 "inference_precision": precisions[0] if len(precisions) == 1 else precisions,
                 "ov_config": self.ov_config, "ov_model_class": type(self.model).__name__,
                 "effective_precision": self.effective_precision(),

@@ -18,6 +18,32 @@ MODEL_OUTPUTS = ("logits", "encoder_last_hidden_state", "last_hidden_state")
 TOKEN_INPUTS = ("input_ids", "decoder_input_ids", "attention_mask")
 
 
+class ExporterRefused(Unsupported):
+    """The exporter has no config for this model type and task (optimum's TasksManager registry, looked up
+    before any export): a typed refusal, with what the registry offers as evidence."""
+
+    def __init__(self, reason: str, evidence: dict[str, Any]):
+        super().__init__(reason)
+        self.evidence = evidence
+
+
+def check_exporter(exporter: str, model_type: str, task: str, versions: dict[str, str]) -> None:
+    """Raise ExporterRefused unless optimum's TasksManager has an ``exporter`` config for ``model_type`` and
+    ``task`` (the lookup main_export makes; the caller imports the exporter's model configs first)."""
+    from optimum.exporters.tasks import TasksManager
+
+    registry = TasksManager._LIBRARY_TO_SUPPORTED_MODEL_TYPES["transformers"]
+    names = (model_type, model_type.replace("_", "-"), model_type.replace("-", "_"))
+    entry = next((registry[n] for n in names if n in registry), {})
+    tasks = sorted(entry.get(exporter, {}))
+    if task not in tasks:
+        lib = ", ".join(f"{k} {v}" for k, v in versions.items())
+        evidence = {"exporter": exporter, "model_type": model_type, "task": task, "supported_tasks": tasks,
+                    "versions": versions}
+        raise ExporterRefused(f"no {exporter} export config for model type {model_type!r}, task {task!r} in optimum's "
+                              f"TasksManager ({lib}); its tasks for this type: {tasks or 'none'}", evidence)
+
+
 def coerce(name: str, value: np.ndarray, dtype) -> np.ndarray:
     """Cast within a kind only (int64 -> int32, float32 -> float16): float token ids or int pixel
     values are the caller's error, never silently truncated."""

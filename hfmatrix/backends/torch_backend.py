@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import Arrays, Availability, Target
+from ..skips import DependencyMissing
+from .base import UNUSABLE, Arrays, Availability, Target
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # outputs that are caches or tuples of layers, not comparable results
@@ -27,16 +27,11 @@ def _torch():
     return torch
 
 
-from hwprobe.presence import amd as _amd_present  # noqa: E402
-from hwprobe.presence import apple as _mps_present  # noqa: E402
 from hwprobe.presence import hardware_present  # noqa: E402,F401
-from hwprobe.presence import nvidia as _nvidia_present  # noqa: E402
 
 
 def _cuda_available(torch) -> tuple[bool, str]:
-    present, why = _nvidia_present()
-    if not present:
-        return False, why
+    """(usable, why) for a present NVIDIA GPU (TorchBackend.available asks hwprobe's presence first)."""
     if getattr(torch.version, "hip", None):
         return False, f"torch is a ROCm build (HIP {torch.version.hip}), not CUDA"
     if not torch.version.cuda:
@@ -47,9 +42,6 @@ def _cuda_available(torch) -> tuple[bool, str]:
 
 
 def _rocm_available(torch) -> tuple[bool, str]:
-    present, why = _amd_present()
-    if not present:
-        return False, why
     if not getattr(torch.version, "hip", None):
         return False, f"torch {torch.__version__} is not a ROCm build (torch.version.hip is None)"
     if not torch.cuda.is_available():
@@ -58,9 +50,6 @@ def _rocm_available(torch) -> tuple[bool, str]:
 
 
 def _mps_available(torch) -> tuple[bool, str]:
-    present, why = _mps_present()
-    if not present:
-        return False, why
     mps = getattr(torch.backends, "mps", None)
     if mps is None or not mps.is_built():
         return False, f"torch {torch.__version__} built without MPS"
@@ -177,6 +166,31 @@ def module_outputs(model, call) -> list[tuple[str, str, np.ndarray]]:
     return list(captured.values())
 
 
+def parameter_placement(model, device: str, dtype: str) -> dict[str, Any]:
+    """``placement`` (each parameter's device type) and ``dtype_placement`` (each floating parameter's dtype)
+    for hfmatrix.placement, counted in parameters. Parameters of the model's own ``_keep_in_fp32_modules``
+    (transformers keeps them fp32 on purpose, e.g. T5's ``wo`` under fp16) are listed, not counted."""
+    from .. import placement
+
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ()) | set(
+        getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    devices: dict[str, dict[str, int]] = {}
+    dtypes: dict[str, dict[str, int]] = {}
+    kept: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        devices.setdefault(p.device.type, {})[name] = 1
+        if not p.is_floating_point():
+            continue
+        dt = str(p.dtype).replace("torch.", "")
+        if dt == "float32" and dt != dtype and any(k in name.split(".") for k in keep):
+            kept[name] = 1
+            continue
+        dtypes.setdefault(dt, {})[name] = 1
+    return {"placement": placement.build(device, devices, unit="parameters"),
+            "dtype_placement": placement.build(dtype, dtypes, unit="parameters",
+                                               not_counted={"keep_in_fp32_modules": kept})}
+
+
 class TorchSession:
     def __init__(self, model, spec, target: Target, loading_info: dict[str, Any], model_dir: Path):
         self.model = model
@@ -246,6 +260,7 @@ class TorchSession:
             "param_dtypes": sorted({str(p.dtype).replace("torch.", "") for p in params}),
             "model_class": type(self.model).__name__,
             "n_params": sum(p.numel() for p in params),
+            **parameter_placement(self.model, self._device, DTYPES[self.target.precision]),
             **DEVICE_OPS[self.target.device]["evidence"](self._torch),
         }
 
@@ -271,17 +286,16 @@ class TorchBackend:
         except DependencyMissing as exc:
             return Availability(False, exc.reason, exc.kind)
         ok, why = DEVICE_OPS[device]["available"](torch)
-        if not ok:
-            return Availability(False, why, "hardware-absent")
+        if not ok:  # present (hwprobe said so above) but this torch cannot use it: a failure, not a skip
+            return Availability(False, f"the {device} hardware is present but unusable from torch "
+                                f"{torch.__version__}: {why}", UNUSABLE)
         if precision not in DEVICE_OPS[device]["precisions"](torch):
             return Availability(False, f"{precision} not supported on {device} ({why})", "hardware-absent")
         return Availability(True, why)
 
     def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
              trust_remote_code: bool = False) -> TorchSession:
-        avail = self.available(target.device, target.precision)
-        if not avail.ok:
-            raise (HardwareAbsent if avail.kind == "hardware-absent" else Unsupported)(avail.reason)
+        self.available(target.device, target.precision).require()
         torch = _torch()
         import transformers
 

@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, HardwareAbsent, Unsupported
+from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, Unsupported
+from .. import placement as placing
 from .base import Arrays, Availability, Target
 from .optimum_common import check_names, coerce
 
@@ -137,6 +138,7 @@ def parse_placement(log: list[str]) -> dict[str, dict[str, Any]]:
         n = _NODE.search(line)
         if n and current is not None:
             current["ops"][n.group(1)] = current["ops"].get(n.group(1), 0) + 1
+            current.setdefault("names", []).append([n.group(1), n.group(2)])
     return placement
 
 
@@ -145,8 +147,30 @@ def no_kernel_ops(log: list[str]) -> list[str]:
     return sorted({m.group(1) for m in map(_NO_KERNEL.search, log) if m})
 
 
+def web_placement(device: str, placement: dict[str, dict[str, Any]], software: str | None = None,
+                  index: set[str] = frozenset()) -> dict[str, Any]:
+    """hfmatrix.placement from ORT's placement log: nodes by provider and op type. Memcpy nodes, and the
+    integer shape/index nodes (``index``: placement.index_nodes of the graph) on the CPU next to a device EP,
+    are listed, not counted; nodes the log counts without naming are counted as "?"."""
+    provider = PROVIDERS[device]
+    counted: dict[str, dict[str, int]] = {}
+    listed: dict[str, dict[str, int]] = {}
+    for ep, entry in placement.items():
+        kinds = counted.setdefault(ep, {})
+        for op, name in entry.get("names", []):
+            by_design = ep == "CPUExecutionProvider" != provider and name in index
+            key = "memcpy" if op in MEMCPY_OPS else f"{ep} (shape/index nodes, by design)" if by_design else None
+            bucket = listed.setdefault(key, {}) if key else kinds
+            bucket[op] = bucket.get(op, 0) + 1
+        unnamed = entry["nodes"] - len(entry.get("names", []))
+        if unnamed > 0:
+            kinds["?"] = unnamed
+    return placing.build(provider, counted, not_counted=listed, software=software)
+
+
 def placement_verdict(device: str, placement: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Where the compute nodes ran; raises Unsupported when none ran on the requested provider."""
+    """Where the compute nodes ran; raises PlacementRefused (unsupported-by-backend) when the provider took
+    none of them (ORT-web placed every node elsewhere: the EP's own report of what it cannot run)."""
     provider = PROVIDERS[device]
     if not placement:
         raise RuntimeError("onnxruntime-web logged no node placement: cannot prove where the model ran")
@@ -158,8 +182,9 @@ def placement_verdict(device: str, placement: dict[str, dict[str, Any]]) -> dict
     total = sum(compute(e) for e in placement.values())
     elsewhere = {p: e for p, e in placement.items() if p != provider}
     if on_target == 0:
-        raise Unsupported(f"onnxruntime-web placed none of the {total} nodes on {provider} "
-                          f"(placement: { {p: e['nodes'] for p, e in placement.items()} })")
+        raise placing.PlacementRefused(f"onnxruntime-web placed none of the {total} nodes on {provider} "
+                                       f"(placement: { {p: e['nodes'] for p, e in placement.items()} })",
+                                       web_placement(device, placement))
     return {
         "provider": provider,
         "nodes_on_provider": on_target,
@@ -274,7 +299,7 @@ class WebSession:
         self._costs: dict[str, Any] = {"browser_start_s": round(self._browser.startup_s, 4),
                                        "page_load_s": round(time.perf_counter() - t0, 4),
                                        "runtime_init_s": 0.0, "session_create_s": 0.0}
-        verdicts, per_graph, adapter, wasm = {}, {}, None, set()
+        verdicts, per_graph, adapter, wasm, placed_here = {}, {}, None, set(), {}
         for name, path in self.graphs.items():
             url = self._base + path.name
             data = [{"path": f, "data": self._base + f} for f in external_data(path)]
@@ -291,6 +316,9 @@ class WebSession:
                                 "outputs": timed["outputNames"]}
             self._costs["runtime_init_s"] += placed["ms"] / 1000
             self._costs["session_create_s"] += timed["ms"] / 1000
+            placed_here[name] = web_placement(device, placement, index=self._index(path))
+            for entry in placement.values():  # node names: used just above, too long for every record
+                entry.pop("names", None)
             per_graph[name] = {"file": path.name, "placement": placement, **verdicts[name],
                                "no_kernel_ops": no_kernel_ops(log)}
             adapter = adapter or timed.get("adapter") or placed.get("adapter")
@@ -298,6 +326,8 @@ class WebSession:
         for key in ("runtime_init_s", "session_create_s"):
             self._costs[key] = round(self._costs[key], 4)
         software = _hwbrowser().is_software(adapter) if adapter else None
+        stand_in = f"software WebGPU adapter {adapter}" if device == "webgpu" and software else None
+        placed = {**placing.merge(placed_here), "software": stand_in}
         self._evidence = {
             "runtime": "onnxruntime-web",
             "onnxruntime_web": loaded.get("ortVersion") or ort_web_version(),
@@ -311,13 +341,16 @@ class WebSession:
             "hardware_concurrency": page_info["hardwareConcurrency"],
             "wasm_threads": timed.get("numThreads"),
         }
-        if len(per_graph) == 1:
-            self._evidence["placement"] = next(iter(per_graph.values()))["placement"]
+        self._evidence["placement"] = placed  # hfmatrix.placement; each graph's log-level one is in graphs
         if self.export is not None:
             self._evidence["export"] = self.export.evidence()
         if device == "webgpu":
             # never claim a GPU for SwiftShader & co: software adapters are flagged and gpu is False
             self._evidence.update(adapter=adapter, software=software, gpu=bool(adapter) and not software)
+
+    def _index(self, graph: Path) -> set[str]:
+        """The graph's integer shape/index nodes, where ORT places them next to a device EP by design."""
+        return placing.index_nodes(graph) if self.target.device != "wasm" else set()
 
     def _create(self, name: str, url: str, data: list[dict[str, str]], verbose: bool) -> dict[str, Any]:
         out = self.page.evaluate("([n, u, d, o, v]) => hfm.create(n, u, d, o, v)",
@@ -327,12 +360,13 @@ class WebSession:
         return out
 
     def _create_error(self, error: str, log: list[str]) -> Exception:
+        """A typed refusal only where ORT's placement log names the ops the EP has no kernel for; any other
+        creation error is a failure (availability was already proven by hwprobe's real context/adapter)."""
         device = self.target.device
-        if device != "wasm" and re.search(r"no available backend|not supported|NotSupportedError|WebNN|adapter", error, re.I):
-            return HardwareAbsent(f"onnxruntime-web could not create a {device} session: {error}")
-        if "NOT_IMPLEMENTED" in error or "Could not find an implementation" in error:
-            ops = no_kernel_ops(log)
-            return Unsupported(f"onnxruntime-web {device}: {error}" + (f" (no kernel: {ops})" if ops else ""))
+        ops = no_kernel_ops(log)
+        if ops:
+            return placing.PlacementRefused(f"onnxruntime-web {device} has no kernel for {ops}: {error}",
+                                            {"requested": PROVIDERS[device], "no_kernel_ops": ops})
         return RuntimeError(f"onnxruntime-web {device} session creation failed: {error}")
 
     # ------------------------------------------------------------------------------------ running

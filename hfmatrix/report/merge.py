@@ -140,7 +140,7 @@ def finished(meta: dict[str, Any]) -> bool:
     return any(meta.get(k) not in (None, "", 0) for k in FINISH_KEYS)
 
 
-_SOFTWARE_WORDS = ("swiftshader", "llvmpipe", "lavapipe", "emulator", "emulated")
+_SOFTWARE_WORDS = ("swiftshader", "llvmpipe", "lavapipe", "emulator", "emulated", "simulator")
 
 
 def software_device(evidence: Any) -> bool:
@@ -155,6 +155,8 @@ def software_device(evidence: Any) -> bool:
             for k, x in v.items():
                 kl = str(k).lower()
                 if kl in ("isfallbackadapter", "is_fallback_adapter", "software", "is_software", "emulated") and x is True:
+                    return True
+                if kl == "software" and isinstance(x, str) and x:  # hfmatrix.placement names the stand-in
                     return True
                 stack.append(x)
         elif isinstance(v, (list, tuple)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hfmatrix import placement
 from hfmatrix.zoo import verify
 from hfmatrix.zoo.materialize import build_model, loading_problems
 
@@ -17,10 +18,13 @@ def test_artifact_integrity(hfm_case, hfm_model_dir, hfm_measure):
 
 
 def test_load_session(hfm_case, hfm_backend_session, hfm_measure):
-    """The backend loads the model and can say where it runs."""
+    """The backend loads the model and proves where it runs: every counted unit of its placement (nodes,
+    parameters, execution devices; dtypes for torch) on the target (hfmatrix.placement)."""
     evidence = hfm_backend_session.evidence()
-    hfm_measure(evidence=evidence)
+    hfm_measure(evidence=evidence, placement_share=(evidence.get("placement") or {}).get("share"),
+                software_stand_in=placement.flags(evidence))
     assert evidence, f"{hfm_case.target.backend} session gave no evidence of where it runs"
+    placement.require(evidence, f"{hfm_case.target.id}: ")
     info = getattr(hfm_backend_session, "loading_info", None)
     if info is not None:  # loaders that report it (torch): nothing missing, unexpected or mismatched
         bad = loading_problems(hfm_backend_session.model, info)
