@@ -73,3 +73,25 @@ def test_low_power_cells_say_what_they_catch(references):
     got = power.of(reference, tol, keys)
     assert not got["catches_1pct"] and got["low_power"]
     assert 0.01 < got["smallest_caught"]["whole"] < 0.1  # the noise level it does catch, recorded
+
+
+def test_row_norm_passes_fp16_rounding_and_fails_a_1pct_scale(references, zoo_cache):
+    """The row-norm bound (onnxruntime fp16) holds for real fp16 arithmetic (CPU torch fp16 on the same llama)
+    while a whole output or one row scaled by 1.01 fails it, where the elementwise bound alone passes both."""
+    from hfmatrix.backends import get
+    from hfmatrix.backends.base import Target
+    from hfmatrix.compare import Tolerance, row_norm_deviation
+    from hfmatrix.zoo import load_specs, materialize
+    from hfmatrix.zoo.inputs import example
+    reference, keys = references["llama"]
+    tol = tolerance("llama", "onnxruntime", "cpu", "fp16")
+    assert tol.row_norm and not tol.low_power
+    elementwise = Tolerance(tol.atol, tol.rtol, tol.reason, tol.source, tol.scale)
+    for plant in power.PLANTS:
+        assert power.caught(reference, tol, keys, plant, power.REQUIRED)
+        assert not power.caught(reference, elementwise, keys, plant, power.REQUIRED)
+    spec = load_specs()["llama"]
+    folder = materialize(spec)
+    half = get("torch").load(folder, spec, Target("torch", "cpu", "fp16")).run(example(spec, folder))["logits"]
+    deviation, _ = row_norm_deviation(half.astype(np.float64), reference["logits"].astype(np.float64))
+    assert 0 < deviation < tol.row_norm / 2
