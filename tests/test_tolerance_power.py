@@ -95,3 +95,24 @@ def test_row_norm_passes_fp16_rounding_and_fails_a_1pct_scale(references, zoo_ca
     half = get("torch").load(folder, spec, Target("torch", "cpu", "fp16")).run(example(spec, folder))["logits"]
     deviation, _ = row_norm_deviation(half.astype(np.float64), reference["logits"].astype(np.float64))
     assert 0 < deviation < tol.row_norm / 2
+
+
+def test_a_low_power_cell_is_recorded_and_reported(pytester, zoo_cache, monkeypatch, tmp_path):
+    """Through the suite path: a parity cell whose entry is marked low_power records it with the errors it catches,
+    and the report lists it (the mark is planted on the cpu entry: the real marked entries need other backends)."""
+    from conftest import SUITES, run_suites
+
+    from hfmatrix.report import markdown
+    from hfmatrix.report.merge import merge
+    table = TOLERANCES.read_text().replace(
+        '[target.torch.cpu.fp32]\n', '[target.torch.cpu.fp32]\nlow_power = { models = ["bert"], reason = "planted mark" }\n')
+    (tmp_path / "tolerances.toml").write_text(table)
+    monkeypatch.setenv("HFMATRIX_TOLERANCES", str(tmp_path / "tolerances.toml"))
+    result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert",
+                                 "-k", "not parity_padded")
+    assert [r["outcome"] for r in records] == ["passed"], result.stdout.str()[-2000:]
+    found = records[0]["measures"]["power"]
+    assert found["low_power"] == "planted mark" and found["smallest_caught"]["whole"] < 1e-3
+    m = merge(pytester.path / "results")
+    assert [(r["model"], r["backend"], r["reason"]) for r in m.low_power] == [("bert", "torch", "planted mark")]
+    assert "## Low-power parity cells" in markdown.render(m)

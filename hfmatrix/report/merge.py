@@ -18,7 +18,7 @@ from typing import Any
 
 from hfmatrix import records as rec_mod
 
-from . import compact, reruns, serving, upgrade
+from . import compact, lowpower, reruns, serving, upgrade
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
@@ -94,6 +94,7 @@ class Matrix:
     coverage: dict[str, Any] = field(default_factory=dict)
     autozoo: list[dict[str, Any]] = field(default_factory=list)      # auto-zoo records, slim (autozoo.slim)
     browser_costs: list[dict[str, Any]] = field(default_factory=list)  # per web parity record: costs, error
+    low_power: list[dict[str, Any]] = field(default_factory=list)    # parity cells marked low_power (lowpower.py)
     landing: dict[str, Any] = field(default_factory=dict)            # curated models × targets (landing.build)
     changes: dict[str, Any] | None = None                            # vs a previous run (changes.compare)
     reruns: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> flaky / failed every time (reruns.py)
@@ -454,6 +455,8 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
                 m.autozoo.append(autozoo_slim(r))
             elif cname == "parity" and ev and type(ev) is dict and "costs" in ev:
                 m.browser_costs.append(browser_costs(name, r))
+            if cname == "parity" and (low := lowpower.row(name, r)):
+                m.low_power.append(low)
             chk = checks.get(cname)
             if chk is None:
                 chk = checks[cname] = len(checks)
