@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import nox
 
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
-from hfmatrix import provision  # noqa: E402  (stdlib only: importable before any env exists)
+from hfmatrix import nox as hfnox, provision, provision_system  # noqa: E402  (stdlib only: importable before any env exists)
+from hfmatrix.run import selects_tests  # noqa: E402
 
 RESULTS = ROOT / "results"
 PYTHON = "3.11"
@@ -48,76 +50,32 @@ ACCELERATORS = {
 }
 
 
-_INSTALLED: set[tuple[str, str]] = set()
-
-
 def _install(session: nox.Session, env: str) -> None:
-    key = (str(getattr(session.virtualenv, "location", session.name)), env)
-    if key in _INSTALLED:  # several suite runs in one session share one install
-        return
-    lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
-    if lock.is_file():
-        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
-            # PyTorch CPU index where the workflow names it (for this install alone), else pip's config
-            index = os.environ.get("HFMATRIX_TORCH_INDEX")
-            session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
-        session.install("-r", str(lock.relative_to(ROOT)))  # the whole env, every hash checked
-    else:
-        if env not in provision.UNLOCKED_ENVS:
-            session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
-        session.install("-r", f"envs/{env}.txt")
-    session.install("--no-deps", "-e", ".")
-    if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
-        session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
-    _INSTALLED.add(key)
+    hfnox.install(session, env, project="-e .")
 
 
 def rerun_one(session: nox.Session) -> bool:
     """A node id after `--` (the report's rerun command: nox -s cpu -- 'hfmatrix/suites/x.py::test[id]')
     selects that test alone: no default paths, no self-tests after it."""
-    return any("::" in a for a in session.posargs)
+    return selects_tests(session.posargs)
 
 
 def selected(session: nox.Session, paths: tuple[str, ...]) -> tuple[str, ...]:
     return () if rerun_one(session) else paths
 
 
-def _own_tmp(session: nox.Session) -> str:
-    """pytest's temp root in this session's own folder: by default every run shares
-    /tmp/pytest-of-<user>/ and prunes it to its last 3 runs, so another session (or a second nox)
-    running on the machine deleted a running session's temp dirs (876 setup errors in one run)."""
-    return f"--basetemp={Path(session.create_tmp()) / 'pytest'}"
+_own_tmp = hfnox.own_tmp
 
 
 def run_suites(session: nox.Session, *, env: str, backend: str, precisions: str,
                device: str = "cpu", extra: tuple[str, ...] = (), paths: tuple[str, ...] = ("hfmatrix/suites",),
                name: str | None = None, require: str | None = None) -> None:
     """Install env, probe the hardware, run the shared suites for one backend into results/<name>/
-    (name defaults to the nox session's); with `require`, the probe fails the session unless that
-    backend is usable."""
-    name = name or session.name
+    (name defaults to the nox session's) under coverage (hfmatrix/nox.py; a user's noxfile uses the
+    same code through hfmatrix.nox.backend_session)."""
     _install(session, env)
-    out = RESULTS / name
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".coverage*"):  # this run's coverage only
-        stale.unlink()
-    # table in the log, JSON in the file; measured like the suites (hwprobe is half of what coverage counts)
-    session.run("python", "-m", "coverage", "run", "-m", "hwprobe", "--out", str(out / "hwprobe.json"),
-                *(("--require", require) if require else ()), env={"COVERAGE_FILE": str(out / ".coverage")})
-    workers = os.environ.get("HFMATRIX_WORKERS", "auto")
-    session.run(
-        "python", "-m", "coverage", "run", "-m", "pytest", _own_tmp(session), *selected(session, paths),
-        f"--hfm-backend={backend}", f"--hfm-device={device}", f"--hfm-precision={precisions}",
-        f"--hfm-session-name={name}", f"--hfm-results-dir={RESULTS}",
-        "-n", workers, "--dist=loadgroup",
-        # isolation (hfmatrix/isolation.py): a per-test timeout through SIGALRM, the native-hang watchdog
-        # at 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
-        f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
-        f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
-        f"--junitxml={out / 'junit.xml'}",
-        *extra, *session.posargs,
-        env={"COVERAGE_FILE": str(out / ".coverage"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-    )
+    hfnox.run_suites(session, backend=backend, device=device, precisions=precisions, results=RESULTS, extra=extra,
+                     paths=paths, name=name, require=require, coverage=True)
 
 
 @nox.session(python=PYTHON, tags=["hosted", "backend"])
@@ -225,38 +183,39 @@ def _backend_selftests(session: nox.Session, env: str, out: Path | None = None) 
 # Web backend: onnxruntime-web in Chromium, driven by Playwright; one session per device
 # (`nox -s wasm`, `nox -s webgpu`, `nox -s webnn`), plus `nox -s webtests` for its own tests.
 WEB_DIR = ROOT / "hfmatrix" / "web"
-APT_INSTALL = ("apt-get", "install", "-y", "--no-install-recommends")
 
 
-def _apt_install(session: nox.Session, package: str, why: str) -> None:
-    """Install a Debian package as root, or stop the session saying how to (never a silent skip)."""
-    import shutil
-    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        session.error(f"{why}; install it as root: apt-get update && {' '.join(APT_INSTALL)} {package}")
-    session.run("apt-get", "update", external=True)
-    session.run(*APT_INSTALL, package, external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+def _provide(session: nox.Session, planner: Callable[[], provision_system.Plan]) -> provision_system.Plan:
+    """Run a prerequisite's plan (hfmatrix/provision_system.py), or stop the session saying how to install it."""
+    try:
+        plan = planner()
+    except provision_system.ProvisionError as exc:
+        session.error(str(exc))
+    session.log(f"{plan.how}: {plan.path or ''}")
+    for cmd in plan.external:  # apt-get, through `sudo -n` when not root
+        session.run(*cmd, external=True)
+    for cmd in plan.in_env:  # Playwright's managed browser, with the session's python
+        session.run(*cmd)
+    return plan
 
 
 def _chromium(session: nox.Session) -> None:
-    """Debian's Chromium at /usr/bin/chromium (apt-get when missing; HFMATRIX_CHROMIUM points elsewhere)."""
-    chromium = os.environ.get("HFMATRIX_CHROMIUM", "/usr/bin/chromium")
-    if not os.access(chromium, os.X_OK):
-        if "HFMATRIX_CHROMIUM" in os.environ:
-            session.error(f"HFMATRIX_CHROMIUM={chromium} is not an executable file")
-        _apt_install(session, "chromium", f"Chromium is missing at {chromium}")
-        if not os.access(chromium, os.X_OK):
-            session.error(f"apt-get installed chromium but {chromium} is still not executable")
-    session.run(chromium, "--version", external=True)
+    """The Chromium of the web sessions and the tests (hfmatrix/provision_system.py: HFMATRIX_CHROMIUM,
+    Debian's, apt-get as root or through sudo, Playwright's managed one where there is no apt-get);
+    HFMATRIX_CHROMIUM names it for everything the session runs."""
+    plan = _provide(session, provision_system.chromium_plan)
+    path = plan.path or session.run(*provision_system.PLAYWRIGHT_PATH, silent=True).strip().splitlines()[-1]
+    if not os.access(path, os.X_OK):
+        session.error(f"{plan.how} ran but {path} is not an executable file")
+    os.environ["HFMATRIX_CHROMIUM"] = path
+    session.run(path, "--version", external=True)
 
 
 def _web_prerequisites(session: nox.Session) -> None:
-    """Debian's Chromium (apt-get when /usr/bin/chromium is missing; HFMATRIX_CHROMIUM points elsewhere)
-    and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
+    """Chromium (`_chromium`), npm, and onnxruntime-web from hfmatrix/web/package-lock.json (`npm ci`, skipped when node_modules matches)."""
     import json
-    import shutil
     _chromium(session)
-    if shutil.which("npm") is None:
-        _apt_install(session, "npm", "npm is missing (needed for onnxruntime-web)")
+    _provide(session, provision_system.npm_plan)
     lock, installed = WEB_DIR / "package-lock.json", WEB_DIR / "node_modules" / ".package-lock.json"
     wanted = {k: v for k, v in json.loads(lock.read_text())["packages"].items() if k}
     if installed.is_file() and json.loads(installed.read_text()).get("packages") == wanted:
@@ -272,6 +231,7 @@ WEB_MODELS = {"webgpu": os.environ.get("HFMATRIX_WEBGPU_MODELS", "bert,vit,gpt2"
 
 
 def _web(session: nox.Session, device: str) -> None:
+    _install(session, "web")  # first: Playwright's managed Chromium (no apt-get here) installs with its python
     _web_prerequisites(session)
     models = (f"--hfm-models={WEB_MODELS[device]}",) if device in WEB_MODELS else ()
     run_suites(session, env="web", backend="web", device=device, precisions="fp32", extra=models)
@@ -308,8 +268,8 @@ def _web_selftests(session: nox.Session, out: Path | None = None) -> None:
 @nox.session(python=PYTHON, tags=["web"])
 def webtests(session: nox.Session) -> None:
     """The web backend's own tests (tests/test_web.py): real Chromium, tiny ONNX graph, planted defects."""
-    _web_prerequisites(session)
     _install(session, "web")
+    _web_prerequisites(session)
     _web_selftests(session, RESULTS / "webtests")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import versions
+from . import subject, versions
 
 try:
     import tomllib
@@ -233,17 +233,19 @@ def first_difference(actual: np.ndarray, expected: np.ndarray) -> list[int] | No
     return [int(x) for x in diff[0]] if len(diff) else [0, n]
 
 
-def known_entry(check: str, model: str, backend: str, device: str, precision: str,
+def known_entry(check: str, model, backend: str, device: str, precision: str,
                 path: Path | None = None, requested: str = "") -> dict | None:
-    """The known_failures entry for (check, model, target), else None (first match wins)."""
+    """The known_failures entry for (check, model, target), else None (first match wins). ``model`` is
+    the ModelSpec (or a zoo id): entries match on what causes the bug (hfmatrix/subject.py: model_type,
+    arch_class, task, source, checkpoint property, or the id where the cause is that model)."""
     table = _table(str(path or os.environ.get("HFMATRIX_KNOWN_FAILURES") or KNOWN_FAILURES))
     # precision is the effective one; `requested` narrows an entry to one request (e.g. a forced config)
-    keys = {"check": check, "model": model, "backend": backend, "device": device, "precision": precision,
-            "requested": requested}
+    keys = {"check": check, "backend": backend, "device": device, "precision": precision, "requested": requested}
+    known = subject.facts(model)
     for entry in table.get("known_bug", []):
         # each key: one fnmatch pattern or a list of them (any matches)
-        if all(any(fnmatch.fnmatch(keys[k], str(p)) for p in (v if isinstance(v, list) else [v]))
-               for k in keys for v in [entry.get(k, "*")]) and versions.holds(entry):  # e.g. transformers = ">=5"
+        if all(any(fnmatch.fnmatch(keys[k], p) for p in subject.patterns(entry.get(k, "*"))) for k in keys) \
+                and subject.matches(entry, known) and versions.holds(entry):  # e.g. transformers = ">=5"
             if not entry.get("reason"):
                 raise ValueError(f"known_failures entry {entry} has no reason")
             if "unstable" in entry and not str(entry["unstable"]).strip():
@@ -254,14 +256,14 @@ def known_entry(check: str, model: str, backend: str, device: str, precision: st
     return None
 
 
-def known_failure(check: str, model: str, backend: str, device: str, precision: str,
+def known_failure(check: str, model, backend: str, device: str, precision: str,
                   path: Path | None = None) -> str | None:
     """The reason if (check, model, target) is a recorded known bug, else None."""
     entry = known_entry(check, model, backend, device, precision, path)
     return entry["reason"] if entry else None
 
 
-def known_bug_marks(check: str, model: str, backend: str, device: str, precision: str, requested: str = "") -> list:
+def known_bug_marks(check: str, model, backend: str, device: str, precision: str, requested: str = "") -> list:
     """pytest marks for a recorded known bug: a strict xfail (a fix shows up as an unexpected pass);
     for an entry marked ``unstable`` (the defect is real but sits at the check's resolution, so the
     verdict flips between runs: measured, with the evidence in the reason) a known-bug skip instead,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import progress
 from .skips import Unsupported
 
 #: bump when the cache layout or what goes into the key changes
@@ -100,6 +101,17 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def typical_seconds(base: Path, parts: dict[str, Any]) -> float | None:
+    """How long an export like this one took here (the same model's, else the same model type's, median):
+    the ETA of a new export's progress bar. None when no such export is cached."""
+    metas = [json.loads(m.read_text()) for m in base.glob(f"*/{META}")]
+    for same in ("model", "model_type"):
+        took = sorted(m["export_seconds"] for m in metas if same in parts and m.get("parts", {}).get(same) == parts[same])
+        if took:
+            return took[len(took) // 2]
+    return None
+
+
 def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None], *,
                   unsupported: Callable[[BaseException], str | None] = lambda exc: None,
                   cache_failures: bool = True, lock_timeout: float = 1800.0) -> Export:
@@ -131,7 +143,8 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
         tmp.mkdir()
         t0 = time.perf_counter()
         try:
-            make(tmp)
+            with progress.step(f"export {kind} {parts.get('model_type', '')}".rstrip(), typical_seconds(base, parts)):
+                make(tmp)
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless a refusal
             shutil.rmtree(tmp, ignore_errors=True)
             message = unsupported(exc)

@@ -2,11 +2,13 @@
 
 The catalogue is data (``negative_cases.toml``): one ``[[case]]`` per bad input, naming a mutation
 defined here, which models it applies to, and ``[[case.expect]]`` entries matched on backend
-(and optionally model / device / precision, fnmatch patterns; the most specific entry wins). An
+(and optionally device / precision and what the model is: model_type, arch_class, task, source,
+checkpoint or the zoo id, hfmatrix/subject.py; fnmatch patterns; the most specific entry wins). An
 expectation is either an error (``raises`` = exception class name anywhere in the raised type's
 MRO, ``match`` = regex searched in its message) or a documented behaviour from BEHAVIOURS, and
-always has a ``reason``. No expectation for a backend is a failure that shows what happened,
-so a new backend gets its expectations written from evidence, not guessed.
+always has a ``reason``. No expectation for a curated zoo model is a failure that shows what happened,
+so a new backend gets its expectations written from evidence, not guessed; for a folder given with
+``--hfm-models`` it is a ``no-expectation`` skip recording what happened.
 
 Stages: ``load`` corrupts a COPY of the materialized folder (unchanged files are symlinked;
 a mutation always writes a new file, so the cache is never touched) and loads it fresh, then runs
@@ -32,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import versions
+from . import subject, versions
 
 try:
     import tomllib
@@ -53,7 +55,7 @@ class Expectation:
     raises: tuple[str, ...] = ()  # any of these class names (a short list of specific errors, never Exception)
     match: str = ""
     behaviour: str = ""
-    keys: tuple[tuple[str, Any], ...] = ()  # (backend|model|device|precision, pattern or patterns) and
+    keys: tuple[tuple[str, Any], ...] = ()  # (backend|device|precision|a subject key, pattern or patterns) and
     # (library, version specifier) conditions such as ("transformers", "<5")
 
     def describe(self) -> str:
@@ -91,8 +93,11 @@ class NegCase:
             return False
         return True
 
-    def expectation(self, model: str, backend: str, device: str = "cpu", precision: str = "fp32") -> Expectation | None:
-        values = {"backend": backend, "model": model, "device": device, "precision": precision}
+    def expectation(self, model, backend: str, device: str = "cpu", precision: str = "fp32") -> Expectation | None:
+        """The most specific expectation for ``model`` (a ModelSpec, or a zoo id) on this target: entries
+        match on the model's facts (hfmatrix/subject.py: model_type, arch_class, task, source, checkpoint)."""
+        values = {"backend": backend, "device": device, "precision": precision}
+        known = subject.facts(model)
         best, best_score = None, -1
         for exp in self.expect:
             keys = dict(exp.keys)
@@ -100,8 +105,9 @@ class NegCase:
             conditions = {k: v for k, v in keys.items() if k in versions.VERSION_KEYS}
             # a pattern key is one fnmatch pattern or a list of them (any matches)
             if all(any(fnmatch.fnmatch(values[k], p) for p in _patterns(keys.get(k, "*"))) for k in values) \
-                    and versions.holds(conditions):
-                score = sum(1 for k in values if keys.get(k, "*") != "*") + len(conditions)
+                    and subject.matches(keys, known) and versions.holds(conditions):
+                score = (sum(1 for k in values if keys.get(k, "*") != "*") + subject.specificity(keys)
+                         + len(conditions))
                 if score > best_score:
                     best, best_score = exp, score
         return best
@@ -136,7 +142,7 @@ def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
                 raise ValueError(f"negative case {cid!r}: an expected error needs a message pattern (match)")
             versions.conditions(e)  # a malformed version specifier fails the catalogue's load
             keys = tuple((k, tuple(map(str, v)) if isinstance(v, list) else str(v))
-                         for k in ("backend", "model", "device", "precision", *versions.VERSION_KEYS)
+                         for k in ("backend", "device", "precision", *subject.SUBJECT_KEYS, *versions.VERSION_KEYS)
                          if k in e for v in [e.pop(k)])
             expects.append(Expectation(reason=e["reason"], raises=raises, match=e.get("match", ""),
                                        behaviour=e.get("behaviour", ""), keys=keys))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 import time
 import uuid
 import zlib
@@ -30,9 +31,9 @@ from typing import Any
 
 import pytest
 
-from . import isolation, safeload, skips
+from . import isolation, progress, safeload, skips
 from .backends.base import Target
-from .records import Record, RecordWriter, write_json_atomic
+from .records import BAD_OUTCOMES, Record, RecordWriter, write_json_atomic
 
 PROP_CASE = "hfm_case"
 PROP_MEASURE = "hfm"
@@ -120,6 +121,8 @@ def pytest_configure(config: pytest.Config) -> None:
         st.isolation = isolation.Controller()
         config.pluginmanager.register(st.isolation, "hfmatrix-isolation")
     isolation.install(config, st.isolation)
+    if not hasattr(config, "workerinput") and progress.wanted(sys.stdout):  # a terminal, not CI
+        config.pluginmanager.register(progress.RunProgress(config), "hfmatrix-progress")
     if _is_writer(config):
         st.open_writer()
         config.pluginmanager.register(Recorder(st), "hfmatrix-recorder")
@@ -304,7 +307,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
-            marks += known_bug_marks(check, spec.id, target.backend, target.device, target.effective, target.precision)
+            marks += known_bug_marks(check, spec, target.backend, target.device, target.effective, target.precision)
             params.append(pytest.param(case, id=case.id, marks=marks))
     per_case = metafunc.definition.get_closest_marker("hfm_per_case")
     if per_case is not None:  # e.g. the negative catalogue: only the entries that apply to each case
@@ -443,7 +446,7 @@ def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
         raise
     except Exception as exc:
         t = hfm_case.target
-        reason = known_failure("load_session", hfm_case.spec.id, t.backend, t.device, t.effective)
+        reason = known_failure("load_session", hfm_case.spec, t.backend, t.device, t.effective)
         if not reason:
             raise
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
@@ -591,7 +594,6 @@ class Recorder:
             terminalreporter.write_line(f"hfmatrix: records in {st.writer.path}")
 
 
-BAD_OUTCOMES = ("failed", "error", "crashed", "timeout", "xpassed")
 
 
 def _classify(reports: list) -> tuple[str, str, str | None]:

@@ -17,6 +17,10 @@ from typing import Any, Iterator
 SCHEMA_VERSION = 1
 
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "crashed", "timeout")
+# Outcomes that fail a run (plugin), the report and CI; "xpassed": a strict known bug started passing.
+BAD_OUTCOMES = ("failed", "error", "crashed", "timeout", "xpassed")
+# Outcomes a re-run of failing cells retries (an xpass is decided, not flaky).
+RERUN_OUTCOMES = tuple(o for o in BAD_OUTCOMES if o != "xpassed")
 
 
 @dataclass

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .records import selectable
+from .records import RERUN_OUTCOMES, selectable
 
-RERUN_BAD = ("failed", "error", "crashed", "timeout")
+RERUN_BAD = RERUN_OUTCOMES
 # options of the first run a re-run must not repeat: it names its tests, runs in one process,
 # and must not overwrite the first run's JUnit XML
 _DROP_WITH_VALUE = {"-n", "--numprocesses", "--dist", "--junitxml", "--junit-xml", "--hfm-rerun-failures",

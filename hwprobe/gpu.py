@@ -210,6 +210,10 @@ def _rocm_version() -> str | None:
 def probe_mps() -> dict:
     if sys.platform != "darwin":
         raise Missing(HARDWARE_ABSENT, f"MPS needs macOS; this is {platform.system()}")
+    return _mps_on_macos()
+
+
+def _mps_on_macos() -> dict:
     mac = platform.mac_ver()[0]
     torch = TorchBuild().module()
     ver = str(torch.__version__)

@@ -24,7 +24,7 @@ PY
 "$PY" -m hwprobe --json --out "$out/hwprobe.json" --no-browser
 
 workers=$("$PY" -c "import os; print(max(1, min(4, (os.cpu_count() or 2) // 2)))")
-timeout --signal=INT "$budget" "$PY" -m pytest suites -p hfmatrix.plugin \
+timeout --signal=INT "$budget" "$PY" -m pytest hfmatrix/suites -p hfmatrix.plugin \
   --hfm-backend=torch --hfm-device=cuda --hfm-precision=fp32,fp16,bf16 --hfm-session-name=cuda \
   --hfm-results-dir=results -n "$workers" -p no:cacheprovider -q "$@"
 rc=$?

@@ -2,6 +2,7 @@
 pip's configuration reaches uv only where pip has one; a CUDA torch in a CPU env stops the session."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -68,6 +69,29 @@ def test_cpu_torch_check_passes_here_and_fails_on_a_planted_cuda_wheel(tmp_path:
     info = tmp_path / "nvidia_cublas-13.0.0.dist-info"                  # what a CUDA torch drags in
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nvidia-cublas\nVersion: 13.0.0\n")
+    measured = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}   # measured like the first run
     bad = subprocess.run([sys.executable, "-m", "hfmatrix.provision", "--check-cpu-torch"], capture_output=True,
-                         text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+                         text=True, timeout=60, env={**measured, "PYTHONPATH": str(tmp_path), "PATH": ""})
     assert bad.returncode == 1 and "nvidia-cublas" in bad.stderr
+
+
+@pytest.mark.parametrize("env", ["cpu", "report"])   # with a torch pin, without one
+def test_stamp_heads_the_lock_with_its_source_digest(env: str, tmp_path: Path, monkeypatch) -> None:
+    """`nox -s lock` compiles, then stamps: the digest test_lock_is_current compares, restamped in place."""
+    body = (provision.LOCKS / f"{env}.txt").read_text().splitlines()
+    body = [ln for ln in body if not ln.startswith("# hfmatrix:")]
+    monkeypatch.setattr(provision, "LOCKS", tmp_path)
+    (tmp_path / f"{env}.txt").write_text("# hfmatrix: source-sha256 0000 (an old stamp)\n" + "\n".join(body) + "\n")
+    provision.stamp_lock(env)
+    provision.stamp_lock(env)                                            # twice: one head, not two
+    lines = (tmp_path / f"{env}.txt").read_text().splitlines()
+    head = [ln for ln in lines if ln.startswith("# hfmatrix:")]
+    assert lines[0] == f"# hfmatrix: source-sha256 {provision.source_digest(env)}"
+    assert provision.lock_digest(env) == provision.source_digest(env)
+    assert lines[len(head):] == body                                     # the compiled lock itself untouched
+    pin = provision.torch_pin(env)
+    assert len(head) == (2 if pin else 1) and (not pin or head[1].startswith(f"# hfmatrix: {pin} is installed first"))
+    (tmp_path / f"{env}.txt").write_text("\n".join(body) + "\n")      # compiled, never stamped
+    assert provision.lock_digest(env) is None
+    (tmp_path / f"{env}.txt").unlink()
+    assert provision.lock_digest(env) is None

@@ -7,6 +7,7 @@ plugin writes, not a fake of the report.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from hfmatrix.records import Record, RecordWriter, write_json_atomic
 from hfmatrix.report import coverage as cov_mod
 from hfmatrix.report import main as report_main
 from hfmatrix.report.merge import merge
+from hwprobe.browser import chromium_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOSING = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) skipped$")
@@ -435,9 +437,14 @@ def test_coverage_combines_sessions_and_remaps_paths(tmp_path: Path, capsys) -> 
     data.write()
     before = sorted(p.name for p in (res / "cpu").glob(".coverage*")) + sorted(p.name for p in (res / "onnxruntime").glob(".coverage*"))
     # in a child process: a coverage.Coverage() combining in-process wipes the measurement of a process
-    # that is itself measured (an xdist worker of `nox -s tests`: measured, every later test there lost)
-    proc = subprocess.run([sys.executable, "-m", "hfmatrix.cli", "report", "--results-dir", str(res),
-                           "--rcfile", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True)
+    # that is itself measured (an xdist worker of `nox -s tests`: measured, every later test there lost).
+    # A child that subprocess patching starts loses its own data the same way: when this test is measured,
+    # the child runs under `coverage run -p` as nox runs a session, so combine() counts in the figure.
+    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
+    measured = ("-m", "coverage", "run", "-p", "--rcfile", str(ROOT / "pyproject.toml")) \
+        if "COVERAGE_PROCESS_CONFIG" in os.environ else ()
+    proc = subprocess.run([sys.executable, *measured, "-m", "hfmatrix.cli", "report", "--results-dir", str(res),
+                           "--rcfile", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, env=env)
     out = proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
     after = sorted(p.name for p in (res / "cpu").glob(".coverage*")) + sorted(p.name for p in (res / "onnxruntime").glob(".coverage*"))
@@ -456,7 +463,7 @@ def test_coverage_combines_sessions_and_remaps_paths(tmp_path: Path, capsys) -> 
 
 
 # --- the page in a real browser -------------------------------------------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(chromium_path() or "/usr/bin/chromium")  # HFMATRIX_CHROMIUM first (nox's _chromium sets it)
 
 
 def _browser():
@@ -465,7 +472,7 @@ def _browser():
     except ImportError:
         skips.skip(skips.DEPENDENCY_MISSING, "playwright (python) is not installed: pip install playwright")
     if not CHROMIUM.exists():
-        skips.skip(skips.DEPENDENCY_MISSING, "no /usr/bin/chromium: apt-get install -y chromium")
+        skips.skip(skips.DEPENDENCY_MISSING, f"no Chromium at {CHROMIUM}: sudo apt-get install -y chromium, or set HFMATRIX_CHROMIUM")
     return sync_playwright
 
 

@@ -108,7 +108,8 @@ def test_matrix_workflow_shape() -> None:
     download = next(s for s in steps if str(s.get("uses", "")).startswith("actions/download-artifact"))
     assert download["with"] == {"pattern": "results-*", "path": "results/"}   # one folder per artifact
     runs = [str(s.get("run", "")) for s in steps]
-    i_report = next(i for i, r in enumerate(runs) if r.strip() == "nox -s report")
+    i_report = next(i for i, s in enumerate(steps) if s.get("name") == "nox -s report")
+    assert "nox -s report" in runs[i_report]
     assert "if" not in steps[i_report]                                  # its exit status fails the job
     summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in str(s.get("run", "")))
     assert "results/matrix.md" in summary["run"] and summary["if"].startswith("${{ !cancelled() &&")
@@ -217,3 +218,90 @@ def test_report_flags_planned_jobs_without_results(tmp_path: Path, capsys) -> No
     assert "not run in this CI run" in out
     md = (res / "matrix.md").read_text()
     assert "Not run in this CI run: `cuda`" in md and "**INCOMPLETE** session `cpu`" in md
+
+
+# --- the report job compares with the previous run (issue 16, item 3) ---------------------------------------
+
+FAKE_GH = """#!/bin/bash
+# gh at the boundary: `run list` prints $FAKE_RUNS (or fails with $FAKE_LIST_FAILS); `run download ID`
+# writes a matrix.json for the ids in $FAKE_WITH_REPORT and fails (no such artifact) for the others
+echo "gh $*" >> "$FAKE_LOG"
+if [ "$1 $2" = "run list" ]; then
+  [ -z "$FAKE_LIST_FAILS" ] || { echo "HTTP 403: Resource not accessible by integration" >&2; exit 1; }
+  printf '%s\\n' $FAKE_RUNS; exit 0
+fi
+id=$3; dir=""; while [ $# -gt 0 ]; do [ "$1" = "--dir" ] && dir=$2; shift; done
+case " $FAKE_WITH_REPORT " in *" $id "*) mkdir -p "$dir"; echo "{\\"run\\": $id}" > "$dir/matrix.json"; exit 0;; esac
+mkdir -p "$dir"; echo "no artifact matches any of the names or patterns provided" >&2; exit 1
+"""
+FAKE_NOX = '#!/bin/bash\necho "nox $*" >> "$FAKE_LOG"\n'
+
+
+def _report_steps() -> tuple[dict, dict]:
+    steps = _yaml(MATRIX)["jobs"]["report"]["steps"]
+    download = next(s for s in steps if "gh run download" in str(s.get("run", "")))
+    report = next(s for s in steps if str(s.get("name", "")) == "nox -s report")
+    assert steps.index(download) < steps.index(report)
+    return download, report
+
+
+def _run_report_steps(tmp_path: Path, **fake: str) -> tuple[int, list[str], str]:
+    """Both steps' scripts as the runner runs them (bash -eo pipefail), gh and nox faked on PATH."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(exist_ok=True)
+    for name, text in (("gh", FAKE_GH), ("nox", FAKE_NOX)):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    log, temp = tmp_path / "log", tmp_path / "runner-temp"
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "FAKE_LOG": str(log), "GITHUB_REPOSITORY": "o/r",
+           "GITHUB_SERVER_URL": "https://github.com", "BRANCH": "feature", "GH_TOKEN": "t",
+           "FAKE_RUNS": "", "FAKE_WITH_REPORT": "", "FAKE_LIST_FAILS": "", **fake}
+    download, report = _report_steps()
+    out = ""
+    for step in (download, report):
+        vars_ = {k: v.replace("${{ runner.temp }}", str(temp)) for k, v in step["env"].items() if "runner.temp" in v}
+        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                              env={**env, **vars_}, capture_output=True, text=True, cwd=tmp_path, check=False)
+        out += proc.stdout + proc.stderr
+        if proc.returncode:
+            return proc.returncode, log.read_text().splitlines() if log.exists() else [], out
+    return 0, log.read_text().splitlines(), out
+
+
+def test_report_job_reads_the_previous_runs_report() -> None:
+    wf = _yaml(MATRIX)
+    report = wf["jobs"]["report"]
+    assert report["permissions"] == {"contents": "read", "actions": "read"}   # gh run list/download need actions: read
+    download, step = _report_steps()
+    assert download["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert download["env"]["BRANCH"] == "${{ github.head_ref || github.ref_name }}"   # a PR's own branch, else the pushed one
+    assert "--name matrix-report" in download["run"] and "--branch \"$BRANCH\"" in download["run"]
+    # the artifact it downloads is the one this job uploads, and it holds matrix.json
+    upload = next(s for s in report["steps"] if s.get("with", {}).get("name") == "matrix-report")
+    assert "results/matrix.json" in upload["with"]["path"]
+    assert download["env"]["PREVIOUS"] + "/matrix.json" == step["env"]["PREVIOUS"]
+
+
+def test_report_step_gets_the_newest_run_with_a_report(tmp_path: Path) -> None:
+    # run 30 has no report artifact (cancelled before the report job): the next one, 29, is the previous run
+    rc, log, out = _run_report_steps(tmp_path, FAKE_RUNS="30 29 28", FAKE_WITH_REPORT="29 28")
+    assert rc == 0, out
+    assert log[0].startswith("gh run list --repo o/r --workflow matrix.yml --branch feature --status completed")
+    assert [line.split()[3] for line in log if line.startswith("gh run download")] == ["30", "29"]
+    prev = tmp_path / "runner-temp" / "previous" / "matrix.json"
+    assert log[-1] == f"nox -s report -- --previous {prev}"
+    assert json.loads(prev.read_text()) == {"run": 29} and "actions/runs/29" in out
+
+
+def test_report_step_without_a_previous_run(tmp_path: Path) -> None:
+    rc, log, out = _run_report_steps(tmp_path, FAKE_RUNS="31", FAKE_WITH_REPORT="")   # a branch's first run
+    assert rc == 0, out
+    assert log[-1] == "nox -s report"                                   # no --previous: "no previous run"
+    assert not (tmp_path / "runner-temp" / "previous" / "matrix.json").exists()
+
+
+def test_report_step_fails_when_runs_cannot_be_listed(tmp_path: Path) -> None:
+    """A missing actions: read permission is a broken workflow, not 'no previous run'."""
+    rc, log, out = _run_report_steps(tmp_path, FAKE_LIST_FAILS="1", FAKE_RUNS="29", FAKE_WITH_REPORT="29")
+    assert rc != 0 and "HTTP 403" in out
+    assert not any(line.startswith("nox") for line in log)

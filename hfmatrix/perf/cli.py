@@ -18,26 +18,37 @@ from . import baselines, bench, gate
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hfmatrix bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="hfmatrix bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Perf baselines and bench JSON (results/<session>/bench-*.json, written by "
+                                            "the perf suite):\n" + __doc__.split("\n", 1)[1])
     sub = p.add_subparsers(dest="cmd", required=True)
-    fp = sub.add_parser("fingerprint", help="print this machine's fingerprint")
+    fp = sub.add_parser("fingerprint", help="print this machine's fingerprint",
+                        description="Print this machine's hardware fingerprint: the baselines/<fingerprint>/ folder "
+                                    "its perf baselines are recorded under and compared against.")
     fp.add_argument("--json", action="store_true", help="the whole fingerprint document")
-    for name, helptext in (("record", "write/update baselines from bench JSON"),
-                           ("compare", "gate bench JSON against the baselines"),
-                           ("plot", "latency-distribution plots from bench JSON")):
-        sp = sub.add_parser(name, help=helptext)
+    for name, helptext, more in (
+            ("record", "write/update baselines from bench JSON",
+             "Write or update baselines/<fingerprint>/<backend>-<device>-<precision>.json from the perf suite's bench JSON."),
+            ("compare", "gate bench JSON against the baselines",
+             "Gate every bench entry against this machine's baseline (median ratio and Mann-Whitney U test, "
+             "hfmatrix/perf/gate.py); exit 1 on a regression."),
+            ("plot", "latency-distribution plots from bench JSON",
+             "Draw one latency-distribution plot per backend (needs matplotlib: pip install hfmatrix[plot]).")):
+        sp = sub.add_parser(name, help=helptext, description=more)
         sp.add_argument("results", nargs="+", help="bench-*.json files or folders holding them")
         sp.add_argument("--baselines", default=None, help="baselines folder (default ./baselines or $HFMATRIX_BASELINES)")
         if name == "record":
             sp.add_argument("--models", default="", help="only these model ids (comma-separated)")
         if name == "compare":
-            sp.add_argument("--factor", type=float, default=gate.FACTOR)
-            sp.add_argument("--alpha", type=float, default=gate.ALPHA)
-            sp.add_argument("--metric", default="forward")
+            sp.add_argument("--factor", type=float, default=gate.FACTOR,
+                            help=f"a regression needs the median ratio current/baseline above this (default {gate.FACTOR})")
+            sp.add_argument("--alpha", type=float, default=gate.ALPHA,
+                            help=f"... and a Mann-Whitney U p-value below this (default {gate.ALPHA})")
+            sp.add_argument("--metric", default="forward", help="which measurement to gate (default forward)")
         if name == "plot":
             sp.add_argument("--out", required=True, help="output folder")
-            sp.add_argument("--format", choices=("svg", "png"), default="svg")
-            sp.add_argument("--metric", default="forward")
+            sp.add_argument("--format", choices=("svg", "png"), default="svg", help="image format (default svg)")
+            sp.add_argument("--metric", default="forward", help="which measurement to plot (default forward)")
     return p
 
 

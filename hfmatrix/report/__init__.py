@@ -38,7 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def matrix_json(m: Matrix) -> dict[str, Any]:
-    n = len(OUTCOMES)
     return {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results_dir": m.results_dir,
@@ -55,8 +54,8 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "rows": [{"arch_class": k, "model": mo} for k, mo in m.rows],
         "checks": m.checks,
         "cells": [{"row": r, "col": c, "check": m.checks[k],
-                   "counts": {o: v[i] for i, o in enumerate(OUTCOMES) if v[i]},
-                   "worst_max_abs_err": v[n] if v[n] is None or v[n] == v[n] else "NaN"}
+                   "counts": v.by_outcome(),
+                   "worst_max_abs_err": v.worst if v.worst is None or v.worst == v.worst else "NaN"}
                   for (r, c, k), v in sorted(m.agg.items())],
         "failures": m.failures,
         "skips": {k: dict(v.most_common()) for k, v in m.skips.items()},

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
+from ..records import BAD_OUTCOMES
+
 CHECK_PREFIX = "autozoo_"
 COLUMNS = ("types", "ran", "passed", "text_path_only", "known_bug", "rule_gap", "skipped")
 GAP_MARK = "auto-zoo rule gap"   # in the xfail reason of an auto_gaps.toml entry (hfmatrix.zoo.auto.GAP_PREFIX)
@@ -78,8 +80,7 @@ def _only_gaps(e: dict) -> bool:
     return bool(e["gap"]) and "failed" not in e["outcomes"]
 
 
-def failures_by_stage(records: Iterable[dict], outcomes: tuple[str, ...] = ("failed", "error", "crashed",
-                                                                           "timeout", "xpassed")) -> dict[str, list[dict]]:
+def failures_by_stage(records: Iterable[dict], outcomes: tuple[str, ...] = BAD_OUTCOMES) -> dict[str, list[dict]]:
     """{stage: [{model, role, outcome, message}]} for records that did not pass (known bugs apart)."""
     out: dict[str, list[dict]] = {}
     for r in records:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .merge import BAD, OUTCOMES, Matrix
+from .merge import BAD, Matrix
 
 GROWTH = 2.0          # worst max |Δ| growing beyond this factor is listed
 KEEP = Path("previous") / "matrix.json"
@@ -38,9 +38,8 @@ def cells_of_doc(doc: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, f
 
 
 def cells_of_matrix(m: Matrix) -> dict[tuple[str, str, str], tuple[str, float | None]]:
-    n = len(OUTCOMES)
-    return {(m.rows[r][1], m.columns[c].label(), m.checks[k]):
-            (_status({o: v[i] for i, o in enumerate(OUTCOMES)}), v[n]) for (r, c, k), v in m.agg.items()}
+    return {(m.rows[r][1], m.columns[c].label(), m.checks[k]): (_status(v.by_outcome()), v.worst)
+            for (r, c, k), v in m.agg.items()}
 
 
 def diff(previous: dict, current: dict) -> dict[str, list[dict[str, Any]]]:

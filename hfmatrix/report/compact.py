@@ -14,7 +14,8 @@ _OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS) if orjson is not None e
 
 
 class Strings:
-    """Interned strings: each distinct string once in ``table``, records hold its index."""
+    """Interned strings: each distinct string once in ``table``, records hold its index
+    (``strings(text)`` -> index; merge's tally and RecordTable call it per string field)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {"": 0}
@@ -26,12 +27,6 @@ class Strings:
             i = self.index[s] = len(self.table)
             self.table.append(s)
         return i
-
-
-def r3(x: Any, digits: int = 3) -> float | None:
-    if x is None or isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return None
-    return float(f"{x:.{digits}g}")
 
 
 def err(x: float | None) -> float | str | None:

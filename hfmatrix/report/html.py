@@ -24,7 +24,6 @@ DETAIL_FILE = "index-data.js"
 def payload(m: Matrix) -> tuple[dict[str, Any], dict[str, Any]]:
     """(embedded in the page, loaded on demand from DETAIL_FILE); a shared token lets the page refuse
     a detail file left over from another run."""
-    n = len(OUTCOMES)
     token = f"{time.time_ns():x}"
     cols = []
     for c in m.columns:
@@ -34,7 +33,7 @@ def payload(m: Matrix) -> tuple[dict[str, Any], dict[str, Any]]:
                      "software": c.software, "incomplete": not s.complete, "label": c.label()})
     agg = []
     for (row, col, chk), v in m.agg.items():
-        agg.append([row, col, chk, *v[:n], compact.err(v[n])])
+        agg.append([row, col, chk, *v.counts, compact.err(v.worst)])
     t = m.table
     rec = {"r": t.r, "c": t.c, "k": t.k, "o": t.o, "err": [compact.err(x) for x in t.err], "idp": t.idp,
            "id": t.id, "msg": t.msg, "tol": t.tol, "dur": t.dur, "ev": t.ev, "ms": t.ms, "sk": t.sk, "sh": t.sh}

@@ -22,8 +22,7 @@ from . import compact, lowpower, reruns, serving, upgrade
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
-# Outcomes that make the report (and CI) fail; "xpassed" means a strict xfail started passing.
-BAD = ("failed", "error", "crashed", "timeout", "xpassed")
+BAD = rec_mod.BAD_OUTCOMES  # outcomes that make the report (and CI) fail
 OUTCOMES = rec_mod.OUTCOMES
 OUT_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
 UNTYPED_SKIP = "untyped"          # a skip without a [kind]: shown as such, never hidden
@@ -79,8 +78,7 @@ class Matrix:
     columns: list[Column] = field(default_factory=list)
     rows: list[tuple[str, str]] = field(default_factory=list)        # (arch_class, model), sorted
     checks: list[str] = field(default_factory=list)
-    # (row, col, check) -> [counts per OUTCOMES..., worst max_abs_err or None]
-    agg: dict[tuple[int, int, int], list] = field(default_factory=dict)
+    agg: dict[tuple[int, int, int], "Cell"] = field(default_factory=dict)   # (row, col, check) -> Cell
     table: "RecordTable | None" = None                              # every record, compact (see RecordTable)
     perf_records: list[tuple[int, int, dict]] = field(default_factory=list)   # (col, outcome, record)
     failures: list[dict[str, Any]] = field(default_factory=list)     # full records, BAD outcomes
@@ -199,70 +197,90 @@ def merge(results: Path) -> Matrix:
     seen_shards: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     raw_rows: list[tuple] = []
     rerun_rows: dict[str, list[dict]] = {}
-
     for d in session_dirs:
-        rel = str(d.relative_to(results)) if d != results else "."
-        metas: dict[str, dict] = {}
-        for mp in sorted(d.glob("meta-*.json")):
-            meta = _load_json(mp, m.problems)
-            if isinstance(meta, dict):
-                metas[_shard_of(mp, "meta-", ".json")] = meta
-            elif meta is not None:
-                m.problems.append(f"{mp}: meta is not a JSON object")
-        rec_files = sorted(d.glob("records-*.jsonl"))
-        per_file: list[tuple[str, list[dict]]] = []
-        for rp in rec_files:
-            try:
-                recs, probs = read_records(rp)
-            except OSError as exc:
-                recs, probs = [], [f"{rp}: unreadable ({exc})"]
-            if probs:
-                m.corrupt.append(str(rp))
-                m.problems.extend(probs[:5])
-                if len(probs) > 5:
-                    m.problems.append(f"{rp}: … and {len(probs) - 5} more unreadable lines")
-            per_file.append((_shard_of(rp, "records-", ".jsonl"), recs))
-
-        # the session's name: meta first, then records, then the folder
-        name = next((str(mm["session"]) for mm in metas.values() if mm.get("session")), "")
-        if not name:
-            name = next((str(r["session"]) for _, rs in per_file for r in rs[:1] if r.get("session")), "")
-        name = name or d.name
-        s = m.sessions.setdefault(name, Session(name=name))
-        s.dirs.append(rel)
-        hw = d / "hwprobe.json"
-        if hw.exists():
-            data = _load_json(hw, m.problems)
-            if data is not None:
-                s.hwprobe[rel] = data
-        ju = d / "junit.xml"
-        if ju.exists():
-            counts = _junit_counts(ju, m.problems)
-            if counts:
-                s.junit[rel] = counts
-
-        for p in m.problems:
-            if p.startswith(f"{d}/") and p not in s.problems:
-                s.problems.append(p)
-        shards = {sh for sh in set(metas) | {sh for sh, _ in per_file} if not reruns.is_rerun(sh)}
-        for sh in shards:
-            seen_shards[name][sh].append(rel)
-            meta = metas.get(sh)
-            s.shards[sh] = meta or {}
-            where = f"{rel}/meta-{sh}.json"
-            if meta is None:
-                s.incomplete.append(f"shard {sh}: records but no meta-{sh}.json (run killed before it started or files lost)")
-            elif meta.get("complete") is False:
-                s.incomplete.append(f"shard {sh}: {where} says complete=false")
-            elif meta.get("complete") is not True and not finished(meta):
-                s.incomplete.append(f"shard {sh}: {where} has no finish time")
-
+        name, per_file = _read_session_dir(m, results, d, seen_shards)
         for sh, recs in per_file:
             if reruns.is_rerun(sh):  # re-runs of failing cells sort them (flaky or broken), never count
                 rerun_rows.setdefault(name, []).extend(recs)
             else:
                 raw_rows.append((name, sh, recs))
+    _check_shards(m, seen_shards)
+    _tally(m, raw_rows)
+    _check_meta_counts(m, raw_rows)
+    by_session: dict[str, list[dict]] = defaultdict(list)
+    for name, _, recs in raw_rows:
+        by_session[name].extend(recs)
+    m.reruns = {name: reruns.classify(by_session[name], recs) for name, recs in rerun_rows.items()}
+    m.upgrade = upgrade.upgrade_views(by_session)
+    m.serving = serving.collect(by_session)
+    junit_rel = {str(d.relative_to(results)) for d in junit_dirs}
+    _check_plan(results, m, seen_shards, junit_rel)
+    _check_junit(m, results, junit_dirs)
+    _read_perf(results, m, session_dirs)
+    return m
 
+
+def _read_records_of(m: Matrix, d: Path) -> list[tuple[str, list[dict]]]:
+    """(shard, records) per records file of one folder; unreadable lines become problems."""
+    per_file: list[tuple[str, list[dict]]] = []
+    for rp in sorted(d.glob("records-*.jsonl")):
+        try:
+            recs, probs = read_records(rp)
+        except OSError as exc:
+            recs, probs = [], [f"{rp}: unreadable ({exc})"]
+        if probs:
+            m.corrupt.append(str(rp))
+            m.problems.extend(probs[:5])
+            if len(probs) > 5:
+                m.problems.append(f"{rp}: … and {len(probs) - 5} more unreadable lines")
+        per_file.append((_shard_of(rp, "records-", ".jsonl"), recs))
+    return per_file
+
+
+def _read_session_dir(m: Matrix, results: Path, d: Path, seen_shards) -> tuple[str, list[tuple[str, list[dict]]]]:
+    """One results folder: its session (named by meta, then records, then the folder), shards,
+    hwprobe and junit; returns (session name, (shard, records) per records file)."""
+    rel = str(d.relative_to(results)) if d != results else "."
+    metas: dict[str, dict] = {}
+    for mp in sorted(d.glob("meta-*.json")):
+        meta = _load_json(mp, m.problems)
+        if isinstance(meta, dict):
+            metas[_shard_of(mp, "meta-", ".json")] = meta
+        elif meta is not None:
+            m.problems.append(f"{mp}: meta is not a JSON object")
+    per_file = _read_records_of(m, d)
+    name = next((str(mm["session"]) for mm in metas.values() if mm.get("session")), "")
+    if not name:
+        name = next((str(r["session"]) for _, rs in per_file for r in rs[:1] if r.get("session")), "")
+    name = name or d.name
+    s = m.sessions.setdefault(name, Session(name=name))
+    s.dirs.append(rel)
+    if (d / "hwprobe.json").exists():
+        data = _load_json(d / "hwprobe.json", m.problems)
+        if data is not None:
+            s.hwprobe[rel] = data
+    if (d / "junit.xml").exists():
+        counts = _junit_counts(d / "junit.xml", m.problems)
+        if counts:
+            s.junit[rel] = counts
+    s.problems.extend(p for p in m.problems if p.startswith(f"{d}/") and p not in s.problems)
+    shards = {sh for sh in set(metas) | {sh for sh, _ in per_file} if not reruns.is_rerun(sh)}
+    for sh in shards:
+        seen_shards[name][sh].append(rel)
+        meta = metas.get(sh)
+        s.shards[sh] = meta or {}
+        where = f"{rel}/meta-{sh}.json"
+        if meta is None:
+            s.incomplete.append(f"shard {sh}: records but no meta-{sh}.json (run killed before it started or files lost)")
+        elif meta.get("complete") is False:
+            s.incomplete.append(f"shard {sh}: {where} says complete=false")
+        elif meta.get("complete") is not True and not finished(meta):
+            s.incomplete.append(f"shard {sh}: {where} has no finish time")
+    return name, per_file
+
+
+def _check_shards(m: Matrix, seen_shards) -> None:
+    """The same shard in two folders, shards that disagree on their count, missing shards."""
     for name, shards in seen_shards.items():
         s = m.sessions[name]
         for sh, dirs in shards.items():
@@ -282,31 +300,17 @@ def merge(results: Path) -> Matrix:
         if "all" in shards and totals:
             s.problems.append(f"session {name}: both an unsharded run and shards; counts include both")
 
-    _tally(m, raw_rows)
-    _check_meta_counts(m, raw_rows)
-    by_session: dict[str, list[dict]] = defaultdict(list)
-    for name, _, recs in raw_rows:
-        by_session[name].extend(recs)
-    m.reruns = {name: reruns.classify(by_session[name], recs) for name, recs in rerun_rows.items()}
-    m.upgrade = upgrade.upgrade_views(by_session)
-    m.serving = serving.collect(by_session)
 
-    junit_rel = {str(d.relative_to(results)) for d in junit_dirs}
-    _check_plan(results, m, seen_shards, junit_rel)
-
+def _check_junit(m: Matrix, results: Path, junit_dirs: list[Path]) -> None:
+    """Folders with only a junit.xml (self-test jobs), and sessions whose junit and records disagree."""
     for d in junit_dirs:
-        rel = str(d.relative_to(results))
         counts = _junit_counts(d / "junit.xml", m.problems) if (d / "junit.xml").exists() else None
         if counts:
-            m.junit_only[rel] = counts
-
+            m.junit_only[str(d.relative_to(results))] = counts
     for s in m.sessions.values():
         jtests = sum(j["tests"] for j in s.junit.values())
         if s.junit and jtests != s.n_records and s.complete:
             s.problems.append(f"junit.xml lists {jtests} tests, records hold {s.n_records}")
-
-    _read_perf(results, m, session_dirs)
-    return m
 
 
 def _check_meta_counts(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
@@ -392,180 +396,222 @@ class RecordTable:
     def __len__(self) -> int:
         return len(self.o)
 
+    def append(self, r: dict, *, row: int, col: int, chk: int, oi: int, err, tol_i: int, ms_i: int, frac,
+               kind: str | None, sh_i: int) -> None:
+        S = self.strings
+        nodeid = r.get("nodeid") or ""
+        cut = nodeid.find("[") + 1
+        message = r.get("message")
+        d = r.get("duration")
+        ev = r.get("evidence")
+        self.r.append(row)
+        self.c.append(col)
+        self.k.append(chk)
+        self.o.append(oi)
+        self.err.append(err)
+        self.idp.append(S(nodeid[:cut]))
+        self.id.append(S(nodeid[cut:]))
+        self.msg.append(S(message[:MAX_MESSAGE]) if message else 0)
+        self.tol.append(tol_i)
+        self.dur.append(round(d, 3) if type(d) is float else d if type(d) is int else None)
+        self.ev.append(S(compact.dumps(ev)) if ev else 0)
+        self.ms.append(ms_i)
+        self.sk.append(S(kind) if kind else 0)
+        self.sh.append(sh_i)
+        self.frac.append(frac)
+
+    def remap(self, row_map: list[int], col_map: list[int], chk_map: list[int]) -> None:
+        self.r = [row_map[x] for x in self.r]
+        self.c = [col_map[x] for x in self.c]
+        self.k = [chk_map[x] for x in self.k]
+
 
 MAX_MESSAGE = 600
 
 
-def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
-    """One pass over all records: counts, cells, skips, failures and the record table, with
-    provisional indices in order of appearance that are sorted and remapped at the end."""
-    n_out = len(OUTCOMES)
-    cols: dict[tuple, int] = {}
-    rows: dict[tuple, int] = {}
-    checks: dict[str, int] = {}
-    col_soft: list[bool] = []
-    col_seen: list[int] = []
-    agg: dict[tuple[int, int, int], list] = {}
-    skips: dict[str, Counter] = defaultdict(Counter)
-    versions_seen: dict[str, Counter] = defaultdict(Counter)
-    failures: list[tuple[int, str, str, dict]] = []
-    perf: list[tuple[int, int, dict]] = []
-    skip_where: dict[tuple[str, str], set] = {}
-    out_index = OUT_INDEX
-    bad = set(BAD)
-    t = m.table = RecordTable()
-    dumps, round_measures = compact.dumps, compact.round_measures
-    s_index, s_table = t.strings.index, t.strings.table
+@dataclass
+class Cell:
+    """One (model, column, check) cell of the matrix: how many records ended in each outcome, and the
+    worst max_abs_err among them (NaN, once seen, stays the worst)."""
+    counts: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
+    worst: float | None = None
 
-    def S(text: str) -> int:
-        i = s_index.get(text)
+    def add(self, outcome_index: int, err: float | None) -> None:
+        self.counts[outcome_index] += 1
+        if err is not None:
+            w = self.worst
+            if w is None or (w == w and (err > w or err != err)):
+                self.worst = err
+
+    def by_outcome(self) -> dict[str, int]:
+        return {o: n for o, n in zip(OUTCOMES, self.counts) if n}
+
+
+class _Index:
+    """Provisional indices in order of first appearance; sorted and remapped once all records are in."""
+
+    def __init__(self):
+        self.ids: dict[Any, int] = {}
+
+    def __call__(self, key) -> int:
+        i = self.ids.get(key)
         if i is None:
-            i = s_index[text] = len(s_table)
-            s_table.append(text)
+            i = self.ids[key] = len(self.ids)
         return i
-    T_r, T_c, T_k, T_o, T_err, T_idp, T_id, T_msg, T_tol, T_dur, T_ev, T_ms, T_sk, T_sh, T_frac = (
-        t.r.append, t.c.append, t.k.append, t.o.append, t.err.append, t.idp.append, t.id.append,
-        t.msg.append, t.tol.append, t.dur.append, t.ev.append, t.ms.append, t.sk.append, t.sh.append, t.frac.append)
-    i_skipped = out_index["skipped"]
-    for name, sh, recs in raw_rows:
-        s = m.sessions[name]
-        counts, skip_kinds, vseen = s.counts, s.skip_kinds, versions_seen[name]
-        last_v, last_vkey = None, None
-        sh_i = S(sh)
+
+    def sorted(self) -> tuple[list, list[int]]:
+        """(keys in sorted order, old index -> new index)."""
+        keys = sorted(self.ids, key=lambda k: tuple(map(str, k)) if isinstance(k, tuple) else str(k))
+        remap = [0] * len(keys)
+        for new, k in enumerate(keys):
+            remap[self.ids[k]] = new
+        return keys, remap
+
+
+class _Tally:
+    """One pass over all records: counts, cells, skips, failures and the record table."""
+
+    def __init__(self, m: Matrix):
+        self.m = m
+        self.cols, self.rows, self.checks = _Index(), _Index(), _Index()
+        self.col_soft: list[bool] = []
+        self.col_seen: list[int] = []
+        self.cells: dict[tuple[int, int, int], Cell] = {}
+        self.skips: dict[str, Counter] = defaultdict(Counter)
+        self.skip_where: dict[tuple[str, str], set] = {}
+        self.versions_seen: dict[str, Counter] = defaultdict(Counter)
+        self.failures: list[tuple[int, str, str, dict]] = []
+        self.perf: list[tuple[int, int, dict]] = []
+        self.table = m.table = RecordTable()
+        self.S = self.table.strings
+
+    def session(self, name: str, sh: str, recs: list[dict]) -> None:
+        s = self.m.sessions[name]
+        self._last_v = self._last_vkey = None
+        sh_i = self.S(sh)
         for r in recs:
-            g = r.get
-            # the precision that really ran ("auto" on OpenVINO is bf16 or f32 by CPU): one column each
-            ck = (name, g("backend") or "", g("device") or "", g("effective_precision") or g("precision") or "")
-            col = cols.get(ck)
-            if col is None:
-                col = cols[ck] = len(cols)
-                col_soft.append(False)
-                col_seen.append(0)
-            ev = g("evidence")
-            if ev and not col_soft[col]:
-                col_seen[col] += 1
-                if (col_seen[col] <= SOFTWARE_SAMPLE or col_seen[col] % 25 == 0) and software_device(ev):
-                    col_soft[col] = True
-            rk = (g("arch_class") or "(unclassified)", g("model") or "(no model)")
-            row = rows.get(rk)
-            if row is None:
-                row = rows[rk] = len(rows)
-            cname = g("check") or "?"
-            if cname.startswith(AUTOZOO_PREFIX):
-                m.autozoo.append(autozoo_slim(r))
-            elif cname == "parity" and ev and type(ev) is dict and "costs" in ev:
-                m.browser_costs.append(browser_costs(name, r))
-            if cname == "parity" and (low := lowpower.row(name, r)):
-                m.low_power.append(low)
-            chk = checks.get(cname)
-            if chk is None:
-                chk = checks[cname] = len(checks)
-            outcome = g("outcome")
-            oi = out_index.get(outcome)
-            if oi is None:
-                msg = f"session {name}: unknown outcome {outcome!r} in {g('nodeid')} (counted as error)"
-                if msg not in m.problems:
-                    m.problems.append(msg)
-                outcome, oi = "error", out_index["error"]
-            cell = agg.get((row, col, chk))
-            if cell is None:
-                cell = agg[(row, col, chk)] = [0] * n_out + [None]
-            cell[oi] += 1
-            counts[outcome] += 1
-            measures = g("measures")
-            err, tol_i, ms_i, frac = None, 0, 0, None
-            if measures and type(measures) is dict:
-                frac = _num(measures.get("tol_fraction"))
-                e = measures.get("max_abs_err")
-                if e is not None:
-                    err = _num(e)
-                    if err is not None:
-                        worst = cell[n_out]
-                        if worst is None or (worst == worst and (err > worst or err != err)):
-                            cell[n_out] = err   # NaN, once there, stays the worst
-                tol = measures.get("tolerance")
-                if tol is not None:
-                    tol_i = S(dumps(tol))
-                if len(measures) > (e is not None) + (tol is not None):
-                    rest = round_measures(measures)
-                    rest.pop("tolerance", None)
-                    rest.pop("max_abs_err", None)
-                    ms_i = S(dumps(rest))
-                if "regression" in measures or cname in PERF_CHECKS:
-                    perf.append((col, oi, r))
-            elif cname in PERF_CHECKS:
-                perf.append((col, oi, r))
-            kind = None
-            if oi == i_skipped:
-                kind = g("skip_kind") or UNTYPED_SKIP
-                skip_kinds[kind] += 1
-                reason = _reason(g("message") or "")
-                skips[kind][reason] += 1
-                where = skip_where.get((kind, reason))
-                if where is None:
-                    where = skip_where[(kind, reason)] = set()
-                where.add(name)
-            v = g("versions")
-            if v:
-                if v != last_v:   # consecutive records almost always share their versions
-                    last_v = v
-                    try:
-                        last_vkey = tuple(sorted(v.items()))
-                    except (TypeError, AttributeError):
-                        last_vkey = (("versions", json.dumps(v, sort_keys=True, default=str)),)
-                vseen[last_vkey] += 1
-            if outcome in bad:
-                failures.append((col, name, sh, r))
-            nodeid = g("nodeid") or ""
-            cut = nodeid.find("[") + 1
-            T_r(row)
-            T_c(col)
-            T_k(chk)
-            T_o(oi)
-            T_err(err)
-            x = nodeid[:cut]
-            T_idp(s_index.get(x) or S(x))
-            x = nodeid[cut:]
-            T_id(s_index.get(x) or S(x))
-            message = g("message")
-            T_msg(S(message[:MAX_MESSAGE]) if message else 0)
-            T_tol(tol_i)
-            d = g("duration")
-            T_dur(round(d, 3) if type(d) is float else d if type(d) is int else None)
-            T_ev(S(dumps(ev)) if ev else 0)
-            T_ms(ms_i)
-            T_sk(S(kind) if kind else 0)
-            T_sh(sh_i)
-            T_frac(frac)
+            self.record(s, r, sh, sh_i)
         s.n_records += len(recs)
 
-    # sort columns, rows and checks, then remap the provisional indices (keys made str for sorting)
-    col_keys = sorted(cols, key=lambda k: tuple(map(str, k)))
-    col_map = [0] * len(cols)
-    for new, k in enumerate(col_keys):
-        col_map[cols[k]] = new
-        m.columns.append(Column(key=tuple(map(str, k)), software=col_soft[cols[k]]))
-    row_keys = sorted(rows, key=lambda k: tuple(map(str, k)))
-    row_map = [0] * len(rows)
-    for new, k in enumerate(row_keys):
-        row_map[rows[k]] = new
-    m.rows = [tuple(map(str, k)) for k in row_keys]
-    chk_keys = sorted(checks, key=str)
-    chk_map = [0] * len(checks)
-    for new, k in enumerate(chk_keys):
-        chk_map[checks[k]] = new
-    m.checks = [str(k) for k in chk_keys]
-    m.agg = {(row_map[r], col_map[c], chk_map[k]): v for (r, c, k), v in agg.items()}
-    t.r = [row_map[x] for x in t.r]
-    t.c = [col_map[x] for x in t.c]
-    t.k = [chk_map[x] for x in t.k]
-    m.failures = [{"session": name, "shard": sh, "column": m.columns[col_map[c]].label(), **r}
-                  for c, name, sh, r in failures]
-    m.perf_records = [(col_map[c], oi, r) for c, oi, r in perf]
-    for name, c in versions_seen.items():
-        m.sessions[name].versions = Counter({json.dumps(dict(k), sort_keys=True, default=str): n for k, n in c.items()})
-    m.skips = dict(sorted(skips.items()))
-    m.skip_sessions = skip_where
+    def record(self, s: Session, r: dict, sh: str, sh_i: int) -> None:
+        g = r.get
+        col = self._column(s.name, r)
+        row = self.rows((g("arch_class") or "(unclassified)", g("model") or "(no model)"))
+        cname = g("check") or "?"
+        if cname.startswith(AUTOZOO_PREFIX):
+            self.m.autozoo.append(autozoo_slim(r))
+        elif cname == "parity" and type(g("evidence")) is dict and "costs" in g("evidence"):
+            self.m.browser_costs.append(browser_costs(s.name, r))
+        if cname == "parity" and (low := lowpower.row(s.name, r)):
+            self.m.low_power.append(low)
+        chk = self.checks(cname)
+        outcome, oi = self._outcome(s.name, r)
+        s.counts[outcome] += 1
+        err, tol_i, ms_i, frac = self._measures(r, cname, col, oi)
+        cell = self.cells.get((row, col, chk))
+        if cell is None:
+            cell = self.cells[(row, col, chk)] = Cell()
+        cell.add(oi, err)
+        kind = self._skip(s, r) if oi == _I_SKIPPED else None
+        self._versions(s.name, g("versions"))
+        if outcome in _BAD_SET:
+            self.failures.append((col, s.name, sh, r))
+        self.table.append(r, row=row, col=col, chk=chk, oi=oi, err=err, tol_i=tol_i, ms_i=ms_i, frac=frac,
+                          kind=kind, sh_i=sh_i)
+
+    def _column(self, session: str, r: dict) -> int:
+        g = r.get
+        # the precision that really ran ("auto" on OpenVINO is bf16 or f32 by CPU): one column each
+        col = self.cols((session, g("backend") or "", g("device") or "", g("effective_precision") or g("precision") or ""))
+        if col == len(self.col_soft):
+            self.col_soft.append(False)
+            self.col_seen.append(0)
+        ev = g("evidence")
+        if ev and not self.col_soft[col]:
+            self.col_seen[col] += 1
+            n = self.col_seen[col]
+            if (n <= SOFTWARE_SAMPLE or n % 25 == 0) and software_device(ev):
+                self.col_soft[col] = True
+        return col
+
+    def _outcome(self, session: str, r: dict) -> tuple[str, int]:
+        outcome = r.get("outcome")
+        oi = OUT_INDEX.get(outcome)
+        if oi is None:
+            msg = f"session {session}: unknown outcome {outcome!r} in {r.get('nodeid')} (counted as error)"
+            if msg not in self.m.problems:
+                self.m.problems.append(msg)
+            return "error", OUT_INDEX["error"]
+        return outcome, oi
+
+    def _measures(self, r: dict, cname: str, col: int, oi: int) -> tuple[float | None, int, int, float | None]:
+        """(max_abs_err, tolerance string, other measures string, tol_fraction) of one record."""
+        measures = r.get("measures")
+        if not measures or type(measures) is not dict:
+            if cname in PERF_CHECKS:
+                self.perf.append((col, oi, r))
+            return None, 0, 0, None
+        e, tol = measures.get("max_abs_err"), measures.get("tolerance")
+        err = _num(e) if e is not None else None
+        tol_i = self.S(compact.dumps(tol)) if tol is not None else 0
+        ms_i = 0
+        if len(measures) > (e is not None) + (tol is not None):
+            rest = compact.round_measures(measures)
+            rest.pop("tolerance", None)
+            rest.pop("max_abs_err", None)
+            ms_i = self.S(compact.dumps(rest))
+        if "regression" in measures or cname in PERF_CHECKS:
+            self.perf.append((col, oi, r))
+        return err, tol_i, ms_i, _num(measures.get("tol_fraction"))
+
+    def _skip(self, s: Session, r: dict) -> str:
+        kind = r.get("skip_kind") or UNTYPED_SKIP
+        s.skip_kinds[kind] += 1
+        reason = _reason(r.get("message") or "")
+        self.skips[kind][reason] += 1
+        self.skip_where.setdefault((kind, reason), set()).add(s.name)
+        return kind
+
+    def _versions(self, session: str, v: Any) -> None:
+        if not v:
+            return
+        if v != self._last_v:   # consecutive records almost always share their versions
+            self._last_v = v
+            try:
+                self._last_vkey = tuple(sorted(v.items()))
+            except (TypeError, AttributeError):
+                self._last_vkey = (("versions", json.dumps(v, sort_keys=True, default=str)),)
+        self.versions_seen[session][self._last_vkey] += 1
+
+    def finish(self) -> None:
+        """Sort columns, rows and checks, then remap the provisional indices."""
+        m = self.m
+        col_keys, col_map = self.cols.sorted()
+        m.columns = [Column(key=tuple(map(str, k)), software=self.col_soft[self.cols.ids[k]]) for k in col_keys]
+        row_keys, row_map = self.rows.sorted()
+        m.rows = [tuple(map(str, k)) for k in row_keys]
+        chk_keys, chk_map = self.checks.sorted()
+        m.checks = [str(k) for k in chk_keys]
+        m.agg = {(row_map[r], col_map[c], chk_map[k]): v for (r, c, k), v in self.cells.items()}
+        self.table.remap(row_map, col_map, chk_map)
+        m.failures = [{"session": name, "shard": sh, "column": m.columns[col_map[c]].label(), **r}
+                      for c, name, sh, r in self.failures]
+        m.perf_records = [(col_map[c], oi, r) for c, oi, r in self.perf]
+        for name, c in self.versions_seen.items():
+            m.sessions[name].versions = Counter({json.dumps(dict(k), sort_keys=True, default=str): n for k, n in c.items()})
+        m.skips = dict(sorted(self.skips.items()))
+        m.skip_sessions = self.skip_where
+
+
+_I_SKIPPED = OUT_INDEX["skipped"]
+_BAD_SET = frozenset(BAD)
+
+
+def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
+    tally = _Tally(m)
+    for name, sh, recs in raw_rows:
+        tally.session(name, sh, recs)
+    tally.finish()
 
 
 def _reason(message: str) -> str:

@@ -10,9 +10,9 @@ import re
 from html import escape
 from typing import Any
 
-from ..records import selectable
+from ..records import RERUN_OUTCOMES, selectable
 
-BAD = ("failed", "error", "crashed", "timeout")
+BAD = RERUN_OUTCOMES
 RERUN_SHARD = re.compile(r"\.rerun(\d+)$")
 
 

@@ -13,6 +13,7 @@ import pytest
 from hfmatrix import backends, negative, skips
 from hfmatrix.compare import known_bug_marks
 from hfmatrix.plugin import load_session
+from hfmatrix.zoo.user import user_named
 
 # Backends without catalogue expectations (web so far) are not collected: the suite would only
 # fail there with "no expectation". They join by adding [[case.expect]] entries measured on them.
@@ -29,7 +30,7 @@ def _applicable(hfm_case):
         if (neg.stage == "request") != (t.backend in negative.REQUEST_BACKENDS):
             continue  # bad HTTP requests go to served models; a served model gets only those
         marks = [pytest.mark.timeout(int(neg.args.get("timeout", DEFAULT_TIMEOUT)))]
-        marks += known_bug_marks(f"negative:{neg.id}", hfm_case.spec.id, t.backend, t.device, t.effective)
+        marks += known_bug_marks(f"negative:{neg.id}", hfm_case.spec, t.backend, t.device, t.effective)
         yield pytest.param(neg, id=neg.id, marks=marks)
 
 
@@ -39,7 +40,7 @@ def test_negative(hfm_case, neg, hfm_model_dir, tmp_path, hfm_intact_session, hf
     # typed reason (or known-bug when the intact model's load is a recorded bug); after this point a
     # typed skip can only come from the bad input itself
     t = hfm_case.target
-    expect = neg.expectation(hfm_case.spec.id, t.backend, t.device, t.precision)
+    expect = neg.expectation(hfm_case.spec, t.backend, t.device, t.precision)
     if neg.mutation == "memory_limit" and not getattr(backends.get(t.backend), "in_process", True):
         skips.skip(skips.UNSUPPORTED, f"{neg.id}: the address-space cap binds this Python process; {t.backend} runs "
                                       "the model in other (already started) processes, which it cannot cap")
@@ -68,6 +69,11 @@ def test_negative(hfm_case, neg, hfm_model_dir, tmp_path, hfm_intact_session, hf
         # a corrupt input must not turn into a skip: that would hide it as "unsupported"
         pytest.fail(f"{neg.id}: the backend answered with a typed skip [{outcome.error.kind}] "
                     f"{outcome.error.reason[:500]} instead of an error")
+    if expect is None and user_named(hfm_case.spec):
+        # a folder given with --hfm-models: the catalogue cannot know its model; what it did is the record
+        skips.skip(skips.NO_EXPECTATION, f"{neg.id}: no expectation for {hfm_case.spec.model_type} "
+                                         f"({hfm_case.spec.arch_class}) on {t.backend} in negative_cases.toml; "
+                                         f"observed: it {outcome.describe()}")
     assert expect is not None, (f"{neg.id}: no expectation for backend {t.backend} in negative_cases.toml; "
                                 f"observed: it {outcome.describe()}")
     held, why = negative.judge(expect, outcome)

@@ -43,7 +43,7 @@ try:
 except ModuleNotFoundError:  # python < 3.11
     import tomli as tomllib  # type: ignore
 
-from .. import skips
+from .. import progress, skips
 from ..report.autozoo import coverage_table, failure_text  # the report's table and error line, shared
 from .auto_shrink import Rules, default_rules, shrink_config
 
@@ -751,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     from .auto_shrink import load_rules
     rules = load_rules(disabled=args.disable) if args.disable else default_rules()
     types = args.types or (sample_types(model_types(), args.sample) if args.sample else [])
-    for mt in types:
+    for mt in progress.bar(types, desc="auto-zoo", unit="type"):  # an ETA on a terminal
         for role in ([args.role] if args.role else ROLES):
             name, mapping = class_name(mt, role, rules)
             case = AutoCase(mt, role, name, mapping)
@@ -761,10 +761,10 @@ def main(argv: list[str] | None = None) -> int:
                 err, measures = res.error, res.measures
             except skips.TypedSkip as exc:
                 status, err, measures = f"skipped[{exc.kind}]", exc.reason, {}
-            print(json.dumps({"id": case.id, "status": status, "error": err[:600],
-                              "seconds": measures.get("seconds"), "rss": measures.get("peak_rss_mb"),
-                              "rules": measures.get("rules"), "text_only": measures.get("ran_text_path_only"),
-                              "notes": measures.get("input_notes")}, default=str), flush=True)
+            progress.write(json.dumps({"id": case.id, "status": status, "error": err[:600],
+                                       "seconds": measures.get("seconds"), "rss": measures.get("peak_rss_mb"),
+                                       "rules": measures.get("rules"), "text_only": measures.get("ran_text_path_only"),
+                                       "notes": measures.get("input_notes")}, default=str))
     return 0
 
 

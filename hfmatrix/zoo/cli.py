@@ -10,19 +10,30 @@ import argparse
 import json
 import time
 
+from .. import progress
 from ..skips import TypedSkip
+
+ACTIONS = """\
+actions:
+  list    the zoo's models: id, architecture class, task, capabilities, description
+  build   materialize (build or fetch) each model into the cache; later runs reuse it
+  verify  build, then check every file of each built (random-weight) model against the sha256 of its manifest
+  check   build, load through the Auto class (no missing/unexpected keys), torch forward on two
+          examples (finite outputs) and greedy generation: shows this env's transformers runs the zoo"""
 
 
 def main(argv: list[str] | None = None) -> int:
     from . import load_specs, materialize, verify
     from .materialize import cache_root, versions
 
-    p = argparse.ArgumentParser(prog="hfmatrix zoo")
-    p.add_argument("action", choices=("list", "build", "verify", "check"))
-    p.add_argument("ids", nargs="*", help="zoo ids (default: all)")
-    p.add_argument("--zoo-file", default=None)
+    p = argparse.ArgumentParser(prog="hfmatrix zoo", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Look at, pre-build and smoke-run the model zoo.\n\n" + ACTIONS,
+                                epilog="A build shows a progress bar with an ETA on a terminal (not under CI, not in a log).")
+    p.add_argument("action", choices=("list", "build", "verify", "check"), help="what to do (above)")
+    p.add_argument("ids", nargs="*", help="zoo ids (default: all; `hfmatrix zoo list` names them)")
+    p.add_argument("--zoo-file", default=None, help="a zoo spec file of your own (default: hfmatrix/zoo/models.toml)")
     p.add_argument("--cache", default=None, help="zoo cache dir (default $HFMATRIX_CACHE/zoo or the user cache)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per model")
     args = p.parse_intermixed_args(argv)
     specs = load_specs(args.zoo_file)
     unknown = [i for i in args.ids if i not in specs]
@@ -41,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     results = []
     print(f"cache {cache_root(args.cache)}  {versions()}") if not args.json else None
-    for spec in chosen:
+    for spec in progress.bar(chosen, desc=f"zoo {args.action}", unit="model") if not args.json else chosen:
         t = time.perf_counter()
         try:
             path = materialize(spec, cache_dir=args.cache)
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         "seconds": round(time.perf_counter() - t, 3)})
         if not args.json:
             r = results[-1]
-            print(f"{r['id']:<10} {r['seconds']:7.2f}s  {r['status']}  {r['path'] or ''}", flush=True)
+            progress.write(f"{r['id']:<10} {r['seconds']:7.2f}s  {r['status']}  {r['path'] or ''}")
     if args.json:
         print(json.dumps(results, indent=1))
     return rc

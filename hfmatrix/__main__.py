@@ -1,0 +1,7 @@
+"""`python -m hfmatrix`: the same as the `hfmatrix` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

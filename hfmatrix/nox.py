@@ -1,0 +1,120 @@
+"""Backend sessions for a noxfile: this repository's sessions are built from these, and your own
+noxfile reuses them in a few lines (stdlib only; nox passes the session in)::
+
+    import nox
+    from hfmatrix.nox import backend_session, report_session
+
+    @nox.session(python="3.11")
+    def openvino(session):
+        # requirements-openvino.txt: hfmatrix (or the wheel's path), openvino, optimum-intel, ...
+        backend_session(session, backend="openvino", env="requirements-openvino.txt",
+                        models="./my-model", precisions="fp32")
+
+    @nox.session(python="3.11")
+    def report(session):
+        report_session(session, env="requirements-report.txt")
+
+Each backend session installs its env, writes hwprobe.json and runs the shipped suites
+(hfmatrix/suites) with the same pytest arguments as `hfmatrix run` (hfmatrix.run.suite_args) into
+<results>/<session name>/; `report_session` merges every session folder into <results>/index.html.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import provision
+from .run import OFFLINE, SUITES, selects_tests, suite_args
+
+_INSTALLED: set[tuple[str, str]] = set()
+
+
+def requirements(env: str | os.PathLike) -> tuple[Path, bool]:
+    """(the file to install, whether it is a hfmatrix checkout env) for a requirements file's path or
+    the name of one of the checkout's envs (envs/<env>.txt; its lock envs/locks/<env>.txt where compiled)."""
+    path = Path(env)
+    if path.is_file() or path.suffix in (".txt", ".in") or len(path.parts) > 1:
+        if not path.is_file():
+            raise FileNotFoundError(f"requirements file {path} does not exist")
+        return path, False
+    source = provision.ENVS / f"{env}.txt"
+    if not source.is_file():
+        raise FileNotFoundError(f"env {env!r} names an env of the hfmatrix checkout ({source}), which this install "
+                                "lacks: pass your own requirements file instead (env='requirements-<backend>.txt')")
+    lock = provision.LOCKS / f"{env}.txt"
+    return (lock if lock.is_file() else source), True
+
+
+def install(session: Any, env: str | os.PathLike, *, project: str | None = None) -> None:
+    """Install env into the session (once per env: several suite runs share one install), then
+    `project` without its dependencies (the checkout's sessions pass '-e .')."""
+    key = (str(getattr(session.virtualenv, "location", session.name)), str(env))
+    if key in _INSTALLED:
+        return
+    path, checkout = requirements(env)
+    if checkout and path.parent == provision.LOCKS:
+        torch = provision.torch_pin(str(env))
+        if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
+            # PyTorch CPU index where the workflow names it (for this install alone), else pip's config
+            index = os.environ.get("HFMATRIX_TORCH_INDEX")
+            session.install("--no-deps", *(("--index-url", index) if index else ()), torch)
+    elif checkout and env not in provision.UNLOCKED_ENVS:
+        session.warn(f"envs/{env}.txt has no lock (envs/locks/, `nox -s lock`): installing the source")
+    session.install("-r", str(path))  # a lock: the whole env, every hash checked
+    if project:
+        session.install("--no-deps", *project.split())
+    if checkout and env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
+        session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
+    _INSTALLED.add(key)
+
+
+def own_tmp(session: Any) -> str:
+    """pytest's temp root in this session's own folder: by default every run shares
+    /tmp/pytest-of-<user>/ and prunes it to its last 3 runs, so another session (or a second nox)
+    running on the machine deleted a running session's temp dirs (876 setup errors in one run)."""
+    return f"--basetemp={Path(session.create_tmp()) / 'pytest'}"
+
+
+def run_suites(session: Any, *, backend: str, precisions: str, results: Path | str, device: str = "cpu",
+               extra: tuple[str, ...] = (), paths: tuple[str, ...] = (str(SUITES),), name: str | None = None,
+               require: str | None = None, coverage: bool = False) -> None:
+    """Probe the hardware and run the suites for one backend into <results>/<name>/ (name defaults to
+    the nox session's) in an env already installed; with `require`, the probe fails the session unless
+    that backend is usable; with `coverage`, both run under coverage into <results>/<name>/.coverage.
+    A node id after `--` (the report's rerun command) runs that test alone."""
+    name = name or session.name
+    out = Path(results) / name
+    out.mkdir(parents=True, exist_ok=True)
+    cov_env = {"COVERAGE_FILE": str(out / ".coverage")} if coverage else {}
+    for stale in out.glob(".coverage*"):  # this run's coverage only
+        stale.unlink()
+    runner = ("python", "-m", "coverage", "run", "-m") if coverage else ("python", "-m")
+    # table in the log, JSON in the file; measured like the suites (hwprobe is half of what coverage counts)
+    session.run(*runner, "hwprobe", "--out", str(out / "hwprobe.json"),
+                *(("--require", require) if require else ()), env=cov_env)
+    session.run(*runner, "pytest", own_tmp(session), *(() if selects_tests(session.posargs) else paths),
+                *suite_args(backend=backend, device=device, precisions=precisions, name=name, results=results,
+                            workers=os.environ.get("HFMATRIX_WORKERS", "auto")),
+                *extra, *session.posargs, env={**cov_env, **OFFLINE})
+
+
+def backend_session(session: Any, *, backend: str, env: str | os.PathLike | None = None, device: str = "cpu",
+                    precisions: str = "", models: str = "default", results: Path | str = "results",
+                    extra: tuple[str, ...] = (), name: str | None = None) -> None:
+    """A whole backend session: install `env` (your requirements file, which must bring hfmatrix and
+    pytest-timeout, or a checkout env's name; None: the session's environment as it is), then the
+    shipped suites on `models` (comma-separated folders, zoo ids or cached hub ids) into
+    <results>/<name or the session's name>/."""
+    if env is not None:
+        install(session, env)
+    run_suites(session, backend=backend, device=device, precisions=precisions, results=results,
+               extra=(f"--hfm-models={models}", *extra), name=name)
+
+
+def report_session(session: Any, *, env: str | os.PathLike | None = None, results: Path | str = "results") -> None:
+    """Merge every <results>/<session>/ into <results>/index.html, matrix.md and matrix.json (exits
+    non-zero when a check failed; `nox -s report -- --no-fail` to browse anyway)."""
+    if env is not None:
+        install(session, env)
+    session.run("hfmatrix", "report", "--results-dir", str(results), "--no-coverage", *session.posargs)
