@@ -30,9 +30,39 @@ class Tolerance:
     # a share of the output's max |ref|: reduced-precision rounding errors scale with the magnitudes a
     # layer carries, not with each element (bf16: a small logit next to a large one carries the large one's error)
     scale: float = 0.0
+    # why this cell cannot catch a 1% error (hfmatrix.power): the entry's `low_power` for this model, else ""
+    low_power: str = ""
+    # bound on each row's |‖actual‖ / ‖ref‖ - 1| (a row: all axes but the last): a backend whose own elementwise
+    # error is ~1% (fp16) keeps row norms far tighter, so a scaled output or row fails here; 0 = not checked
+    row_norm: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"atol": self.atol, "rtol": self.rtol, "scale": self.scale, "reason": self.reason, "source": self.source}
+        return {"atol": self.atol, "rtol": self.rtol, "scale": self.scale, "reason": self.reason, "source": self.source,
+                **({"low_power": self.low_power} if self.low_power else {}),
+                **({"row_norm": self.row_norm} if self.row_norm else {})}
+
+
+def row_norm_deviation(actual: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
+    """(max over rows of |‖actual row‖ / ‖ref row‖ - 1|, that row); a zero reference row with a non-zero actual
+    one is infinitely off."""
+    a = actual.reshape(-1, actual.shape[-1]) if actual.ndim else actual.reshape(1, 1)
+    r = reference.reshape(-1, reference.shape[-1]) if reference.ndim else reference.reshape(1, 1)
+    na, nr = np.linalg.norm(a, axis=1), np.linalg.norm(r, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.where(nr > 0, np.abs(na / nr - 1), np.where(na > 0, np.inf, 0.0))
+    row = int(np.argmax(dev)) if dev.size else 0
+    return (float(dev[row]) if dev.size else 0.0), row
+
+
+def _low_power(entry: dict, model: str) -> str:
+    """The entry's ``low_power = {models = [...], reason = "..."}`` reason where it names ``model``."""
+    mark = entry.get("low_power")
+    if not mark:
+        return ""
+    if not str(mark.get("reason", "")).strip():
+        raise ValueError(f"tolerance entry {entry.get('reason', '')[:60]!r}: low_power needs a reason")
+    hit = any(fnmatch.fnmatch(model, str(p)) for p in mark.get("models", ["*"]))
+    return str(mark["reason"]) if hit else ""
 
 
 @lru_cache(maxsize=None)
@@ -41,9 +71,14 @@ def _table(path: str) -> dict[str, Any]:
         return tomllib.load(fh)
 
 
+def table_path(path: Path | None = None) -> str:
+    """The tolerance table in use: ``path``, else $HFMATRIX_TOLERANCES, else the package's."""
+    return str(path or os.environ.get("HFMATRIX_TOLERANCES") or TOLERANCES)
+
+
 def tolerance(model: str, backend: str, device: str, precision: str, path: Path | None = None) -> Tolerance:
     """The tolerance for one cell: the most specific override, else the target default."""
-    table = _table(str(path or os.environ.get("HFMATRIX_TOLERANCES") or TOLERANCES))
+    table = _table(table_path(path))
     best, best_score = None, -1
     for entry in table.get("override", []):
         keys = {"model": model, "backend": backend, "precision": precision, "device": device}
@@ -53,7 +88,8 @@ def tolerance(model: str, backend: str, device: str, precision: str, path: Path 
                 best, best_score = entry, score
     if best is not None:
         src = f"override model={best.get('model', '*')} backend={best.get('backend', '*')} precision={best.get('precision', '*')}"
-        return Tolerance(float(best["atol"]), float(best["rtol"]), best["reason"], src, float(best.get("scale", 0.0)))
+        return Tolerance(float(best["atol"]), float(best["rtol"]), best["reason"], src, float(best.get("scale", 0.0)),
+                         _low_power(best, model), float(best.get("row_norm", 0.0)))
     targets = table.get("target", {})
     entry = targets.get(backend, {}).get(device, {}).get(precision) if isinstance(targets.get(backend, {}).get(device), dict) else None
     src = f"target.{backend}.{device}.{precision}"
@@ -63,7 +99,8 @@ def tolerance(model: str, backend: str, device: str, precision: str, path: Path 
     if not entry or "atol" not in entry:
         raise LookupError(f"no tolerance for backend={backend} device={device} precision={precision} in {path or TOLERANCES}; "
                           "add one with a reason")
-    return Tolerance(float(entry["atol"]), float(entry["rtol"]), entry["reason"], src, float(entry.get("scale", 0.0)))
+    return Tolerance(float(entry["atol"]), float(entry["rtol"]), entry["reason"], src, float(entry.get("scale", 0.0)),
+                     _low_power(entry, model), float(entry.get("row_norm", 0.0)))
 
 
 class ToleranceExceeded(AssertionError):
@@ -142,12 +179,45 @@ def compare(actual: dict[str, np.ndarray], reference: dict[str, np.ndarray], tol
         fraction = float((diff / allowed).max()) if diff.size and (allowed > 0).all() else (0.0 if not n_bad else float("inf"))
         result.tol_fraction = max(result.tol_fraction, fraction)
         result.per_key[name] = {"max_abs_err": max_abs, "max_rel_err": max_rel, "mismatched": n_bad, "size": int(diff.size)}
+        if tol.row_norm:
+            dev, row = row_norm_deviation(a, r)
+            result.per_key[name]["row_norm_dev"] = dev
+            result.tol_fraction = max(result.tol_fraction, dev / tol.row_norm)
+            if dev > tol.row_norm:
+                result.ok = False
+                result.problems.append(f"output {name!r}: row {row}'s norm differs from the reference's by {dev:.3g} "
+                                       f"(bound row_norm {tol.row_norm:g})")
         if max_abs >= result.max_abs:
             result.max_abs, result.max_rel, result.worst_key = max_abs, max_rel, name
         if n_bad:
             result.ok = False
             result.problems.append(f"output {name!r}: {n_bad}/{diff.size} elements outside tolerance")
     return result
+
+
+def require_rows(together: dict[str, np.ndarray], singles: list[dict[str, np.ndarray]], tol: Tolerance,
+                 keys, padded: bool, measure, context: str) -> None:
+    """Each row of a batch's outputs against its own single-row outputs (``singles[row]``), on the valid
+    positions: where the batch was right-padded, outputs aligned with the input sequence (axis 1 longer than
+    the row's own) are cut to the row's length. Measures the worst row so far before each verdict, so a
+    failure's record says which row and by how much; raises ToleranceExceeded on the first row outside."""
+    worst, worst_rel, fraction = 0.0, 0.0, 0.0
+    for row, single in enumerate(singles):
+        names = list(keys) or sorted(single)
+        rows = {}
+        for key in names:
+            if key not in together:
+                continue  # compare() names the missing output
+            value = together[key][row:row + 1]
+            if padded and value.ndim >= 2 and key in single and value.shape[1] != single[key].shape[1]:
+                value = value[:, :single[key].shape[1]]  # right padding: the valid positions come first
+            rows[key] = value
+        result = compare(rows, single, tol, names)
+        worst, worst_rel = max(worst, result.max_abs), max(worst_rel, result.max_rel)
+        fraction = max(fraction, result.tol_fraction)
+        measure(max_abs_err=worst, max_rel_err=worst_rel, tol_fraction=fraction, tolerance=tol.as_dict(), padded=padded,
+                rows_compared=row + 1, **({} if result.ok else {"failed_row": row, "worst_output": result.worst_key}))
+        result.require(tol, context.format(row=row))
 
 
 def first_difference(actual: np.ndarray, expected: np.ndarray) -> list[int] | None:

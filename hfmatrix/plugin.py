@@ -455,10 +455,21 @@ def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
 
 @pytest.fixture
 def hfm_reference_session(hfm_case: Case, hfm_model_dir: Path):
-    """CPU fp32 torch on the same folder: the reference every backend is compared with."""
+    """CPU fp32 torch on the same folder: the reference every backend is compared with. CPU fp32 torch
+    itself is compared with the same weights in float64 (compared with itself it could never fail)."""
     from .backends import get
-    ref_target = Target("torch", "cpu", "fp32")
-    return _REFERENCES.get((str(hfm_model_dir),), lambda: get("torch").load(hfm_model_dir, hfm_case.spec, ref_target))
+    ref_target = reference_target(hfm_case.target)
+    return _REFERENCES.get((str(hfm_model_dir), ref_target),
+                           lambda: get("torch").load(hfm_model_dir, hfm_case.spec, ref_target))
+
+
+REFERENCE = Target("torch", "cpu", "fp32")
+
+
+def reference_target(target: Target) -> Target:
+    """What ``target`` is judged against: CPU fp32 torch, or float64 CPU torch for CPU fp32 torch itself."""
+    same = (target.backend, target.device, target.effective) == (REFERENCE.backend, REFERENCE.device, "fp32")
+    return Target("torch", "cpu", "fp64") if same else REFERENCE
 
 
 def _attach(node, **values) -> None:

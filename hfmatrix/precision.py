@@ -15,7 +15,7 @@ from .backends.base import Target
 
 # library dtype names -> the matrix's names
 NAMES = {"f32": "fp32", "float32": "fp32", "fp32": "fp32", "f16": "fp16", "float16": "fp16", "fp16": "fp16",
-         "bf16": "bf16", "bfloat16": "bf16", "u8": "u8", "i8": "i8", "u4": "u4"}
+         "bf16": "bf16", "bfloat16": "bf16", "float64": "fp64", "fp64": "fp64", "u8": "u8", "i8": "i8", "u4": "u4"}
 
 
 def name(inference: str, kv_cache: str | None = None) -> str:

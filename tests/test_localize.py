@@ -93,18 +93,19 @@ LAYERS = {"bert": "encoder.layer.1.output.dense.weight",
 
 def test_parity_failure_names_the_altered_layer(pytester, zoo_cache):
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert,llama,t5",
-                                 plant=ALTERED_LAYER.format(layers=LAYERS))
+                                 "-k", "not parity_padded", plant=ALTERED_LAYER.format(layers=LAYERS))
     assert outcomes(records) == {f"parity[{m}]": "failed" for m in LAYERS}, result.stdout.str()[-3000:]
     for rec in records:
         where = rec["measures"]["first_divergence"]
         assert where["first"]["module"] == LAYERS[rec["model"]].removesuffix(".weight"), where
-        assert not where["first"]["gradual"] and where["first"]["previous"]["max_abs"] == 0.0
+        # before it only fp32 rounding against the float64 reference (the cpu session's reference): a jump of >100x
+        assert not where["first"]["gradual"] and where["first"]["previous"]["max_abs"] < where["first"]["max_abs"] / 100
         assert where["first"]["module"] in rec["message"]
 
 
 def test_clean_parity_localizes_nothing_on_demand(pytester, zoo_cache):
     result, records = run_suites(pytester, zoo_cache, str(SUITES / "test_parity.py"), "--hfm-models=bert",
-                                 "--hfm-localize")
+                                 "--hfm-localize", "-k", "not parity_padded")
     assert outcomes(records) == {"parity[bert]": "passed"}, result.stdout.str()[-3000:]
     where = records[0]["measures"]["first_divergence"]
     assert where["first"] is None and where["compared"] > 20

@@ -14,7 +14,7 @@ import numpy as np
 from ..skips import DependencyMissing
 from .base import UNUSABLE, Arrays, Availability, Target
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 # outputs that are caches or tuples of layers, not comparable results
 SKIP_OUTPUTS = {"past_key_values", "cache_params", "encoder_past_key_values"}
 
@@ -88,7 +88,8 @@ def _empty(torch) -> dict:
 # device name -> how to do each device-specific thing
 DEVICE_OPS: dict[str, dict[str, Callable]] = {
     "cpu": {"torch_device": lambda t: "cpu", "available": lambda t: (True, "cpu"),
-            "precisions": lambda t: {"fp32", "bf16", "fp16"}, "synchronize": _nothing, "empty_cache": _nothing,
+            # fp64: the independent reference for CPU fp32 torch itself (not a matrix target)
+            "precisions": lambda t: {"fp32", "bf16", "fp16", "fp64"}, "synchronize": _nothing, "empty_cache": _nothing,
             "memory": _empty, "reset_peak": _nothing, "evidence": _empty},
     "cuda": {"torch_device": lambda t: "cuda", "available": _cuda_available, "precisions": _cuda_precisions,
              "synchronize": lambda t: t.cuda.synchronize(), "empty_cache": lambda t: t.cuda.empty_cache(),
@@ -116,7 +117,10 @@ def device_op(device: str, op: str, *args):
 
 
 def to_numpy(value) -> np.ndarray:
-    return value.detach().to("cpu").float().numpy() if value.is_floating_point() else value.detach().to("cpu").numpy()
+    value = value.detach().to("cpu")
+    if value.is_floating_point() and value.dtype != _torch().float64:  # a float64 reference keeps its digits
+        value = value.float()
+    return value.numpy()
 
 
 def outputs_to_numpy(out) -> Arrays:
@@ -306,6 +310,8 @@ class TorchBackend:
                                    model_id=getattr(spec, "id", ""))
         policy.pop("weights_only")  # transformers' torch.load of a pickle checkpoint is weights_only already
         auto = getattr(transformers, spec.auto_class)
+        if target.precision == "fp64" and hasattr(transformers.PreTrainedModel, "set_experts_implementation"):
+            policy["experts_implementation"] = "eager"  # torch's grouped-mm MoE kernel has no float64 (5.x)
         model, info = auto.from_pretrained(
             str(model_dir), output_loading_info=True, dtype=getattr(torch, DTYPES[target.precision]), **policy)
         model.eval()

@@ -64,6 +64,7 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "autozoo": {"coverage": autozoo.coverage_table(m.autozoo), "failures_by_stage": autozoo.failures_by_stage(m.autozoo)}
         if m.autozoo else None,
         "browser_costs": m.browser_costs,
+        "low_power": m.low_power,
         "landing": m.landing, "changes": m.changes, "reruns": m.reruns, "upgrade": m.upgrade, "serving": m.serving,
     }
 

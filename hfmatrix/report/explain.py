@@ -44,6 +44,15 @@ def tolerance_text(tol: Any) -> str:
     return "" if tol is None else str(tol)
 
 
+def power_text(power: dict[str, Any]) -> str:
+    """hfmatrix.power.of's record: the smallest errors the cell's tolerance catches, low-power marked first."""
+    found = power.get("smallest_caught") or {}
+    caught = ", ".join(f"{k} ×(1+{v:.2g})" if isinstance(v, (int, float)) else f"{k}: none up to ×2"
+                       for k, v in found.items())
+    head = "LOW-POWER: cannot catch a 1% error" if power.get("low_power") else "catches a 1% error"
+    return f"{head}; smallest caught: {caught}" + (f" ({power['low_power']})" if power.get("low_power") else "")
+
+
 def _ids(x: Any) -> str:
     flat = x[0] if isinstance(x, list) and len(x) == 1 and isinstance(x[0], list) else x
     if isinstance(flat, list) and len(flat) > MAX_IDS:
@@ -72,8 +81,10 @@ def compared(record: dict[str, Any]) -> list[tuple[str, str]]:
             out.append((label, num(m[key])))
     if m.get("tolerance") is not None:
         out.append(("tolerance", tolerance_text(m["tolerance"])))
+    if isinstance(m.get("power"), dict):
+        out.append(("tolerance power", power_text(m["power"])))
     shown = {"expected_ids", "actual_ids", "first_diff", "failed_row", "worst_output", "max_abs_err", "max_rel_err",
-             "tol_fraction", "tolerance", "per_output"}
+             "tol_fraction", "tolerance", "per_output", "power"}
     rest = {k: v for k, v in m.items() if k not in shown}
     if rest:
         out.append(("other measures", compact.dumps(compact.round_floats(rest))[:600]))

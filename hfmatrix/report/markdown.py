@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo, browser, explain, landing, libversions, reruns, serving, upgrade
+from . import autozoo, browser, explain, landing, libversions, lowpower, reruns, serving, upgrade
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_BYTES = 64_000           # a summary read in seconds (GitHub's own limit is 1 MiB)
@@ -88,6 +88,7 @@ def render(m: Matrix) -> str:
     out += upgrade.markdown(m.upgrade)
     out += autozoo.markdown(m.autozoo, max_listed=5)
     out += browser.markdown(m.browser_costs)
+    out += lowpower.markdown(m.low_power)
     out += _perf(m)
     out += serving.markdown(m.serving)
     out += _skips(m)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hfmatrix import records as rec_mod
 
-from . import compact, reruns, serving, upgrade
+from . import compact, lowpower, reruns, serving, upgrade
 from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
@@ -92,6 +92,7 @@ class Matrix:
     coverage: dict[str, Any] = field(default_factory=dict)
     autozoo: list[dict[str, Any]] = field(default_factory=list)      # auto-zoo records, slim (autozoo.slim)
     browser_costs: list[dict[str, Any]] = field(default_factory=list)  # per web parity record: costs, error
+    low_power: list[dict[str, Any]] = field(default_factory=list)    # parity cells marked low_power (lowpower.py)
     landing: dict[str, Any] = field(default_factory=dict)            # curated models × targets (landing.build)
     changes: dict[str, Any] | None = None                            # vs a previous run (changes.compare)
     reruns: dict[str, dict[str, Any]] = field(default_factory=dict)  # session -> flaky / failed every time (reruns.py)
@@ -503,6 +504,8 @@ class _Tally:
             self.m.autozoo.append(autozoo_slim(r))
         elif cname == "parity" and type(g("evidence")) is dict and "costs" in g("evidence"):
             self.m.browser_costs.append(browser_costs(s.name, r))
+        if cname == "parity" and (low := lowpower.row(s.name, r)):
+            self.m.low_power.append(low)
         chk = self.checks(cname)
         outcome, oi = self._outcome(s.name, r)
         s.counts[outcome] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hfmatrix.compare import compare, tolerance
+from hfmatrix.compare import require_rows, tolerance
 from hfmatrix.shapes import expected_shapes, matches
 from hfmatrix.zoo.inputs import batch, example, lengths
 
@@ -39,19 +39,6 @@ def test_batch_equivalence(hfm_case, hfm_model_dir, hfm_backend_session, hfm_mea
     together = hfm_backend_session.run(batch(hfm_case.spec, hfm_model_dir, indices))
     widths = lengths(hfm_case.spec, hfm_model_dir, indices)  # None: fixed-size inputs, nothing padded
     tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.effective)
-    worst, fraction = 0.0, 0.0
-    for row, index in enumerate(indices):
-        single = hfm_backend_session.run(example(hfm_case.spec, hfm_model_dir, index))
-        keys = hfm_case.spec.outputs or sorted(single)
-        rows = {}
-        for key in keys:
-            value = together[key][row:row + 1]
-            if widths and value.ndim >= 2 and value.shape[1] != single[key].shape[1]:
-                value = value[:, :single[key].shape[1]]  # right padding: valid positions come first
-            rows[key] = value
-        result = compare(rows, single, tol, keys)
-        worst, fraction = max(worst, result.max_abs), max(fraction, result.tol_fraction)
-        # measured before the check: a failure's record says which row and by how much
-        hfm_measure(max_abs_err=worst, tol_fraction=fraction, tolerance=tol.as_dict(), padded=bool(widths),
-                rows_compared=row + 1, **({} if result.ok else {"failed_row": row, "worst_output": result.worst_key}))
-        result.require(tol, f"batch row {row} vs its single run: ")
+    singles = [hfm_backend_session.run(example(hfm_case.spec, hfm_model_dir, i)) for i in indices]
+    require_rows(together, singles, tol, hfm_case.spec.outputs, bool(widths), hfm_measure,
+                 "batch row {row} vs its single run: ")
