@@ -140,6 +140,10 @@ def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
                 raise ValueError(f"negative case {cid!r}: 'raises = Exception' proves nothing; name the error")
             if raises and not e.get("match"):
                 raise ValueError(f"negative case {cid!r}: an expected error needs a message pattern (match)")
+            try:  # a broken pattern fails the catalogue's load, not (hidden under a known bug) the check
+                re.compile(e.get("match", ""), re.S)
+            except re.error as exc:
+                raise ValueError(f"negative case {cid!r}: match {e['match']!r} is not a valid regex: {exc}") from None
             versions.conditions(e)  # a malformed version specifier fails the catalogue's load
             keys = tuple((k, tuple(map(str, v)) if isinstance(v, list) else str(v))
                          for k in ("backend", "device", "precision", *subject.SUBJECT_KEYS, *versions.VERSION_KEYS)
