@@ -33,10 +33,14 @@ def outcomes(records: list[dict]) -> dict[str, str]:
     return {f"{r['check']}[{r['model']}]": r["outcome"] for r in records}
 
 
-def run_suites(pytester, zoo_cache: Path, *args: str, plant: str = "", timeout: int = 600):
+def run_suites(pytester, zoo_cache: Path, *args: str, plant: str = "", timeout: int = 600, reuse: bool = False):
     """Run real suites under the plugin in a subprocess, optionally with a planted-defect plugin
-    (python source that patches the real code path at import). Returns (result, records)."""
+    (python source that patches the real code path at import). Returns (result, records).
+    Stored verdicts (hfmatrix/reuse.py) live in the test's own folder and are read only with reuse=True."""
     env_path = str(pytester.path)
+    pytester._monkeypatch.setenv("HFMATRIX_VERDICTS", str(pytester.path / "verdicts"))
+    if not reuse:
+        args = ("--hfm-no-reuse", *args)
     if plant:
         (pytester.path / "planted_defect.py").write_text(plant)
         args = ("-p", "planted_defect", *args)
