@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SUITES, run_suites
+from hfmatrix.report.markdown import render
+from hfmatrix.report.merge import merge
 
 ARMED = """
 import os
@@ -51,6 +53,9 @@ def test_unchanged_rerun_reuses_without_running_and_overrides_recompute(pytester
     assert all(second[k]["outcome"] == first[k]["outcome"] for k in first), "outcomes kept"
     assert second["parity[bert]"]["measures"] == first["parity[bert]"]["measures"], "measures kept"
     assert result.ret == 0 and "5 verdicts reused" in result.stdout.str()
+    m = merge(pytester.path / "results")  # the report counts them per session
+    assert (m.sessions["torch"].n_records, m.sessions["torch"].n_reused) == (5, 5)
+    assert "| torch | complete | all | 5 (5 / 0) |" in render(m)
     # the armed defect bites whenever the body runs: --hfm-no-reuse and CI=true recompute
     _, forced = _run(pytester, zoo_cache, "--hfm-models=bert", "--hfm-no-reuse")
     assert not reused(forced) and forced["parity[bert]"]["outcome"] == "failed"

@@ -62,6 +62,7 @@ class Session:
     incomplete: list[str] = field(default_factory=list)               # reasons
     problems: list[str] = field(default_factory=list)
     n_records: int = 0
+    n_reused: int = 0                                                 # records of stored verdicts (hfmatrix/reuse.py)
 
     @property
     def complete(self) -> bool:
@@ -535,6 +536,7 @@ def _tally(m: Matrix, raw_rows: list[tuple[str, str, list[dict]]]) -> None:
             T_sh(sh_i)
             T_frac(frac)
         s.n_records += len(recs)
+        s.n_reused += sum(1 for r in recs if r.get("reused_from"))
 
     # sort columns, rows and checks, then remap the provisional indices (keys made str for sorting)
     col_keys = sorted(cols, key=lambda k: tuple(map(str, k)))
