@@ -7,6 +7,7 @@ the CI matrix is generated from `nox --list --json`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ PYTHON = "3.11"
 # is nearly free; virtualenv + pip where uv is missing. uv reads no pip config: hand it pip's.
 nox.options.default_venv_backend = "uv|virtualenv"
 os.environ.update(provision.uv_env(provision.pip_config()))
-nox.options.reuse_existing_virtualenvs = False
+# Envs are reused: _install skips the install when the env's lock (and the project's metadata) did not
+# change since this venv installed it, so a rerun costs seconds; `nox --reuse-venv=no` rebuilds them.
+nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
 # then the report. Accelerator sessions skip as a whole (hardware-absent) where the hardware is missing.
@@ -51,9 +54,25 @@ ACCELERATORS = {
 _INSTALLED: set[tuple[str, str]] = set()
 
 
+def _install_digest(env: str) -> str:
+    """What an env's install is made of: its lock (else its sources), the torch pin and index, the project's metadata."""
+    lock = provision.LOCKS / f"{env}.txt"
+    text = lock.read_text(encoding="utf-8") if lock.is_file() else provision.source_digest(env)
+    parts = [text, str(provision.torch_pin(env)), os.environ.get("HFMATRIX_TORCH_INDEX", ""),
+             (ROOT / "pyproject.toml").read_text(encoding="utf-8")]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def _install(session: nox.Session, env: str) -> None:
-    key = (str(getattr(session.virtualenv, "location", session.name)), env)
+    venv = getattr(session.virtualenv, "location", None)
+    key = (str(venv or session.name), env)
     if key in _INSTALLED:  # several suite runs in one session share one install
+        return
+    # a reused venv that installed this very lock: nothing to do (the stamp is written after a full install)
+    stamp, digest = Path(venv) / f".hfmatrix-installed-{env}" if venv else None, _install_digest(env)
+    if stamp is not None and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest:
+        session.log(f"env {env}: its lock did not change since this venv installed it: not reinstalled")
+        _INSTALLED.add(key)
         return
     lock, torch = provision.LOCKS / f"{env}.txt", provision.torch_pin(env)
     if lock.is_file():
@@ -69,6 +88,9 @@ def _install(session: nox.Session, env: str) -> None:
     session.install("--no-deps", "-e", ".")
     if env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
         session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
+    no_install = getattr(getattr(getattr(session, "_runner", None), "global_config", None), "no_install", False)
+    if stamp is not None and not no_install:  # under --no-install nothing was installed: no stamp
+        stamp.write_text(digest, encoding="utf-8")
     _INSTALLED.add(key)
 
 
