@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import skips
-from .records import write_json_atomic
+from .records import selectable, write_json_atomic
 
 SCHEMA = 1
 STORE_ENV = "HFMATRIX_VERDICTS"
@@ -59,6 +59,7 @@ NEVER_SUITES = ("test_perf", "test_memory", "test_serving", "test_endpoint")
 PER_ENTRY_DATA = ("tolerances.toml", "known_failures.toml", "negative_cases.toml", "models.toml")
 KEY_MARKS = ("xfail", "skip", "skipif", "hfm_known_bug", "timeout")
 PKG_ROOT = Path(__file__).resolve().parent
+FIXTURE_ROOTS = ("hfmatrix.plugin", "hfmatrix.perf.plugin")  # every check's fixtures (with the target's adapter)
 
 
 def reading(config) -> bool:
@@ -134,7 +135,8 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imports(path: Path, name: str) -> set[str]:
-    """hfmatrix.* modules one module imports (anywhere in it), with their parent packages."""
+    """hfmatrix.* modules one module imports (anywhere in it, or names as a string: a plugin list, a
+    ``python -m`` child, an ``import_module`` argument), with their parent packages."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -147,6 +149,9 @@ def _imports(path: Path, name: str) -> set[str]:
                 base = ".".join(parts + ([node.module] if node.module else []))
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("hfmatrix.") \
+                and ":" not in node.value:  # not the backend registry's "module:Class" (the target's is a root)
+            found.add(node.value)
     out = set()
     for mod in found:
         parts = mod.split(".")
@@ -169,9 +174,10 @@ def closure(roots: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
 
 
 @lru_cache(maxsize=None)
-def code_digest(suite_file: str, roots: tuple[str, ...]) -> str:
-    """The suite file, its hfmatrix import closure and the data files that closure names."""
+def code_digest(suite_file: str, suite_module: str, roots: tuple[str, ...]) -> str:
+    """The suite file, its hfmatrix import closure (with the roots') and the data files those name."""
     h = hashlib.sha256(Path(suite_file).read_bytes())
+    roots = tuple(sorted({*roots, *_imports(Path(suite_file), suite_module)}))
     sources = [Path(suite_file)] + [p for _, p in closure(roots)]
     for name, path in closure(roots):
         h.update(name.encode() + b"\0" + path.read_bytes())
@@ -186,8 +192,8 @@ def _data_files(sources: list[Path]) -> set[Path]:
         for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                     and node.value.endswith((".toml", ".json")) and "/" not in node.value \
-                    and node.value not in PER_ENTRY_DATA and (src.parent / node.value).is_file():
-                out.add((src.parent / node.value).resolve())
+                    and node.value not in PER_ENTRY_DATA:
+                out.update(p.resolve() for p in (src.parent / node.value, PKG_ROOT / node.value) if p.is_file())
     return {p for p in out if PKG_ROOT in p.parents}
 
 
@@ -248,12 +254,12 @@ def cell_key(item, case) -> str | None:
         return None
     suite = str(Path(str(item.fspath)).resolve())
     backend_module = __import__("hfmatrix.backends", fromlist=["REGISTRY"]).REGISTRY[t.backend].split(":")[0]
-    roots = ("hfmatrix.plugin", backend_module)
+    roots = (*FIXTURE_ROOTS, backend_module)
     params = getattr(item, "callspec", None)
     parts = {
-        "schema": SCHEMA, "cell": f"{Path(suite).stem}::{item.name}", "model": model, "spec": repr(case.spec),
+        "schema": SCHEMA, "cell": f"{Path(suite).stem}::{selectable(item.nodeid).split('::', 1)[1]}", "model": model, "spec": repr(case.spec),
         "target": [t.backend, t.device, t.precision, t.effective], "packages": packages_digest(),
-        "hardware": hardware_digest(), "code": code_digest(suite, roots),
+        "hardware": hardware_digest(), "code": code_digest(suite, item.module.__name__, roots),
         "plugins": local_plugins_digest(config), "tolerance": _tolerance_entry(suite, case),
         # the fixtures turn a known bug of the intact model's load into a known-bug skip of any check
         "load_bug": known_entry("load_session", case.spec.id, t.backend, t.device, t.effective),

@@ -39,6 +39,17 @@ def reuse_counts(session: str) -> dict[str, int]:
     return json.loads(meta.read_text()).get("reuse", {}) if meta.is_file() else {}
 
 
+def computed_seconds(session: str) -> dict[str, float]:
+    """Seconds per check of the rerun's cells that were not reused (never-reused perf / memory, env skips)."""
+    out: dict[str, float] = {}
+    for path in (ROOT / "results" / session).glob("records-*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if not r.get("reused_from"):
+                out[r["check"]] = out.get(r["check"], 0.0) + float(r.get("duration") or 0.0)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--session", default="cpu", help="nox session (default cpu)")
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"full run (env rebuilt, empty store):  {full:8.1f} s  exit {rc1}  cells {first}")
     print(f"no-change rerun (env and verdicts reused): {rerun:8.1f} s  exit {rc2}  cells {second}")
     print(f"ratio: {rerun / full:.1%} (target <= 10%)")
+    slow = {k: round(v, 1) for k, v in computed_seconds(args.session).items() if v >= 1}
+    print(f"rerun's computed (not reusable) cells, test seconds summed over workers: {slow}")
     return 0 if rc1 == rc2 else 1
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, SUITES, run_suites
+from hfmatrix import reuse
 from hfmatrix.report.markdown import render
 from hfmatrix.report.merge import merge
 
@@ -129,3 +131,31 @@ def test_corrupt_or_partial_entries_are_recomputed_not_trusted(pytester, zoo_cac
     assert set(base) - reused(after) == {"parity[bert]", "load_session[bert]", "artifact_integrity[bert]"}
     assert all(r["outcome"] == "passed" for r in after.values())
     assert json.loads(files["parity"].read_text())["record"]["outcome"] == "passed", "rewritten whole"
+
+
+def test_a_harness_change_reruns_the_checks_it_touches(tmp_path, monkeypatch):
+    """The code part of the key on a copy of the package: an edit reruns the checks whose import closure
+    (or named data file) it is in, and no other."""
+    pkg = tmp_path / "hfmatrix"
+    shutil.copytree(ROOT / "hfmatrix", pkg, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    monkeypatch.setattr(reuse, "PKG_ROOT", pkg)
+    roots = (*reuse.FIXTURE_ROOTS, "hfmatrix.backends.torch_backend")
+
+    def digests() -> dict[str, str]:
+        reuse.closure.cache_clear()
+        reuse.code_digest.cache_clear()
+        return {s: reuse.code_digest(str(pkg / "suites" / f"test_{s}.py"), f"hfmatrix.suites.test_{s}", roots)
+                for s in ("parity", "load", "golden")}
+
+    def edit(rel: str) -> dict[str, bool]:
+        before = digests()
+        with open(pkg / rel, "a") as fh:
+            fh.write("\n# edited\n")
+        after = digests()
+        return {s: after[s] != before[s] for s in after}
+
+    assert edit("localize.py") == {"parity": True, "load": False, "golden": False}      # parity imports it
+    assert edit("golden.toml") == {"parity": False, "load": False, "golden": True}      # a data file it names
+    assert edit("compare.py") == {"parity": True, "load": True, "golden": True}         # the fixtures' closure
+    assert edit("backends/openvino_backend.py") == {"parity": False, "load": False, "golden": False}
+    assert edit("report/markdown.py") == {"parity": False, "load": False, "golden": False}
