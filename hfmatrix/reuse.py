@@ -134,24 +134,45 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+@lru_cache(maxsize=None)
+def _scan(path: str, stamp: tuple[int, int]) -> tuple[tuple, tuple[str, ...]]:
+    """One source file's imports ((level, module, names) ; level -1 = plain ``import``) and the string
+    constants that may name a module or a data file; parsed once per file version."""
+    imports, strings = [], []
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imports.append((-1, "", tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            imports.append((node.level, node.module or "", tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and (node.value.startswith("hfmatrix.") or node.value.endswith((".toml", ".json"))):
+            strings.append(node.value)
+    return tuple(imports), tuple(strings)
+
+
+def _scanned(path: Path) -> tuple[tuple, tuple[str, ...]]:
+    st = path.stat()
+    return _scan(str(path), (st.st_mtime_ns, st.st_size))
+
+
 def _imports(path: Path, name: str) -> set[str]:
     """hfmatrix.* modules one module imports (anywhere in it, or names as a string: a plugin list, a
     ``python -m`` child, an ``import_module`` argument), with their parent packages."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("hfmatrix.") \
-                and ":" not in node.value:  # not the backend registry's "module:Class" (the target's is a root)
-            found.add(node.value)
+    imports, strings = _scanned(path)
+    for level, module, names in imports:
+        if level < 0:
+            found.update(names)
+            continue
+        base = module
+        if level:
+            parts = package.split(".")[:len(package.split(".")) - level + 1]
+            base = ".".join(parts + ([module] if module else []))
+        found.add(base)
+        found.update(f"{base}.{n}" for n in names)
+    # not the backend registry's "module:Class" (the target's adapter is a root of its own)
+    found.update(v for v in strings if v.startswith("hfmatrix.") and ":" not in v)
     out = set()
     for mod in found:
         parts = mod.split(".")
@@ -189,11 +210,9 @@ def code_digest(suite_file: str, suite_module: str, roots: tuple[str, ...]) -> s
 def _data_files(sources: list[Path]) -> set[Path]:
     out = set()
     for src in sources:
-        for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value.endswith((".toml", ".json")) and "/" not in node.value \
-                    and node.value not in PER_ENTRY_DATA:
-                out.update(p.resolve() for p in (src.parent / node.value, PKG_ROOT / node.value) if p.is_file())
+        for v in _scanned(src)[1]:
+            if v.endswith((".toml", ".json")) and "/" not in v and v not in PER_ENTRY_DATA:
+                out.update(p.resolve() for p in (src.parent / v, PKG_ROOT / v) if p.is_file())
     return {p for p in out if PKG_ROOT in p.parents}
 
 
