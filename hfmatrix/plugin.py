@@ -483,14 +483,21 @@ def pytest_collection_modifyitems(session, config, items) -> None:
                 "effective_precision": case.target.effective}))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
-    """A cell whose stored verdict still holds (hfmatrix/reuse.py) reports it instead of running."""
-    if not enabled(item.config):
-        return None
-    callspec = getattr(item, "callspec", None)
-    case = callspec.params.get("hfm_case") if callspec else None
-    return reuse.protocol(item, nextitem, case if isinstance(case, Case) else None)
+    """Look the cell's verdict up (hfmatrix/reuse.py) before any other wrapper starts a clock on it:
+    pytest-timeout's timer covers the whole protocol, and computing a key is no part of the cell."""
+    if enabled(item.config):
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("hfm_case") if callspec else None
+        reuse.prepare(item, case if isinstance(case, Case) else None)
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
+def pytest_runtest_protocol_reused(item, nextitem):  # a second impl of the hook (specname)
+    """A cell whose stored verdict still holds reports it instead of running."""
+    return reuse.run_reused(item, nextitem) if enabled(item.config) else None
 
 
 # ----------------------------------------------------------------------------- typed skips

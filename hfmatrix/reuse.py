@@ -291,15 +291,37 @@ def cell_key(item, case) -> str | None:
 
 
 # ----------------------------------------------------------------------------- the protocol
-def protocol(item, nextitem, case) -> bool | None:
-    """pytest_runtest_protocol for one cell: True when a stored verdict stood in for running it."""
+_STORED = None  # pytest.StashKey, made on first use (pytest is imported lazily here)
+
+
+def _stash_key():
+    global _STORED
+    if _STORED is None:
+        import pytest
+        _STORED = pytest.StashKey[dict]()
+    return _STORED
+
+
+def prepare(item, case) -> None:
+    """Key the cell, mark it with its key (the writer stores its verdict under it) and fetch a stored
+    verdict that still holds. Any failure to compute the key costs the reuse, never the cell."""
     if case is None or not eligible(item):
-        return None
-    key = cell_key(item, case)
+        return
+    try:
+        key = cell_key(item, case)
+    except Exception:  # noqa: BLE001 - e.g. an unreadable source file: the cell runs as if never stored
+        return
     if key is None:
-        return None
+        return
     item.user_properties.append((PROP_KEY, key))
     stored = load(key) if reading(item.config) else None
+    if stored is not None:
+        item.stash[_stash_key()] = stored
+
+
+def run_reused(item, nextitem) -> bool | None:
+    """pytest_runtest_protocol for a prepared cell: True when its stored verdict stood in for running it."""
+    stored = item.stash.get(_stash_key(), None)
     if stored is None:
         return None
     emit(item, nextitem, stored)

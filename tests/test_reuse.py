@@ -64,6 +64,14 @@ def test_unchanged_rerun_reuses_without_running_and_overrides_recompute(pytester
     monkeypatch.setenv("CI", "true")
     _, ci = _run(pytester, zoo_cache, "--hfm-models=bert")
     assert not reused(ci) and ci["parity[bert]"]["outcome"] == "failed"
+    # a stored failure is reused as a failure (disarmed: the body would pass now; the defect sat outside
+    # the key, which is what --hfm-no-reuse is for), with its message, and still fails the run
+    monkeypatch.delenv("CI")
+    monkeypatch.delenv("HFM_TEST_ARMED")
+    result, again = _run(pytester, zoo_cache, "--hfm-models=bert")
+    assert again["parity[bert]"]["outcome"] == "failed" and result.ret == 1
+    assert again["parity[bert]"]["reused_from"] == ci["parity[bert]"]["run_id"]
+    assert again["parity[bert]"]["message"] == ci["parity[bert]"]["message"]
 
 
 def _copy_with(monkeypatch, tmp: Path, env: str, source: Path, extra: str) -> None:
