@@ -26,7 +26,9 @@ PYTHON = "3.11"
 # is nearly free; virtualenv + pip where uv is missing. uv reads no pip config: hand it pip's.
 nox.options.default_venv_backend = "uv|virtualenv"
 os.environ.update(provision.uv_env(provision.pip_config()))
-nox.options.reuse_existing_virtualenvs = False
+# Envs are reused: _install skips the install when the env's lock (and the project's metadata) did not
+# change since this venv installed it, so a rerun costs seconds; `nox --reuse-venv=no` rebuilds them.
+nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 # The default matrix on this machine: every backend session that runs without special hardware,
 # then the report. Accelerator sessions skip as a whole (hardware-absent) where the hardware is missing.

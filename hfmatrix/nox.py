@@ -20,6 +20,7 @@ Each backend session installs its env, writes hwprobe.json and runs the shipped 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,30 @@ def requirements(env: str | os.PathLike) -> tuple[Path, bool]:
     return (lock if lock.is_file() else source), True
 
 
+def _install_digest(path: Path, env: str, project: str | None) -> str:
+    """What an env's install is made of: its requirements (the lock where compiled), the torch pin and
+    index, and the project's metadata when the project is installed too."""
+    parts = [path.read_text(encoding="utf-8"), str(provision.torch_pin(env)), os.environ.get("HFMATRIX_TORCH_INDEX", "")]
+    if project and (Path.cwd() / "pyproject.toml").is_file():
+        parts.append((Path.cwd() / "pyproject.toml").read_text(encoding="utf-8"))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def install(session: Any, env: str | os.PathLike, *, project: str | None = None) -> None:
     """Install env into the session (once per env: several suite runs share one install), then
-    `project` without its dependencies (the checkout's sessions pass '-e .')."""
-    key = (str(getattr(session.virtualenv, "location", session.name)), str(env))
+    `project` without its dependencies (the checkout's sessions pass '-e .'). A reused venv that
+    installed this very lock (a stamp inside it, written after a full install) is not reinstalled."""
+    venv = getattr(session.virtualenv, "location", None)
+    key = (str(venv or session.name), str(env))
     if key in _INSTALLED:
         return
     path, checkout = requirements(env)
+    stamp = Path(venv) / f".hfmatrix-installed-{Path(str(env)).stem}" if venv else None
+    digest = _install_digest(path, str(env), project)
+    if stamp is not None and stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest:
+        session.log(f"env {env}: its lock did not change since this venv installed it: not reinstalled")
+        _INSTALLED.add(key)
+        return
     if checkout and path.parent == provision.LOCKS:
         torch = provision.torch_pin(str(env))
         if torch:  # first, by its exact pin and without a hash (why: hfmatrix/provision.py); from the
@@ -66,6 +84,9 @@ def install(session: Any, env: str | os.PathLike, *, project: str | None = None)
         session.install("--no-deps", *project.split())
     if checkout and env not in provision.ACCELERATOR_ENVS:  # a CUDA torch in a CPU env is 2 GB of wrong wheels
         session.run_install("python", "-m", "hfmatrix.provision", "--check-cpu-torch")
+    no_install = getattr(getattr(getattr(session, "_runner", None), "global_config", None), "no_install", False)
+    if stamp is not None and not no_install:  # under --no-install nothing was installed: no stamp
+        stamp.write_text(digest, encoding="utf-8")
     _INSTALLED.add(key)
 
 

@@ -25,13 +25,13 @@ import time
 import uuid
 import zlib
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import isolation, progress, safeload, skips
+from . import isolation, progress, reuse, safeload, skips
 from .backends.base import Target
 from .records import BAD_OUTCOMES, Record, RecordWriter, write_json_atomic
 
@@ -64,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--hfm-rerun-failures", type=int, default=int(os.environ.get("HFMATRIX_RERUN_FAILURES", "0")),
                 metavar="N", help="run each failing cell again, up to N times, in a fresh process; the report "
                                   "separates flaky (passed on a re-run) from failed every time; both stay failures")
+    g.addoption("--hfm-no-reuse", action="store_true", default=False,
+                help="recompute every cell instead of reusing stored verdicts whose inputs did not change "
+                     "(hfmatrix/reuse.py; CI=true does the same)")
     g.addoption("--hfm-attempt", type=int, default=0, help=argparse.SUPPRESS)  # set on a re-run's process
     g.addoption("--hfm-allow-pickle", action="store_true", help="allow pickle-only weights (loaded with weights_only)")
     g.addoption("--hfm-trust-remote-code", action="append", default=[], metavar="MODEL_ID[,MODEL_ID]",
@@ -194,6 +197,7 @@ class _State:
         self.phases: dict[str, dict[str, Any]] = {}
         self.counts: Counter = Counter()
         self.skip_kinds: Counter = Counter()
+        self.reuse: Counter = Counter()  # reused / computed cells (hfmatrix/reuse.py)
         self.started = time.time()
         self.isolation: isolation.Controller | None = None
         self.recorded: set[str] = set()
@@ -261,7 +265,7 @@ class _State:
             "session": self.session, "run_id": self.run_id, "shard": self.shard_tag, "backend": self.backend,
             "device": self.device, "precisions": self.precisions(), "models": self.config.getoption("--hfm-models"),
             "started": self.started, "finished": time.time() if complete else None, "complete": complete,
-            "exitstatus": exitstatus, "counts": dict(self.counts), "skip_kinds": dict(self.skip_kinds),
+            "exitstatus": exitstatus, "counts": dict(self.counts), "skip_kinds": dict(self.skip_kinds), "reuse": dict(self.reuse),
             "folded_precisions": self.folded,
             "argv": list(self.config.invocation_params.args), "cwd": str(self.config.invocation_params.dir),
         }
@@ -493,6 +497,23 @@ def pytest_collection_modifyitems(session, config, items) -> None:
                 "effective_precision": case.target.effective}))
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Look the cell's verdict up (hfmatrix/reuse.py) before any other wrapper starts a clock on it:
+    pytest-timeout's timer covers the whole protocol, and computing a key is no part of the cell."""
+    if enabled(item.config):
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("hfm_case") if callspec else None
+        reuse.prepare(item, case if isinstance(case, Case) else None)
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_protocol")
+def pytest_runtest_protocol_reused(item, nextitem):  # a second impl of the hook (specname)
+    """A cell whose stored verdict still holds reports it instead of running."""
+    return reuse.run_reused(item, nextitem) if enabled(item.config) else None
+
+
 # ----------------------------------------------------------------------------- typed skips
 class TypedSkipReports:
     """A TypedSkip becomes a skipped report directly: pytest's own path would first format a full
@@ -592,6 +613,9 @@ class Recorder:
             f"hfmatrix: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped ({kinds}), "
             f"{c['xfailed']} xfailed (known-bug), {c['xpassed']} xpassed, {c['error']} errors, "
             f"{c['crashed']} crashed, {c['timeout']} timed out")
+        if st.reuse["reused"]:
+            terminalreporter.write_line(f"hfmatrix: {st.reuse['reused']} verdicts reused from earlier runs (inputs "
+                                        f"unchanged), {st.reuse['computed']} computed; --hfm-no-reuse recomputes")
         if st.writer is not None:
             terminalreporter.write_line(f"hfmatrix: records in {st.writer.path}")
 
@@ -648,29 +672,39 @@ def _trim(message: str, limit: int = 4000) -> str:
     return f"{message[:limit // 4]}\n…\n{message[-(limit - limit // 4):]}"
 
 
+def _properties(reports: list) -> dict[str, Any]:
+    """What the phase reports carry: the case, measures, evidence, versions, worker, reuse key / verdict."""
+    out: dict[str, Any] = {"props": {}, "measures": {}, "evidence": {}, "versions": {}, "worker": "",
+                           reuse.PROP_KEY: "", reuse.PROP_REUSED: {}}
+    for rep in reports:
+        for name, value in rep.user_properties:
+            if name == PROP_CASE:
+                out["props"].update(value)
+            elif name == PROP_MEASURE:
+                value = dict(value)
+                value.pop("_attached", None)
+                out["evidence"].update(value.pop("evidence", {}) or {})
+                out["measures"].update(value)
+            elif name == "hfm_versions":
+                out["versions"] = value
+            elif name == "hfm_worker":
+                out["worker"] = value
+            elif name in (reuse.PROP_KEY, reuse.PROP_REUSED):
+                out[name] = value
+    return out
+
+
 def _finish(st: _State, nodeid: str) -> None:
     reports = st.phases.pop(nodeid, None)
     if not reports:
         return
-    outcome, message, kind = _classify(reports)
-    props: dict[str, Any] = {}
-    measures: dict[str, Any] = {}
-    evidence: dict[str, Any] = {}
-    versions: dict[str, str] = {}
-    worker = ""
-    for rep in reports:
-        for name, value in rep.user_properties:
-            if name == PROP_CASE:
-                props.update(value)
-            elif name == PROP_MEASURE:
-                value = dict(value)
-                value.pop("_attached", None)
-                evidence.update(value.pop("evidence", {}) or {})
-                measures.update(value)
-            elif name == "hfm_versions":
-                versions = value
-            elif name == "hfm_worker":
-                worker = value
+    got = _properties(reports)
+    reused = got[reuse.PROP_REUSED]
+    if reused:  # a stored verdict: its outcome and message as first recorded
+        outcome, message, kind = reused["outcome"], reused["message"], reused["skip_kind"]
+    else:
+        outcome, message, kind = _classify(reports)
+    props = got["props"]
     path, _, rest = nodeid.partition("::")
     func, _, param = rest.partition("[")
     param = param.rstrip("]")
@@ -683,14 +717,18 @@ def _finish(st: _State, nodeid: str) -> None:
     record = Record(
         run_id=st.run_id, session=st.session, nodeid=nodeid, check=func.split("::")[-1].removeprefix("test_"),
         outcome=outcome, suite=Path(path).stem, skip_kind=kind, message=_trim(message),
-        measures=measures, evidence=evidence, versions=versions,
-        duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=worker,
+        measures=got["measures"], evidence=got["evidence"], versions=got["versions"],
+        duration=sum(r.duration for r in reports), shard=st.shard_tag, worker=got["worker"],
         backend=props.get("backend", ""), device=props.get("device", ""), precision=props.get("precision", ""),
         effective_precision=props.get("effective_precision", ""),
         model=props.get("model", ""), arch_class=props.get("arch_class", ""), attempt=st.attempt,
+        reused_from=reused.get("run_id", "") if reused else "",
     )
     st.writer.write(record)
     st.recorded.add(nodeid)
     st.counts[outcome] += 1
+    st.reuse["reused" if reused else "computed"] += 1
+    if got[reuse.PROP_KEY] and not reused:
+        reuse.save(got[reuse.PROP_KEY], asdict(record))
     if outcome == "skipped":
         st.skip_kinds[kind or "untyped"] += 1

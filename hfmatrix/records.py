@@ -46,6 +46,7 @@ class Record:
     shard: str = "all"
     worker: str = ""
     attempt: int = 0                # 0: the run; k: the k-th re-run of a failing cell (hfmatrix/rerun.py)
+    reused_from: str = ""           # a stored verdict (hfmatrix/reuse.py): the run_id that computed it
     timestamp: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
 

@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "hfmatrix" / "suites"
 
 
+@pytest.fixture(autouse=True)
+def _own_verdict_store(tmp_path, monkeypatch):
+    """Each harness test has its own verdict store (hfmatrix/reuse.py): no test reuses another's verdicts
+    nor leaves its planted-defect verdicts in the shared cache."""
+    monkeypatch.setenv("HFMATRIX_VERDICTS", str(tmp_path / "verdicts"))
+
+
 @pytest.fixture(scope="session")
 def zoo_cache(tmp_path_factory) -> Path:
     """One model cache for the whole test run (HFMATRIX_CACHE if set, so CI reuses its builds)."""
@@ -33,10 +40,13 @@ def outcomes(records: list[dict]) -> dict[str, str]:
     return {f"{r['check']}[{r['model']}]": r["outcome"] for r in records}
 
 
-def run_suites(pytester, zoo_cache: Path, *args: str, plant: str = "", timeout: int = 600):
+def run_suites(pytester, zoo_cache: Path, *args: str, plant: str = "", timeout: int = 600, reuse: bool = False):
     """Run real suites under the plugin in a subprocess, optionally with a planted-defect plugin
-    (python source that patches the real code path at import). Returns (result, records)."""
+    (python source that patches the real code path at import). Returns (result, records).
+    Stored verdicts (hfmatrix/reuse.py) live in the test's own store and are read only with reuse=True."""
     env_path = str(pytester.path)
+    if not reuse:
+        args = ("--hfm-no-reuse", *args)
     if plant:
         (pytester.path / "planted_defect.py").write_text(plant)
         args = ("-p", "planted_defect", *args)

@@ -150,7 +150,7 @@ def test_matrix_md_content(matrix_results: Path, capsys) -> None:
     assert "### hardware-absent (1)" in sk and "- 1 × no camera — cpu" in sk
     assert "### unsupported-by-backend (1)" in sk and "encoder has no generate()" in sk
     assert "### dependency-missing (1)" in sk and "- 1 × no exporter for vit — onnxruntime" in sk
-    assert "## Environments" in md and "| onnxruntime | complete | 1of2, 2of2 | 4 |" in md
+    assert "## Environments" in md and "| onnxruntime | complete | 1of2, 2of2 | 4 (0 / 4) |" in md
     assert "torch 2.13.0" in md
     assert "## Coverage" in md and "not combined (--no-coverage)" in md
     assert md.splitlines()[2].startswith("❌ **2 of 11 checks did not pass**")

@@ -15,6 +15,7 @@ import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -89,9 +90,22 @@ def _clean_env(venv: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
-    """A fresh venv outside the repository with the wheel installed (--no-deps: the stack is this env's)."""
+def outside_repo(tmp_path_factory):
+    """A folder outside the repository: pytest's temp root, unless that lies inside the checkout (the nox
+    session puts it under .nox/), then one of the system's temp dirs, removed afterwards."""
     where = tmp_path_factory.mktemp("user")
+    if ROOT in where.parents:
+        where = Path(tempfile.mkdtemp(prefix="hfm-wheel-user-"))
+        yield where
+        shutil.rmtree(where, ignore_errors=True)
+    else:
+        yield where
+
+
+@pytest.fixture(scope="module")
+def venv(wheel, outside_repo) -> Path:
+    """A fresh venv outside the repository with the wheel installed (--no-deps: the stack is this env's)."""
+    where = outside_repo
     assert ROOT not in where.parents
     # the user's project holds the venv; its own pytest settings must not reach the suites' runs
     (where / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--an-option-of-this-project"\n')

@@ -47,7 +47,7 @@ def matrix_json(m: Matrix) -> dict[str, Any]:
         "sessions": {s.name: {
             "complete": s.complete, "incomplete": s.incomplete, "problems": s.problems, "dirs": s.dirs,
             "shards": s.shards, "counts": dict(s.counts), "skip_kinds": dict(s.skip_kinds),
-            "records": s.n_records, "junit": s.junit, "hwprobe": s.hwprobe,
+            "records": s.n_records, "reused": s.n_reused, "junit": s.junit, "hwprobe": s.hwprobe,
         } for s in m.sessions.values()},
         "columns": [{"session": c.key[0], "backend": c.key[1], "device": c.key[2], "precision": c.key[3],
                      "software": c.software, "label": c.label()} for c in m.columns],

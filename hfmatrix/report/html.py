@@ -44,6 +44,7 @@ def payload(m: Matrix) -> tuple[dict[str, Any], dict[str, Any]]:
             "dirs": s.dirs, "junit": s.junit,
             "versions": [[json.loads(k), v] for k, v in s.versions.most_common()],
             "counts": dict(s.counts), "skip_kinds": dict(s.skip_kinds), "records": s.n_records,
+            "reused": s.n_reused,
         })
     page = {
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -127,7 +128,8 @@ def _static_sections(m: Matrix) -> dict[str, str]:
                         for sh, meta in sorted(s.shards.items()))
         why = "".join(f"<li>{e(x)}</li>" for x in s.incomplete + s.problems)
         envs.append(f"<section class='env' id='env-{e(s.name)}'><h3>{e(s.name)} {badge}</h3>"
-                    f"<p>{e(outcome_summary(s.counts, s.skip_kinds))} · folders: {e(', '.join(s.dirs))}</p>"
+                    f"<p>{e(outcome_summary(s.counts, s.skip_kinds))} · {s.n_reused} verdicts reused, "
+                    f"{s.n_records - s.n_reused} computed · folders: {e(', '.join(s.dirs))}</p>"
                     f"{'<ul class=warn>' + why + '</ul>' if why else ''}{hw}{vers}{metas}</section>")
     junit = "".join(f"<li><code>{e(d)}</code>: {c['tests']} tests, {c['failures']} failures, {c['errors']} errors, "
                     f"{c['skipped']} skipped</li>" for d, c in m.junit_only.items())

@@ -277,12 +277,13 @@ def versions_summary(versions: dict[str, int]) -> str:
 def _env(m: Matrix) -> list[str]:
     if not m.sessions:
         return []
-    out = ["## Environments", "", "| session | status | shards | records | hardware (hwprobe) | library versions |",
+    out = ["## Environments", "", "| session | status | shards | records (reused / computed) | hardware (hwprobe) | library versions |",
            "|---|---|---|---|---|---|"]
     for s in m.sessions.values():
         status = "complete" if s.complete else "**INCOMPLETE**"
         hw = "<br>".join(_md(hw_summary(h)) for h in s.hwprobe.values()) or "no hwprobe.json"
-        out.append(f"| {_md(s.name)} | {status} | {', '.join(sorted(s.shards))} | {s.n_records} | {hw} | "
+        records = f"{s.n_records} ({s.n_reused} / {s.n_records - s.n_reused})"
+        out.append(f"| {_md(s.name)} | {status} | {', '.join(sorted(s.shards))} | {records} | {hw} | "
                    f"{_md(versions_summary(s.versions))} |")
     out.append("")
     return out + libversions.markdown(m.sessions)

@@ -61,6 +61,7 @@ class Session:
     incomplete: list[str] = field(default_factory=list)               # reasons
     problems: list[str] = field(default_factory=list)
     n_records: int = 0
+    n_reused: int = 0                                                 # records of stored verdicts (hfmatrix/reuse.py)
 
     @property
     def complete(self) -> bool:
@@ -494,6 +495,7 @@ class _Tally:
         for r in recs:
             self.record(s, r, sh, sh_i)
         s.n_records += len(recs)
+        s.n_reused += sum(1 for r in recs if r.get("reused_from"))
 
     def record(self, s: Session, r: dict, sh: str, sh_i: int) -> None:
         g = r.get
