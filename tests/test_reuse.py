@@ -54,10 +54,10 @@ def test_unchanged_rerun_reuses_without_running_and_overrides_recompute(pytester
     assert {r["reused_from"] for r in second.values()} == {first["parity[bert]"]["run_id"]}
     assert all(second[k]["outcome"] == first[k]["outcome"] for k in first), "outcomes kept"
     assert second["parity[bert]"]["measures"] == first["parity[bert]"]["measures"], "measures kept"
-    assert result.ret == 0 and "5 verdicts reused" in result.stdout.str()
+    assert result.ret == 0 and "6 verdicts reused" in result.stdout.str()
     m = merge(pytester.path / "results")  # the report counts them per session
-    assert (m.sessions["torch"].n_records, m.sessions["torch"].n_reused) == (5, 5)
-    assert "| torch | complete | all | 5 (5 / 0) |" in render(m)
+    assert (m.sessions["torch"].n_records, m.sessions["torch"].n_reused) == (6, 6)
+    assert "| torch | complete | all | 6 (6 / 0) |" in render(m)
     # the armed defect bites whenever the body runs: --hfm-no-reuse and CI=true recompute
     _, forced = _run(pytester, zoo_cache, "--hfm-models=bert", "--hfm-no-reuse")
     assert not reused(forced) and forced["parity[bert]"]["outcome"] == "failed"
@@ -83,13 +83,13 @@ def _copy_with(monkeypatch, tmp: Path, env: str, source: Path, extra: str) -> No
 def test_changed_entries_rerun_exactly_their_cells(pytester, zoo_cache, monkeypatch):
     models = "--hfm-models=bert,bert-cls"
     _, base = _run(pytester, zoo_cache, models)
-    assert not reused(base) and len(base) == 10
+    assert not reused(base) and len(base) == 12
     # a tolerance entry for bert: its parity cell reads it; the load checks read no tolerance
     _copy_with(monkeypatch, pytester.path, "HFMATRIX_TOLERANCES", ROOT / "hfmatrix" / "tolerances.toml",
                '[[override]]\nmodel = "bert"\nbackend = "torch"\nprecision = "fp32"\natol = 1e-5\nrtol = 1.3e-6\n'
                'reason = "reuse self-test: a new entry with the default values"\n')
     _, tol = _run(pytester, zoo_cache, models)
-    assert set(base) - reused(tol) == {"parity[bert]"}
+    assert set(base) - reused(tol) == {"parity[bert]", "parity_padded[bert]"}
     monkeypatch.delenv("HFMATRIX_TOLERANCES")
     # a known bug for one cell: that cell alone runs (and, not failing, is a strict xpass)
     _copy_with(monkeypatch, pytester.path, "HFMATRIX_KNOWN_FAILURES", ROOT / "hfmatrix" / "known_failures.toml",
