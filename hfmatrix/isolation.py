@@ -176,20 +176,16 @@ class Watchdog:
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        if self.fh is None and self.terminal_fd is not None:
-            explicit = self.config.getoption("--hfm-hard-timeout", None)
-            if explicit and not self.disabled:
-                self._arm(float(explicit))
-        elif self.fh is not None:
+        if self.fh is not None:
             # no fsync: the page cache outlives a crashed process (only a machine crash loses it),
             # and an fsync per test cost ~7 ms, more than the plugin's whole 5 ms budget
             self.fh.seek(0)
             self.fh.truncate()
             self.fh.write(item.nodeid + "\n")
             self.fh.flush()
-            explicit = self.config.getoption("--hfm-hard-timeout", None)
-            if explicit and not self.disabled:  # without pytest-timeout: the watchdog alone
-                self._arm(float(explicit))
+        explicit = self.config.getoption("--hfm-hard-timeout", None)
+        if explicit and not self.disabled:  # without pytest-timeout: the watchdog alone (_arm: file or terminal)
+            self._arm(float(explicit))
         try:
             yield
         finally:

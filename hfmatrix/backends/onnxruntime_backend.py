@@ -63,6 +63,15 @@ def _ort():
     return ort
 
 
+def placed_options():
+    """SessionOptions of every session hfmatrix makes: quiet, and recording the EP graph assignment that
+    ep_placement / assignment read (ORT refuses to report it unless asked before the session is built)."""
+    so = _ort().SessionOptions()
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    return so
+
+
 def _optimum():
     try:
         import optimum.onnxruntime as ortm
@@ -280,13 +289,9 @@ class OnnxRuntimeBackend:
         if cls_name is None:
             raise Unsupported(f"optimum-onnx {export_versions()['optimum-onnx']} has no ORTModel class for {spec.task}")
         ortm, _ = _optimum()
-        ort = _ort()
-        so = ort.SessionOptions()
-        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
-        so.log_severity_level = 3
         options = dict(provider_options or {})
         model = getattr(ortm, cls_name).from_pretrained(
-            str(export.path), provider=ep, provider_options=options, session_options=so,
+            str(export.path), provider=ep, provider_options=options, session_options=placed_options(),
             use_io_binding=False if ep == "CPUExecutionProvider" else None)
         return OrtSession(model, spec, target, ep, export, mode, options)
 
@@ -378,12 +383,9 @@ class QnnSession:
         self.placements: dict[str, dict[str, Any]] = {}  # every shape ever prepared, kept for evidence
 
     def _options(self, context_file: str | None = None, cpu_fallback: bool = False):
-        ort = _ort()
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so = placed_options()
         # all on QNN, or fail (fallback only where _refusal asks QNN which nodes it would not take)
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "0" if cpu_fallback else "1")
-        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
         if context_file:  # dump the prepared QNN graph (EPContext model, binary embedded)
             so.add_session_config_entry("ep.context_enable", "1")
             so.add_session_config_entry("ep.context_file_path", context_file)

@@ -59,15 +59,12 @@ class _Recorder:
 
 def intermediates(session, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
     """(component::module path, op type, value) for every module node of every graph the session runs."""
-    from .onnxruntime_backend import OrtSession, _optimum, _ort, _sessions_of
+    from .onnxruntime_backend import OrtSession, _optimum, _ort, _sessions_of, placed_options
     ortm, _ = _optimum()
     ort = _ort()
-    so = ort.SessionOptions()  # OrtSession reads each session's placement: ORT records it only when asked
-    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
-    so.log_severity_level = 3
     fresh = type(session.model).from_pretrained(str(session.export.path), provider=session.ep,
                                                  provider_options=dict(session.provider_options),
-                                                 session_options=so, use_io_binding=False)
+                                                 session_options=placed_options(), use_io_binding=False)
     twin = OrtSession(fresh, session.spec, session.target, session.ep, session.export, session.mode,
                       session.provider_options)
     parts = getattr(fresh, "parts", None) or [fresh]
@@ -76,11 +73,8 @@ def intermediates(session, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
     for part in parts:
         stem = Path(part.path).stem
         graph, added[stem] = with_node_outputs(Path(part.path))
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")  # its run reads placement
         part.session = recorders[stem] = _Recorder(ort.InferenceSession(
-            graph, sess_options=so, providers=[session.ep], provider_options=[dict(session.provider_options)]))
+            graph, sess_options=placed_options(), providers=[session.ep], provider_options=[dict(session.provider_options)]))
     twin.sessions = _sessions_of(fresh)
     twin.run(inputs)
     entries = []
