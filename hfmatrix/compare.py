@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import subject, versions
+from . import match, subject
 
 try:
     import tomllib
@@ -54,13 +54,10 @@ def row_norm_deviation(actual: np.ndarray, reference: np.ndarray) -> tuple[float
     return (float(dev[row]) if dev.size else 0.0), row
 
 
-def _low_power(entry: dict, model: str) -> str:
+def _low_power(mark: dict | None, model: str) -> str:
     """The entry's ``low_power = {models = [...], reason = "..."}`` reason where it names ``model``."""
-    mark = entry.get("low_power")
     if not mark:
         return ""
-    if not str(mark.get("reason", "")).strip():
-        raise ValueError(f"tolerance entry {entry.get('reason', '')[:60]!r}: low_power needs a reason")
     hit = any(fnmatch.fnmatch(model, str(p)) for p in mark.get("models", ["*"]))
     return str(mark["reason"]) if hit else ""
 
@@ -76,31 +73,72 @@ def table_path(path: Path | None = None) -> str:
     return str(path or os.environ.get("HFMATRIX_TOLERANCES") or TOLERANCES)
 
 
+@dataclass(frozen=True)
+class ToleranceEntry:
+    """One entry of tolerances.toml: a target default ([target.<backend>[.<device>].<precision>]) or a per-model
+    [[override]]; both are matched by hfmatrix.match (the most specific wins: an override names the model too)."""
+    rule: match.Rule
+    source: str
+    atol: float
+    rtol: float
+    claim: match.Claim
+    scale: float = 0.0
+    row_norm: float = 0.0
+    low_power: Any = None  # the entry's {models = [...], reason = "..."}
+
+    @classmethod
+    def of(cls, entry: dict, source: str, keys: dict[str, str]) -> "ToleranceEntry":
+        where = f"[{source}]"
+        for key in ("atol", "rtol"):
+            if key not in entry:
+                raise ValueError(f"tolerances: {where} has no {key}")
+        if entry.get("low_power") and not str(entry["low_power"].get("reason", "")).strip():
+            raise ValueError(f"tolerance entry {where}: low_power needs a reason")
+        return cls(match.Rule.of({**entry, **keys}, TOLERANCE_KEYS, where, ()), source, float(entry["atol"]),
+                   float(entry["rtol"]), match.claim(entry, {}, f"tolerances: {where}"), float(entry.get("scale", 0.0)),
+                   float(entry.get("row_norm", 0.0)), entry.get("low_power"))
+
+    def tolerance(self, model: str) -> Tolerance:
+        return Tolerance(self.atol, self.rtol, self.claim.text, self.source, self.scale,
+                         _low_power(self.low_power, model), self.row_norm)
+
+
+TOLERANCE_KEYS = ("model", "backend", "device", "precision")
+
+
+def _targets(table: dict[str, Any]):
+    for backend, by in table.get("target", {}).items():
+        for key, value in by.items():
+            if "atol" in value:  # [target.<backend>.<precision>]
+                yield value, f"target.{backend}.{key}", {"backend": backend, "precision": key}
+                continue
+            for precision, entry in value.items():  # [target.<backend>.<device>.<precision>]
+                if isinstance(entry, dict) and "atol" in entry:
+                    yield entry, f"target.{backend}.{key}.{precision}", {"backend": backend, "device": key,
+                                                                         "precision": precision}
+
+
+@lru_cache(maxsize=None)
+def load_tolerances(path: str) -> tuple[ToleranceEntry, ...]:
+    """Every entry of the tolerance table at ``path``; two equally specific entries that could both decide a
+    cell are an error here."""
+    table = _table(path)
+    found = [ToleranceEntry.of(entry, source, keys) for entry, source, keys in _targets(table)]
+    for o in table.get("override", []):
+        source = f"override model={o.get('model', '*')} backend={o.get('backend', '*')} precision={o.get('precision', '*')}"
+        found.append(ToleranceEntry.of(o, source, {}))
+    match.check_ties(found, lambda e: e.rule, path)
+    return tuple(found)
+
+
 def tolerance(model: str, backend: str, device: str, precision: str, path: Path | None = None) -> Tolerance:
-    """The tolerance for one cell: the most specific override, else the target default."""
-    table = _table(table_path(path))
-    best, best_score = None, -1
-    for entry in table.get("override", []):
-        keys = {"model": model, "backend": backend, "precision": precision, "device": device}
-        if all(fnmatch.fnmatch(keys[k], str(entry.get(k, "*"))) for k in keys):
-            score = sum(1 for k in keys if entry.get(k, "*") != "*")
-            if score > best_score:
-                best, best_score = entry, score
-    if best is not None:
-        src = f"override model={best.get('model', '*')} backend={best.get('backend', '*')} precision={best.get('precision', '*')}"
-        return Tolerance(float(best["atol"]), float(best["rtol"]), best["reason"], src, float(best.get("scale", 0.0)),
-                         _low_power(best, model), float(best.get("row_norm", 0.0)))
-    targets = table.get("target", {})
-    entry = targets.get(backend, {}).get(device, {}).get(precision) if isinstance(targets.get(backend, {}).get(device), dict) else None
-    src = f"target.{backend}.{device}.{precision}"
-    if not entry or "atol" not in entry:
-        entry = targets.get(backend, {}).get(precision)
-        src = f"target.{backend}.{precision}"
-    if not entry or "atol" not in entry:
+    """The tolerance for one cell: the most specific entry (a per-model override, else the target default)."""
+    values = {"model": model, "backend": backend, "device": device, "precision": precision}
+    entry = match.best(load_tolerances(table_path(path)), lambda e: e.rule, values)
+    if entry is None:
         raise LookupError(f"no tolerance for backend={backend} device={device} precision={precision} in {path or TOLERANCES}; "
                           "add one with a reason")
-    return Tolerance(float(entry["atol"]), float(entry["rtol"]), entry["reason"], src, float(entry.get("scale", 0.0)),
-                     _low_power(entry, model), float(entry.get("row_norm", 0.0)))
+    return entry.tolerance(model)
 
 
 class ToleranceExceeded(AssertionError):
@@ -233,34 +271,62 @@ def first_difference(actual: np.ndarray, expected: np.ndarray) -> list[int] | No
     return [int(x) for x in diff[0]] if len(diff) else [0, n]
 
 
+KNOWN_KEYS = ("check", "backend", "device", "precision", "requested")
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """One [[known_bug]] of known_failures.toml. ``entry`` is the file's entry as the marks carry it, with
+    ``reason`` (the claim) and ``evidence`` (what was measured) resolved from a shared [reasons.<id>]."""
+    rule: match.Rule
+    claim: match.Claim
+    entry: dict
+
+    @classmethod
+    def of(cls, raw: dict, shared: dict[str, match.Claim], where: str) -> "KnownBug":
+        claim = match.claim(raw, shared, where)
+        for key, what in (("unstable", "must say why the verdict flips"), ("hangs", "must say what was seen (how long, where)")):
+            if key in raw and not str(raw[key]).strip():
+                raise ValueError(f"{where}: {key!r} {what}")
+        entry = {**raw, "reason": claim.reason, **({"evidence": claim.evidence} if claim.evidence else {})}
+        return cls(match.Rule.of(raw, KNOWN_KEYS, where), claim, entry)
+
+
+@lru_cache(maxsize=None)
+def load_known_bugs(path: str) -> tuple[KnownBug, ...]:
+    """Every known bug of the file at ``path``; two equally specific entries that could both decide a cell are
+    an error here."""
+    table = _table(path)
+    shared = match.shared_reasons(table, path)
+    bugs = tuple(KnownBug.of(raw, shared, f"{path}: [[known_bug]] #{i + 1}")
+                 for i, raw in enumerate(table.get("known_bug", [])))
+    match.check_ties(bugs, lambda b: b.rule, path)
+    return bugs
+
+
+def known_text(entry: dict) -> str:
+    """A known bug's claim and evidence as one line (the xfail / skip reason)."""
+    return match.Claim(entry["reason"], entry.get("evidence", "")).text
+
+
 def known_entry(check: str, model, backend: str, device: str, precision: str,
                 path: Path | None = None, requested: str = "") -> dict | None:
-    """The known_failures entry for (check, model, target), else None (first match wins). ``model`` is
-    the ModelSpec (or a zoo id): entries match on what causes the bug (hfmatrix/subject.py: model_type,
-    arch_class, task, source, checkpoint property, or the id where the cause is that model)."""
-    table = _table(str(path or os.environ.get("HFMATRIX_KNOWN_FAILURES") or KNOWN_FAILURES))
-    # precision is the effective one; `requested` narrows an entry to one request (e.g. a forced config)
-    keys = {"check": check, "backend": backend, "device": device, "precision": precision, "requested": requested}
-    known = subject.facts(model)
-    for entry in table.get("known_bug", []):
-        # each key: one fnmatch pattern or a list of them (any matches)
-        if all(any(fnmatch.fnmatch(keys[k], p) for p in subject.patterns(entry.get(k, "*"))) for k in keys) \
-                and subject.matches(entry, known) and versions.holds(entry):  # e.g. transformers = ">=5"
-            if not entry.get("reason"):
-                raise ValueError(f"known_failures entry {entry} has no reason")
-            if "unstable" in entry and not str(entry["unstable"]).strip():
-                raise ValueError(f"known_failures entry {entry}: 'unstable' must say why the verdict flips")
-            if "hangs" in entry and not str(entry["hangs"]).strip():
-                raise ValueError(f"known_failures entry {entry}: 'hangs' must say what was seen (how long, where)")
-            return entry
-    return None
+    """The known_failures entry for (check, model, target), else None (the most specific entry wins,
+    hfmatrix.match). ``model`` is the ModelSpec (or a zoo id): entries match on what causes the bug
+    (hfmatrix/subject.py: model_type, arch_class, task, source, checkpoint property, or the id where the cause
+    is that model). ``precision`` is the effective one; ``requested`` narrows an entry to one request (e.g. a
+    forced config)."""
+    bugs = load_known_bugs(str(path or os.environ.get("HFMATRIX_KNOWN_FAILURES") or KNOWN_FAILURES))
+    values = {"check": check, "backend": backend, "device": device, "precision": precision, "requested": requested}
+    bug = match.best(bugs, lambda b: b.rule, values, subject.facts(model))
+    return bug.entry if bug else None
 
 
 def known_failure(check: str, model, backend: str, device: str, precision: str,
                   path: Path | None = None) -> str | None:
-    """The reason if (check, model, target) is a recorded known bug, else None."""
+    """The reason and its evidence if (check, model, target) is a recorded known bug, else None."""
     entry = known_entry(check, model, backend, device, precision, path)
-    return entry["reason"] if entry else None
+    return known_text(entry) if entry else None
 
 
 def known_bug_marks(check: str, model, backend: str, device: str, precision: str, requested: str = "") -> list:
@@ -276,11 +342,11 @@ def known_bug_marks(check: str, model, backend: str, device: str, precision: str
     if not entry:
         return []
     if entry.get("unstable"):
-        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {entry['reason']} Not judged here: {entry['unstable']}")]
+        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {known_text(entry)} Not judged here: {entry['unstable']}")]
     if entry.get("hangs"):
-        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {entry['reason']} Not run here: it hangs ({entry['hangs']})")]
+        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {known_text(entry)} Not run here: it hangs ({entry['hangs']})")]
     raises = exception_types(entry.get("raises", ()))
-    return [pytest.mark.xfail(strict=True, raises=raises or None, reason=f"[{KNOWN_BUG}] {entry['reason']}"),
+    return [pytest.mark.xfail(strict=True, raises=raises or None, reason=f"[{KNOWN_BUG}] {known_text(entry)}"),
             pytest.mark.hfm_known_bug(entry)]
 
 

@@ -18,7 +18,6 @@ process under RLIMIT_AS (the memory-limit case).
 """
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import json
 import os
@@ -35,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import subject, versions
+from .match import Claim, Rule, best, check_ties, claim, shared_reasons
 
 try:
     import tomllib
@@ -51,16 +51,18 @@ WEIGHTS = "model.safetensors"
 # ----------------------------------------------------------------------------------- catalogue
 @dataclass(frozen=True)
 class Expectation:
-    reason: str
+    reason: str  # the claim (hfmatrix.match.Claim); evidence: what was measured, when, on what
     raises: tuple[str, ...] = ()  # any of these class names (a short list of specific errors, never Exception)
     match: str = ""
     behaviour: str = ""
     keys: tuple[tuple[str, Any], ...] = ()  # (backend|device|precision|a subject key, pattern or patterns) and
     # (library, version specifier) conditions such as ("transformers", "<5")
+    evidence: str = ""
+    rule: Rule | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         what = f"raises {' | '.join(self.raises)} matching /{self.match}/" if self.raises else f"behaviour {self.behaviour!r}"
-        return f"{what} ({self.reason})"
+        return f"{what} ({Claim(self.reason, self.evidence).text})"
 
 
 @dataclass(frozen=True)
@@ -97,62 +99,54 @@ class NegCase:
         """The most specific expectation for ``model`` (a ModelSpec, or a zoo id) on this target: entries
         match on the model's facts (hfmatrix/subject.py: model_type, arch_class, task, source, checkpoint)."""
         values = {"backend": backend, "device": device, "precision": precision}
-        known = subject.facts(model)
-        best, best_score = None, -1
-        for exp in self.expect:
-            keys = dict(exp.keys)
-            # library-version conditions (transformers = "<5") hold or not in this env; each counts as specific
-            conditions = {k: v for k, v in keys.items() if k in versions.VERSION_KEYS}
-            # a pattern key is one fnmatch pattern or a list of them (any matches)
-            if all(any(fnmatch.fnmatch(values[k], p) for p in _patterns(keys.get(k, "*"))) for k in values) \
-                    and subject.matches(keys, known) and versions.holds(conditions):
-                score = (sum(1 for k in values if keys.get(k, "*") != "*") + subject.specificity(keys)
-                         + len(conditions))
-                if score > best_score:
-                    best, best_score = exp, score
-        return best
+        return best(self.expect, lambda e: e.rule, values, subject.facts(model))
 
 
-def _patterns(value) -> tuple[str, ...]:
-    return value if isinstance(value, tuple) else (value,)
+EXPECT_KEYS = ("backend", "device", "precision")
+
+
+def _expectation(e: dict, cid: str, shared: dict[str, Claim], where: str) -> Expectation:
+    """One [[case.expect]] of case ``cid``, checked: a data error fails the catalogue's load, never (hidden under
+    a known bug) the check."""
+    e = dict(e)
+    if bool(e.get("raises")) == bool(e.get("behaviour")):
+        raise ValueError(f"negative case {cid!r}: expectation {e} needs exactly one of raises / behaviour")
+    if e.get("behaviour") and e["behaviour"] not in BEHAVIOURS:
+        raise ValueError(f"negative case {cid!r}: unknown behaviour {e['behaviour']!r}; known {sorted(BEHAVIOURS)}")
+    raises = e.get("raises", ())
+    raises = (raises,) if isinstance(raises, str) else tuple(raises)
+    if {"Exception", "BaseException"} & set(raises):
+        raise ValueError(f"negative case {cid!r}: 'raises = Exception' proves nothing; name the error")
+    if raises and not e.get("match"):
+        raise ValueError(f"negative case {cid!r}: an expected error needs a message pattern (match)")
+    try:
+        re.compile(e.get("match", ""), re.S)
+    except re.error as exc:
+        raise ValueError(f"negative case {cid!r}: match {e['match']!r} is not a valid regex: {exc}") from None
+    why = claim(e, shared, f"negative case {cid!r}: expectation {e}")
+    rule = Rule.of(e, EXPECT_KEYS, where)  # a malformed version specifier fails here
+    keys = tuple((k, tuple(map(str, v)) if isinstance(v, list) else str(v))
+                 for k in (*EXPECT_KEYS, *subject.SUBJECT_KEYS, *versions.VERSION_KEYS) if k in e for v in [e[k]])
+    return Expectation(reason=why.reason, raises=raises, match=e.get("match", ""), behaviour=e.get("behaviour", ""),
+                       keys=keys, evidence=why.evidence, rule=rule)
 
 
 def load_catalogue(path: Path | None = None) -> dict[str, NegCase]:
     """The catalogue at path, else $HFMATRIX_NEGATIVE_CASES, else the built-in one."""
-    with open(path or os.environ.get("HFMATRIX_NEGATIVE_CASES") or CATALOGUE, "rb") as fh:
+    file = str(path or os.environ.get("HFMATRIX_NEGATIVE_CASES") or CATALOGUE)
+    with open(file, "rb") as fh:
         data = tomllib.load(fh)
+    shared = shared_reasons(data, file)
     cases: dict[str, NegCase] = {}
     for entry in data.get("case", []):
         entry = dict(entry)
         cid = entry.get("id", "?")
-        expects = []
-        for e in entry.pop("expect", []):
-            e = dict(e)
-            if not e.get("reason"):
-                raise ValueError(f"negative case {cid!r}: expectation {e} has no reason")
-            if bool(e.get("raises")) == bool(e.get("behaviour")):
-                raise ValueError(f"negative case {cid!r}: expectation {e} needs exactly one of raises / behaviour")
-            if e.get("behaviour") and e["behaviour"] not in BEHAVIOURS:
-                raise ValueError(f"negative case {cid!r}: unknown behaviour {e['behaviour']!r}; known {sorted(BEHAVIOURS)}")
-            raises = e.get("raises", ())
-            raises = (raises,) if isinstance(raises, str) else tuple(raises)
-            if {"Exception", "BaseException"} & set(raises):
-                raise ValueError(f"negative case {cid!r}: 'raises = Exception' proves nothing; name the error")
-            if raises and not e.get("match"):
-                raise ValueError(f"negative case {cid!r}: an expected error needs a message pattern (match)")
-            try:  # a broken pattern fails the catalogue's load, not (hidden under a known bug) the check
-                re.compile(e.get("match", ""), re.S)
-            except re.error as exc:
-                raise ValueError(f"negative case {cid!r}: match {e['match']!r} is not a valid regex: {exc}") from None
-            versions.conditions(e)  # a malformed version specifier fails the catalogue's load
-            keys = tuple((k, tuple(map(str, v)) if isinstance(v, list) else str(v))
-                         for k in ("backend", "device", "precision", *subject.SUBJECT_KEYS, *versions.VERSION_KEYS)
-                         if k in e for v in [e.pop(k)])
-            expects.append(Expectation(reason=e["reason"], raises=raises, match=e.get("match", ""),
-                                       behaviour=e.get("behaviour", ""), keys=keys))
+        expects = tuple(_expectation(e, cid, shared, f"case {cid!r} [[case.expect]] #{i + 1}")
+                        for i, e in enumerate(entry.pop("expect", [])))
+        check_ties(expects, lambda x: x.rule, file)
         for key in ("needs", "any_of", "tasks", "models", "sources"):
             entry[key] = tuple(entry.get(key, ()))
-        case = NegCase(expect=tuple(expects), **entry)
+        case = NegCase(expect=expects, **entry)
         if case.stage not in STAGES:
             raise ValueError(f"negative case {cid!r}: stage {case.stage!r} not in {STAGES}")
         if case.mutation not in MUTATIONS.get(case.stage, {}):
@@ -171,7 +165,8 @@ def catalogue() -> dict[str, NegCase]:
 def backends_covered() -> tuple[str, ...]:
     """Backends the catalogue has expectations for (the suite runs only there; a new backend joins by
     adding its expectations, from evidence)."""
-    names = {v for case in catalogue().values() for exp in case.expect for k, v in exp.keys if k == "backend"}
+    names = {n for case in catalogue().values() for exp in case.expect for k, v in exp.keys if k == "backend"
+             for n in ((v,) if isinstance(v, str) else v)}
     return tuple(sorted(n for n in names if "*" not in n))
 
 
