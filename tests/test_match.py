@@ -1,0 +1,193 @@
+"""The one matcher of the data files (hfmatrix/match.py): the most specific entry wins in every file, and two
+equally specific entries that could decide one cell are an error when the file is loaded, naming both."""
+from __future__ import annotations
+
+import pytest
+
+from hfmatrix import compare, match, negative
+
+
+def _known(tmp_path, body: str):
+    """A known_failures file under a new name (the loaders cache by path)."""
+    path = tmp_path / f"known_failures_{len(list(tmp_path.iterdir()))}.toml"
+    path.write_text(body)
+    return path
+
+
+def test_known_bug_most_specific_wins_not_the_first(tmp_path):
+    kf = _known(tmp_path, '''
+[[known_bug]]
+check = "parity"
+backend = "torch"
+reason = "any model"
+evidence = "seen on bert"
+
+[[known_bug]]
+check = "parity"
+backend = "torch"
+model_type = "gpt2"
+reason = "gpt2 only"
+''')
+    assert compare.known_entry("parity", "gpt2", "torch", "cpu", "fp32", kf)["reason"] == "gpt2 only"
+    entry = compare.known_entry("parity", "bert", "torch", "cpu", "fp32", kf)
+    assert (entry["reason"], entry["evidence"]) == ("any model", "seen on bert")   # claim and evidence apart
+    assert compare.known_text(entry) == "any model seen on bert"
+
+
+def test_equally_specific_entries_sharing_a_cell_fail_at_load_naming_both(tmp_path):
+    kf = _known(tmp_path, '''
+[[known_bug]]
+check = "parity"
+model_type = "gpt2"
+reason = "one"
+
+[[known_bug]]
+check = "generate_greedy"
+model_type = "gpt2"
+reason = "disjoint checks: no tie"
+
+[[known_bug]]
+check = "parity*"
+backend = "torch"
+reason = "two"
+''')
+    with pytest.raises(match.AmbiguousEntries) as err:
+        compare.known_entry("deterministic", "bert", "onnxruntime", "cpu", "fp32", kf)   # any lookup loads the file
+    text = str(err.value)
+    assert str(kf) in text and "#1 (check=parity model_type=gpt2)" in text and "#3 (check=parity* backend=torch)" in text
+
+
+def test_a_more_specific_entry_decides_the_shared_cells(tmp_path):
+    kf = _known(tmp_path, '''
+[[known_bug]]
+check = "parity"
+model_type = "gpt2"
+reason = "gpt2 anywhere"
+
+[[known_bug]]
+check = "parity"
+backend = "web"
+reason = "web, any model"
+
+[[known_bug]]
+check = "parity"
+backend = "web"
+model_type = ["gpt2", "llama"]
+reason = "gpt2 on web"
+''')
+    assert compare.known_entry("parity", "gpt2", "web", "wasm", "fp32", kf)["reason"] == "gpt2 on web"
+    assert compare.known_entry("parity", "gpt2", "torch", "cpu", "fp32", kf)["reason"] == "gpt2 anywhere"
+    assert compare.known_entry("parity", "bert", "web", "wasm", "fp32", kf)["reason"] == "web, any model"
+
+
+def test_entries_of_disjoint_releases_are_no_tie(tmp_path):
+    kf = _known(tmp_path, '''
+[[known_bug]]
+check = "parity"
+transformers = "<5"
+reason = "4.x"
+
+[[known_bug]]
+check = "parity"
+transformers = ">=5"
+reason = "5.x"
+''')
+    assert compare.known_entry("parity", "bert", "torch", "cpu", "fp32", kf)["reason"] in ("4.x", "5.x")
+    kf = _known(tmp_path, kf.read_text().replace('">=5"', '">=4.50"'))
+    with pytest.raises(match.AmbiguousEntries):
+        compare.known_entry("parity", "bert", "torch", "cpu", "fp32", kf)
+
+
+def test_shared_reason_is_written_once_and_must_exist(tmp_path):
+    body = '''
+[reasons.export]
+reason = "the export is invalid"
+evidence = "ORT 1.32 refuses it"
+
+[[known_bug]]
+check = "parity"
+model_type = "gpt2"
+reason = "@export"
+
+[[known_bug]]
+check = "finite"
+model_type = "gpt2"
+reason = "@export"
+'''
+    kf = _known(tmp_path, body)
+    for check in ("parity", "finite"):
+        entry = compare.known_entry(check, "gpt2", "onnxruntime", "cpu", "fp16", kf)
+        assert (entry["reason"], entry["evidence"]) == ("the export is invalid", "ORT 1.32 refuses it")
+    assert compare.known_failure("finite", "gpt2", "onnxruntime", "cpu", "fp16", kf) == \
+        "the export is invalid ORT 1.32 refuses it"
+    kf = _known(tmp_path, body.replace('reason = "@export"\n\n[[known_bug]]', 'reason = "@exprot"\n\n[[known_bug]]'))
+    with pytest.raises(ValueError, match=r"reason '@exprot' names no \[reasons.exprot\]"):
+        compare.known_entry("parity", "gpt2", "onnxruntime", "cpu", "fp16", kf)
+
+
+def test_tolerance_ties_fail_at_load(tmp_path):
+    table = tmp_path / "tol.toml"
+    table.write_text('''
+[target.torch.fp32]
+atol = 1e-5
+rtol = 1e-5
+reason = "default"
+
+[[override]]
+model = "t5"
+backend = "torch"
+precision = "fp32"
+atol = 1e-4
+rtol = 1e-5
+reason = "t5"
+evidence = "measured 9e-5"
+''')
+    tol = compare.tolerance("t5", "torch", "cpu", "fp32", table)
+    assert tol.atol == 1e-4 and tol.reason == "t5 measured 9e-5" and tol.source.startswith("override model=t5")
+    assert compare.tolerance("bert", "torch", "cpu", "fp32", table).source == "target.torch.fp32"
+    table = tmp_path / "tol2.toml"
+    table.write_text((tmp_path / "tol.toml").read_text() + '''
+[target.torch.cpu.fp32]
+atol = 1e-6
+rtol = 1e-6
+reason = "cpu: as specific as the t5 override"
+''')
+    with pytest.raises(match.AmbiguousEntries, match=r"target.torch.cpu.fp32.*override model=t5"):
+        compare.tolerance("bert", "torch", "cpu", "fp32", table)
+
+
+def test_negative_expectation_ties_fail_at_load(tmp_path):
+    cat = tmp_path / "cases.toml"
+    case = '''
+[[case]]
+id = "c"
+stage = "run"
+mutation = "seq_len"
+args = { length = "zero" }
+description = "d"
+
+[[case.expect]]
+backend = ["onnxruntime", "web"]
+behaviour = "runs"
+reason = "a"
+
+[[case.expect]]
+backend = "web"
+raises = "OrtWebError"
+match = "x"
+reason = "b"
+'''
+    cat.write_text(case)
+    with pytest.raises(match.AmbiguousEntries, match=r"case 'c' \[\[case.expect\]\] #1 .* #2"):
+        negative.load_catalogue(cat)
+    cat.write_text(case.replace('backend = "web"', 'backend = "web"\ndevice = "webgpu"'))
+    found = negative.load_catalogue(cat)["c"]
+    assert found.expectation("bert", "web", "webgpu").reason == "b"
+    assert found.expectation("bert", "web", "wasm").reason == "a"
+
+
+def test_the_repository_data_files_load_without_ties():
+    compare.load_known_bugs.cache_clear()
+    assert len(compare.load_known_bugs(str(compare.KNOWN_FAILURES))) > 50
+    assert len(compare.load_tolerances(str(compare.TOLERANCES))) > 10
+    assert len(negative.load_catalogue(negative.CATALOGUE)) > 30
