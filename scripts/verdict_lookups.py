@@ -109,6 +109,7 @@ def dump() -> dict[str, object]:
                     out[f"known|{cell}|{check}|{req}"] = _known(check, spec, backend, device, eff, req)
             for cid, case in cases.items():
                 out[f"neg|{cell}|{cid}"] = [case.applies(spec), _negative(case, spec, backend, device, eff)]
+    out["negative backends"] = list(negative.backends_covered())
     for (mt, role), k in auto.load_known().items():
         out[f"auto|{mt}|{role}"] = [k.stage, k.gap]
     return out
