@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .compare import Tolerance, _table, compare, table_path, tolerance
+from .compare import Tolerance, compare, load_tolerances, table_path, tolerance
 
 #: the error every entry must catch: outputs scaled by 1 + REQUIRED
 REQUIRED = 0.01
@@ -97,20 +97,12 @@ class Entry:
 
 
 def entries(path: Path | None = None) -> list[Entry]:
-    """Every entry of the table, targets first, in file order."""
-    table = _table(table_path(path))
+    """Every entry of the table, targets first, in file order (as compare.load_tolerances reads them)."""
     found = []
-    for backend, by in table.get("target", {}).items():
-        for key, value in by.items():
-            if "atol" in value:  # [target.<backend>.<precision>]
-                found.append(Entry(f"target.{backend}.{key}", backend, ANY_DEVICE, key, "*"))
-                continue
-            for precision in value:  # [target.<backend>.<device>.<precision>]
-                found.append(Entry(f"target.{backend}.{key}.{precision}", backend, key, precision, "*"))
-    for o in table.get("override", []):
-        source = f"override model={o.get('model', '*')} backend={o.get('backend', '*')} precision={o.get('precision', '*')}"
-        found.append(Entry(source, o.get("backend", "*"), o.get("device", ANY_DEVICE), o.get("precision", "*"),
-                           o.get("model", "*")))
+    for e in load_tolerances(table_path(path)):
+        keys = {k: v[0] for k, v in e.rule.target}  # tolerances.toml names one value per key
+        found.append(Entry(e.source, keys.get("backend", "*"), keys.get("device", ANY_DEVICE),
+                           keys.get("precision", "*"), keys.get("model", "*")))
     return found
 
 
