@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .sessions import MAX_WORKER_RESTART, TIMEOUT, WORKERS
+
 SUITES = Path(__file__).resolve().with_name("suites")
 RUN_INI = SUITES / "run.ini"
 # node ids are relative to the folder holding the package: hfmatrix/suites/test_x.py::test[...] in the
@@ -51,8 +53,8 @@ def suite_args(*, backend: str, device: str, precisions: str, name: str, results
             "-n", workers, "--dist=loadgroup",
             # isolation: a per-test timeout through SIGALRM (pytest-timeout), the native-hang watchdog at
             # 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
-            f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
-            f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
+            f"--timeout={TIMEOUT.get()}", "--timeout-method=signal",
+            f"--max-worker-restart={MAX_WORKER_RESTART.get()}",
             f"--junitxml={results / name / 'junit.xml'}"]
 
 
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", type=Path, help="results folder (default ./results)")
     p.add_argument("--name", default="", help="session name, the folder under --results (default: the backend, "
                                               "or backend-device when the device is not cpu)")
-    p.add_argument("--workers", default=os.environ.get("HFMATRIX_WORKERS", "auto"),
+    p.add_argument("--workers", default=WORKERS.get(),
                    help="pytest-xdist workers: a number, 0 for none, auto = one per core (default $HFMATRIX_WORKERS or auto)")
     p.add_argument("--no-report", action="store_true", help="write the records only, not the report")
     return p
