@@ -219,7 +219,8 @@ def spec(name: str) -> Spec:
 
 def knobs_markdown() -> str:
     rows = ["| variable | default | CI (`.ci/run`) | what it changes |", "|---|---|---|---|"]
-    rows += [f"| `{k.name}` | `{k.default}` | {f'`{k.ci}`' if k.ci else '–'} | {k.doc} |" for k in KNOBS]
+    rows += [f"| `{k.name}` | {f'`{k.default}`' if k.default else '(unset)'} | {f'`{k.ci}`' if k.ci else '–'} | {k.doc} |"
+             for k in KNOBS]
     return "\n".join(rows)
 
 
