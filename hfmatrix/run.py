@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .sessions import MAX_WORKER_RESTART, TIMEOUT, WORKERS
+from .sessions import MAX_WORKER_RESTART, TIMEOUT, WORKERS, spec
 
 SUITES = Path(__file__).resolve().with_name("suites")
 RUN_INI = SUITES / "run.ini"
@@ -20,8 +20,8 @@ RUN_INI = SUITES / "run.ini"
 # checkout and in site-packages alike (the report's rerun commands print them)
 PACKAGE_PARENT = SUITES.parents[1]
 # the nox sessions' names work as --backend too: `--backend cpu` is the cpu session's torch on the CPU
-SESSIONS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"), "rocm": ("torch", "rocm"), "mps": ("torch", "mps"),
-            "wasm": ("web", "wasm"), "webgpu": ("web", "webgpu"), "webnn": ("web", "webnn")}
+SESSIONS = {name: (spec(name).targets[0].backend, spec(name).targets[0].device)
+            for name in ("cpu", "cuda", "rocm", "mps", "wasm", "webgpu", "webnn")}  # from the session table
 # the suites never reach the network: models come from folders, the zoo cache or the local HF cache
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

@@ -211,7 +211,8 @@ def table() -> list[Spec]:
 
 
 def spec(name: str) -> Spec:
-    found = [s for s in table() if s.name == name]
+    """A session's row (the version axis, which reads hfmatrix/axis.toml, only for a name not in the table)."""
+    found = [s for s in _TABLE if s.name == name] or [s for s in variants() if s.name == name]
     if not found:
         raise KeyError(f"no session {name!r} in hfmatrix/sessions.py")
     return found[0]
