@@ -10,6 +10,7 @@ import re
 import pytest
 
 from conftest import SUITES, outcomes, run_suites
+from test_checks_bite import LAST_TOKEN_CHANGED
 from hfmatrix import compare, memory
 from hfmatrix.compare import RANGE_KEYS, exception_types, out_of_range
 
@@ -113,24 +114,6 @@ def test_setup_phase_failure_is_strict_about_type_and_message(pytester, zoo_cach
     assert "out of memory" in by["deterministic"]["message"]
 
 
-# the backend under test's greedy ids differ from the reference's at the last position (the reference is
-# loaded separately and stays clean)
-LAST_TOKEN_FLIPPED = """
-import numpy as np
-import hfmatrix.plugin as plugin
-_load = plugin.load_session
-def load_session(*a, **k):
-    session = _load(*a, **k)
-    generate = session.generate
-    def flipped(*args, **kwargs):
-        ids = np.array(generate(*args, **kwargs))
-        ids[..., -1] = (ids[..., -1] + 1) % 97
-        return ids
-    session.generate = flipped
-    return session
-plugin.load_session = load_session
-"""
-
 CALL_BUGS = """
 [[known_bug]]
 check = "generate_greedy"
@@ -162,7 +145,7 @@ def test_call_phase_failure_is_strict_about_type_and_position(pytester, zoo_cach
     kf.write_text(CALL_BUGS)
     monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
     _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_generate.py"), "--hfm-models=gpt2,llama,mixtral",
-                            plant=LAST_TOKEN_FLIPPED)
+                            plant=LAST_TOKEN_CHANGED)  # the last greedy token changed
     got, by = outcomes(records), {r["model"]: r for r in records}
     assert got["generate_greedy[gpt2]"] == "xfailed", by["gpt2"]
     assert by["gpt2"]["measures"]["known_bug_raised"] == "hfmatrix.compare.TokensDiffer"
