@@ -97,6 +97,12 @@ backend = "torch"
 raises = "RuntimeError"
 match = "out of memory"
 reason = "planted: names the load's exception with another message"
+
+[[known_bug]]
+check = "load_session"
+backend = "torch"
+raises = "ExportFailed"
+reason = "planted: a recorded load bug of another type than the load raises"
 """
 
 
@@ -104,14 +110,17 @@ def test_setup_phase_failure_is_strict_about_type_and_message(pytester, zoo_cach
     kf = pytester.path / "known.toml"
     kf.write_text(SETUP_BUGS)
     monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
-    _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), "--hfm-models=bert",
-                            "-k", "output_shapes or finite or deterministic", plant=FAILING_LOAD)
+    # a check about something else skips as known-bug only when the intact load fails as its load_session entry says
+    other = pytester.makepyfile(test_other="def test_other(hfm_case, hfm_intact_session):\n    pass\n")
+    _, records = run_suites(pytester, zoo_cache, str(SUITES / "test_inference.py"), str(other), "--hfm-models=bert",
+                            "-k", "output_shapes or finite or deterministic or other", plant=FAILING_LOAD)
     got, by = outcomes(records), {r["check"]: r for r in records}
     assert got["output_shapes[bert]"] in ("failed", "error"), by["output_shapes"]  # another type
     assert got["finite[bert]"] == "xfailed", by["finite"]
     assert by["finite"]["measures"]["known_bug_raised"] == "builtins.RuntimeError"  # setup-phase evidence
     assert got["deterministic[bert]"] in ("failed", "error"), by["deterministic"]  # another message
     assert "out of memory" in by["deterministic"]["message"]
+    assert got["other[bert]"] == "error" and "invalid graph" in by["other"]["message"], by["other"]
 
 
 CALL_BUGS = """
