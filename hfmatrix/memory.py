@@ -200,6 +200,15 @@ class Verdict:
                 f"readings {self.readings}")
 
 
+class MemoryGrowth(AssertionError):
+    """A counter that grows per cycle beyond its bound, carrying the growth (bytes per cycle): a known bug
+    names this type and the range of growth it measured (``growth_per_cycle``), so another failure fails."""
+
+    def __init__(self, message: str, found: Verdict):
+        super().__init__(f"{message}: {found.message()}")
+        self.counter, self.growth_per_cycle, self.bound = found.counter, found.growth_per_cycle, found.bound
+
+
 def median(values: list[float]) -> float:
     s = sorted(values)
     n = len(s)

@@ -443,18 +443,18 @@ def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
     intact model does not load on this target because of a recorded known bug (its load_session check
     is a strict xfail in known_failures.toml), such a check cannot be evaluated: it skips as known-bug
     naming that entry instead of failing a second time for the same bug. Any other load failure fails."""
-    from .compare import known_failure
+    from .compare import exception_types, known_entry, out_of_range
     try:
         return request.getfixturevalue("hfm_backend_session")
     except skips.TypedSkip:
         raise
     except Exception as exc:
         t = hfm_case.target
-        reason = known_failure("load_session", hfm_case.spec, t.backend, t.device, t.effective)
-        if not reason:
-            raise
+        bug = known_entry("load_session", hfm_case.spec, t.backend, t.device, t.effective)
+        if not bug or not isinstance(exc, exception_types(bug.get("raises", ()))) or out_of_range(bug, exc):
+            raise  # not the recorded load bug: strict, as the load_session cell itself
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
-                                    f"known bug of load_session: {reason[:400]}")
+                                    f"known bug of load_session: {bug['reason'][:400]}")
 
 
 @pytest.fixture
@@ -541,12 +541,12 @@ def pytest_runtest_makereport(item, call):
         return
     rep = outcome.get_result()
     bug = item.get_closest_marker("hfm_known_bug")
-    if bug is not None and call.when == "call" and hasattr(rep, "wasxfail") and rep.skipped:
-        from .compare import out_of_range
+    if bug is not None and call.when in ("setup", "call") and hasattr(rep, "wasxfail") and rep.skipped:
+        from .compare import RANGE_KEYS, out_of_range
         if call.excinfo:  # what the known bug raised, in the record: the evidence for its `raises`
             exc = call.excinfo.value
             rep.user_properties.append((PROP_MEASURE, {"known_bug_raised": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                                                       **{k: getattr(exc, k) for k in ("max_abs", "max_rel") if hasattr(exc, k)}}))
+                                                       **{k: getattr(exc, k) for k in RANGE_KEYS if hasattr(exc, k)}}))
         why = out_of_range(bug.args[0], call.excinfo.value if call.excinfo else None)
         if why:  # the cell failed, but not as the known bug says: a failure, not an expected one
             rep.outcome, rep.longrepr = "failed", f"{why}\n{call.excinfo.exconly() if call.excinfo else ''}"

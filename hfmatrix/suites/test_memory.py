@@ -40,7 +40,8 @@ def test_memory_load_cycles(hfm_case, hfm_model_dir, hfm_intact_session, hfm_mea
     returned, readings = memory.device_returned(series, start)
     hfm_measure(load_device_start=start, load_device_readings=readings)
     assert returned, f"device memory not back to its starting value {start} after release: {readings}"
-    assert not found["rss"].leaked, f"RSS grows per load -> release cycle: {found['rss'].message()}"
+    if found["rss"].leaked:
+        raise memory.MemoryGrowth("RSS grows per load -> release cycle", found["rss"])
 
 
 def test_memory_inference_loop(hfm_case, hfm_model_dir, hfm_intact_session, hfm_measure):
@@ -53,4 +54,5 @@ def test_memory_inference_loop(hfm_case, hfm_model_dir, hfm_intact_session, hfm_
     returned, readings = memory.device_returned(series, warm)
     hfm_measure(loop_inferences_per_cycle=memory.LOOP_INFERENCES, loop_device_readings=readings)
     assert returned, f"device memory after each inference cycle should stay at {warm}: {readings}"
-    assert not found["rss"].leaked, f"RSS grows per inference cycle: {found['rss'].message()}"
+    if found["rss"].leaked:
+        raise memory.MemoryGrowth("RSS grows per inference cycle", found["rss"])
