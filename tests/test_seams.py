@@ -182,3 +182,80 @@ def test_scanner_bites_on_a_planted_file():
 def test_scanner_bites_on_each_spelling(line, kind):
     found, _ = scan_source(line + "\n", "planted.py", "hfmatrix", backend_names())
     assert [v.kind for v in found] == [kind], found
+
+
+# ----------------------------------------------------------------------------- the contract itself
+@pytest.mark.parametrize("name", sorted(backends.REGISTRY))
+def test_every_backend_declares_its_capabilities(name):
+    """Each adapter inherits the contract's defaults and declares only known capabilities, per device."""
+    backend = backends.get(name)
+    assert isinstance(backend, backends.BackendBase)
+    for device in backend.devices:
+        caps = backend.capabilities(device)
+        assert caps <= backends.CAPABILITIES, (name, device, caps)
+        assert (backends.DEVICE_MEMORY in caps) == backend.device_ops(device).has_memory
+
+
+def test_capabilities_decide_what_today_named_backends_decided():
+    """The capability sets reproduce the backend lists the suites named before (memory checks: the four
+    in-process backends; torch-only checks; device checks on torch accelerators only)."""
+    def having(cap):
+        return {n for n in backends.REGISTRY if cap in backends.capabilities(n, backends.get(n).devices[0])}
+    assert having(backends.IN_PROCESS) == {"torch", "onnxruntime", "openvino", "qnn"}
+    assert having(backends.TORCH_MODULE) == {"torch"}
+    assert having(backends.TEXT_API) == {"serve"} and having(backends.SHARDED) == {"distributed"}
+    with_memory = {(n, d) for n in backends.REGISTRY for d in backends.get(n).devices
+                   if backends.DEVICE_MEMORY in backends.capabilities(n, d)}
+    assert with_memory == {("torch", "cuda"), ("torch", "rocm"), ("torch", "mps")}
+
+
+ZOO = '''
+[[model]]
+id = "alpha"
+arch_class = "encoder"
+model_type = "bert"
+task = "feature-extraction"
+capabilities = ["text"]
+'''
+
+REQUIRES = '''
+import pytest
+
+@pytest.mark.hfm_requires("torch-module")
+def test_module(hfm_case):
+    assert hfm_case.spec.id == "alpha"
+
+@pytest.mark.hfm_requires("text-api")
+def test_text(hfm_case):
+    raise AssertionError("collected for a backend without the capability")
+
+@pytest.mark.hfm_requires("device-memory")
+def test_device(hfm_case):
+    raise AssertionError("collected for a device without counters")
+'''
+
+
+def _run_requires(pytester, checks: str):
+    from conftest import read_records
+    pytester.makefile(".toml", zoo=ZOO)
+    pytester.makepyfile(test_checks=checks)
+    res = pytester.path / "results"
+    result = pytester.runpytest_subprocess(f"--hfm-zoo-file={pytester.path / 'zoo.toml'}", f"--hfm-results-dir={res}",
+                                           "-p", "no:cacheprovider", "--hfm-backend=torch", "--hfm-device=cpu")
+    return result, {r["check"]: r for r in read_records(res / "torch")}
+
+
+def test_requires_marker_collects_by_capability(pytester):
+    result, by = _run_requires(pytester, REQUIRES)
+    assert by["module"]["outcome"] == "passed" and by["module"]["model"] == "alpha"
+    for check, cap in (("text", "text-api"), ("device", "device-memory")):
+        assert by[check]["outcome"] == "skipped" and by[check]["skip_kind"] == "unsupported-by-backend", by[check]
+        assert cap in by[check]["message"] and "torch on cpu" in by[check]["message"], by[check]
+    assert result.ret == 0
+
+
+def test_requires_marker_refuses_an_unknown_capability(pytester):
+    result, _ = _run_requires(pytester, 'import pytest\n\n@pytest.mark.hfm_requires("gpu-magic")\n'
+                                        'def test_x(hfm_case):\n    pass\n')
+    assert result.ret != 0
+    assert "unknown capabilities" in result.stdout.str() + result.stderr.str()
