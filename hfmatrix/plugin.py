@@ -337,8 +337,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if only_backends and st.backend not in only_backends:
             why, kind = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}", skips.UNSUPPORTED
         if not _offers(st.backend, st.device, requires):
-            why, kind = (f"a check that needs {', '.join(requires)}, which {st.backend} on {st.device} does not offer",
-                         skips.UNSUPPORTED)
+            why, kind = (f"a check that needs the {', '.join(requires)} capability, which {st.backend} on {st.device} "
+                         "does not offer", skips.UNSUPPORTED)
         params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
                                marks=pytest.mark.skip(reason=f"[{kind}] {why}"))]
     metafunc.parametrize(("hfm_case", per_case.args[0]) if per_case else "hfm_case", params)
