@@ -44,5 +44,5 @@ def device_ops(name: str, device: str) -> DeviceOps:
 
 
 __all__ = ["Availability", "Backend", "BackendBase", "DeviceOps", "Session", "SessionBase", "Target", "TextGenerator",
-           "REFERENCE", "REGISTRY", "get", "capabilities", "device_ops", "CAPABILITIES", "DEVICE_MEMORY", "IN_PROCESS", "SHARDED",
-           "TEXT_API", "TORCH_MODULE"]
+           "REFERENCE", "REGISTRY", "get", "capabilities", "device_ops",
+           "CAPABILITIES", "DEVICE_MEMORY", "IN_PROCESS", "SHARDED", "TEXT_API", "TORCH_MODULE"]

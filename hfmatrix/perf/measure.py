@@ -9,7 +9,8 @@
   that are compared: on 2 busy cores a sampler thread competing for the GIL added ~8% to MiniLM's
   p50 (the runner samples the warm-up calls instead; load and the single first call are sampled).
 * ``pinned_threads(backend, n)``: sets the intra-op thread count where the backend lets us (the
-  backend contract's ``pin_threads``: torch.set_num_threads) and exports HFMATRIX_THREADS for backends that read it at load time.
+  backend contract's ``pin_threads``: torch.set_num_threads) and exports HFMATRIX_THREADS for
+  backends that read it at load time.
 """
 from __future__ import annotations
 
