@@ -39,7 +39,7 @@ Counters:
 * ``heap``: bytes malloc has handed out and not had back (glibc ``mallinfo2``: uordblks +
   hblkhd). Byte granular, blind to Python's small-object arenas and to allocators that bypass
   malloc; None off glibc.
-* ``device``: the accelerator's allocated bytes through the torch backend's DEVICE_OPS
+* ``device``: the accelerator's allocated bytes through the session's ``device_ops`` (the backend contract)
   (cuda/rocm ``memory_allocated``, mps ``current_allocated_memory``); None on cpu. Exact: after
   settling, a cycle that released everything returns it to the same byte count.
 """
@@ -51,7 +51,10 @@ import gc
 import math
 import resource
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .backends.base import DeviceOps
 
 PAGE = resource.getpagesize()
 MALLOC_QUANTUM = 2 * ctypes.sizeof(ctypes.c_size_t)  # glibc chunk alignment (16 on 64-bit)
@@ -91,30 +94,24 @@ def heap_in_use() -> int | None:
     return int(info.uordblks + info.hblkhd)
 
 
-def device_allocated(device: str) -> int | None:
-    """Allocated accelerator bytes via the torch backend's dispatch table; None where there are none."""
-    if device == "cpu":
-        return None
-    from .backends.torch_backend import device_op
-
-    value = device_op(device, "memory").get("allocated")
-    return int(value) if value is not None else None
+def device_allocated(device: DeviceOps | None) -> int | None:
+    """Allocated device bytes through the session's device operations (the Session contract's
+    ``device_ops``); None where the device has no counters (the host CPU, a browser, a server)."""
+    return device.allocated() if device is not None else None
 
 
-def settle(device: str = "cpu") -> None:
+def settle(device: DeviceOps | None = None) -> None:
     """Free what can be freed before reading counters: cycles, device caches, trimmed heap."""
     gc.collect()
     gc.collect()
-    if device != "cpu":
-        from .backends.torch_backend import device_op
-
-        device_op(device, "synchronize")
-        device_op(device, "empty_cache")
+    if device is not None:
+        device.synchronize()
+        device.empty_cache()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
 
-def snapshot(device: str = "cpu") -> dict[str, int]:
+def snapshot(device: DeviceOps | None = None) -> dict[str, int]:
     out = {"rss": rss()}
     heap = heap_in_use()
     if heap is not None:
@@ -140,7 +137,7 @@ class Series:
     seconds: float = 0.0
 
 
-def run_cycles(cycle: Callable[[], Any], warmup: int, measured: int, device: str = "cpu") -> Series:
+def run_cycles(cycle: Callable[[], Any], warmup: int, measured: int, device: DeviceOps | None = None) -> Series:
     """Run ``cycle`` warmup + measured times, settling and reading the counters after each.
 
     A cycle may return a snapshot() taken while its allocations were alive (e.g. with the model
@@ -200,6 +197,15 @@ class Verdict:
                 f"readings {self.readings}")
 
 
+class MemoryGrowth(AssertionError):
+    """A counter that grows per cycle beyond its bound, carrying the growth (bytes per cycle): a known bug
+    names this type and the range of growth it measured (``growth_per_cycle``), so another failure fails."""
+
+    def __init__(self, message: str, found: Verdict):
+        super().__init__(f"{message}: {found.message()}")
+        self.counter, self.growth_per_cycle, self.bound = found.counter, found.growth_per_cycle, found.bound
+
+
 def median(values: list[float]) -> float:
     s = sorted(values)
     n = len(s)
@@ -251,7 +257,7 @@ def verdicts(series: Series) -> dict[str, Verdict]:
             for k, v in series.measured.items()}
 
 
-def load_cycle(load: Callable[[], Any], inputs: dict, device: str = "cpu") -> Callable[[], dict[str, int]]:
+def load_cycle(load: Callable[[], Any], inputs: dict, device: DeviceOps | None = None) -> Callable[[], dict[str, int]]:
     """load -> run -> release; returns the snapshot taken while loaded (the cycle's footprint)."""
     def cycle() -> dict[str, int]:
         session = load()

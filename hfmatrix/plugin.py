@@ -9,7 +9,9 @@ collides with no project's own options or fixtures, writes nothing and changes n
   --hfm-results-dir --hfm-shard --hfm-allow-pickle
 * parametrizes every test that takes the ``hfm_case`` fixture over model × target, from the zoo;
   ``@pytest.mark.hfm_needs("generate")`` keeps only models with that capability,
-  ``@pytest.mark.hfm_backends("torch")`` only those backends; known failures become strict xfails.
+  ``@pytest.mark.hfm_requires("torch-module")`` only targets whose backend offers those capabilities
+  (hfmatrix.backends.base), ``@pytest.mark.hfm_backends(...)`` only those backends; known failures become
+  strict xfails.
 * fixtures: hfm_case, hfm_model_dir, hfm_backend_session, hfm_intact_session, hfm_reference_session, hfm_measure.
 * typed skips: a TypedSkip raised anywhere in a test becomes "[kind] reason".
 * one JSON-lines record per test, written by the xdist controller (so a crashed worker's test
@@ -104,6 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not enabled(config):
         return
     config.addinivalue_line("markers", "hfm_needs(*capabilities): only models whose spec has these capabilities")
+    config.addinivalue_line("markers", "hfm_requires(*capabilities): only targets whose backend offers these "
+                            "capabilities there (hfmatrix.backends.base: in-process, torch-module, device-memory, ...)")
     config.addinivalue_line("markers", "hfm_backends(*names): only these backends")
     config.addinivalue_line("markers", "hfm_precisions(*names): only these precisions")
     config.addinivalue_line("markers", "hfm_devices(*names): only these devices (accelerator-only checks)")
@@ -294,6 +298,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only_backends = [b for m in metafunc.definition.iter_markers("hfm_backends") for b in m.args]
     only_precisions = [p for m in metafunc.definition.iter_markers("hfm_precisions") for p in m.args]
     only_devices = [d for m in metafunc.definition.iter_markers("hfm_devices") for d in m.args]
+    requires = _required(metafunc)
     check = metafunc.function.__name__.removeprefix("test_")
     from .compare import known_bug_marks
     params = []
@@ -308,6 +313,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if only_precisions and target.precision not in only_precisions:
                 continue
             if only_devices and target.device not in only_devices:
+                continue
+            if not _offers(target.backend, target.device, requires):
                 continue
             case = Case(spec, target)
             marks = [pytest.mark.xdist_group(spec.id)]
@@ -329,9 +336,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                    "local reference; the model-free checks are hfmatrix/suites/test_endpoint.py's")
         if only_backends and st.backend not in only_backends:
             why, kind = f"a check of the {', '.join(only_backends)} backend only, not {st.backend}", skips.UNSUPPORTED
+        if not _offers(st.backend, st.device, requires):
+            why, kind = (f"a check that needs the {', '.join(requires)} capability, which {st.backend} on {st.device} "
+                         "does not offer", skips.UNSUPPORTED)
         params = [pytest.param(*([None] * (2 if per_case else 1)), id="no-applicable-model",
                                marks=pytest.mark.skip(reason=f"[{kind}] {why}"))]
     metafunc.parametrize(("hfm_case", per_case.args[0]) if per_case else "hfm_case", params)
+
+
+def _required(metafunc: pytest.Metafunc) -> list[str]:
+    """The capabilities a check's hfm_requires markers name (an unknown name is a usage error, not a deselection)."""
+    from .backends import CAPABILITIES
+    requires = [c for m in metafunc.definition.iter_markers("hfm_requires") for c in m.args]
+    unknown = sorted(set(requires) - CAPABILITIES)
+    if unknown:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: hfm_requires{tuple(unknown)}: unknown capabilities; "
+                                f"known: {', '.join(sorted(CAPABILITIES))}")
+    return requires
+
+
+def _offers(backend: str, device: str, requires: list[str]) -> bool:
+    """Whether backend on device offers every required capability (a backend not importable here offers none)."""
+    if not requires:
+        return True
+    from . import backends
+    try:
+        return set(requires) <= backends.capabilities(backend, device)
+    except (ImportError, KeyError):
+        return False
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -443,18 +475,18 @@ def hfm_intact_session(request, hfm_case: Case, hfm_model_dir: Path):
     intact model does not load on this target because of a recorded known bug (its load_session check
     is a strict xfail in known_failures.toml), such a check cannot be evaluated: it skips as known-bug
     naming that entry instead of failing a second time for the same bug. Any other load failure fails."""
-    from .compare import known_failure
+    from .compare import exception_types, known_entry, out_of_range
     try:
         return request.getfixturevalue("hfm_backend_session")
     except skips.TypedSkip:
         raise
     except Exception as exc:
         t = hfm_case.target
-        reason = known_failure("load_session", hfm_case.spec, t.backend, t.device, t.effective)
-        if not reason:
-            raise
+        bug = known_entry("load_session", hfm_case.spec, t.backend, t.device, t.effective)
+        if not bug or not isinstance(exc, exception_types(bug.get("raises", ()))) or out_of_range(bug, exc):
+            raise  # not the recorded load bug: strict, as the load_session cell itself
         skips.skip(skips.KNOWN_BUG, f"the intact model does not load on this target ({type(exc).__name__}); "
-                                    f"known bug of load_session: {reason[:400]}")
+                                    f"known bug of load_session: {bug['reason'][:400]}")
 
 
 @pytest.fixture
@@ -541,12 +573,12 @@ def pytest_runtest_makereport(item, call):
         return
     rep = outcome.get_result()
     bug = item.get_closest_marker("hfm_known_bug")
-    if bug is not None and call.when == "call" and hasattr(rep, "wasxfail") and rep.skipped:
-        from .compare import out_of_range
+    if bug is not None and call.when in ("setup", "call") and hasattr(rep, "wasxfail") and rep.skipped:
+        from .compare import RANGE_KEYS, out_of_range
         if call.excinfo:  # what the known bug raised, in the record: the evidence for its `raises`
             exc = call.excinfo.value
             rep.user_properties.append((PROP_MEASURE, {"known_bug_raised": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                                                       **{k: getattr(exc, k) for k in ("max_abs", "max_rel") if hasattr(exc, k)}}))
+                                                       **{k: getattr(exc, k) for k in RANGE_KEYS if hasattr(exc, k)}}))
         why = out_of_range(bug.args[0], call.excinfo.value if call.excinfo else None)
         if why:  # the cell failed, but not as the known bug says: a failure, not an expected one
             rep.outcome, rep.longrepr = "failed", f"{why}\n{call.excinfo.exconly() if call.excinfo else ''}"

@@ -12,14 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .sessions import MAX_WORKER_RESTART, TIMEOUT, WORKERS, spec
+
 SUITES = Path(__file__).resolve().with_name("suites")
 RUN_INI = SUITES / "run.ini"
 # node ids are relative to the folder holding the package: hfmatrix/suites/test_x.py::test[...] in the
 # checkout and in site-packages alike (the report's rerun commands print them)
 PACKAGE_PARENT = SUITES.parents[1]
 # the nox sessions' names work as --backend too: `--backend cpu` is the cpu session's torch on the CPU
-SESSIONS = {"cpu": ("torch", "cpu"), "cuda": ("torch", "cuda"), "rocm": ("torch", "rocm"), "mps": ("torch", "mps"),
-            "wasm": ("web", "wasm"), "webgpu": ("web", "webgpu"), "webnn": ("web", "webnn")}
+SESSIONS = {name: (spec(name).targets[0].backend, spec(name).targets[0].device)
+            for name in ("cpu", "cuda", "rocm", "mps", "wasm", "webgpu", "webnn")}  # from the session table
 # the suites never reach the network: models come from folders, the zoo cache or the local HF cache
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -51,8 +53,8 @@ def suite_args(*, backend: str, device: str, precisions: str, name: str, results
             "-n", workers, "--dist=loadgroup",
             # isolation: a per-test timeout through SIGALRM (pytest-timeout), the native-hang watchdog at
             # 2 x timeout + 10 s, and enough worker restarts that one crashing backend cannot end the matrix
-            f"--timeout={os.environ.get('HFMATRIX_TIMEOUT', '900')}", "--timeout-method=signal",
-            f"--max-worker-restart={os.environ.get('HFMATRIX_MAX_WORKER_RESTART', '100')}",
+            f"--timeout={TIMEOUT.get()}", "--timeout-method=signal",
+            f"--max-worker-restart={MAX_WORKER_RESTART.get()}",
             f"--junitxml={results / name / 'junit.xml'}"]
 
 
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", type=Path, help="results folder (default ./results)")
     p.add_argument("--name", default="", help="session name, the folder under --results (default: the backend, "
                                               "or backend-device when the device is not cpu)")
-    p.add_argument("--workers", default=os.environ.get("HFMATRIX_WORKERS", "auto"),
+    p.add_argument("--workers", default=WORKERS.get(),
                    help="pytest-xdist workers: a number, 0 for none, auto = one per core (default $HFMATRIX_WORKERS or auto)")
     p.add_argument("--no-report", action="store_true", help="write the records only, not the report")
     return p

@@ -44,7 +44,8 @@ TARGETS = {"torch": (("cpu", "cuda", "mps"), ("fp32", "fp16", "bf16"), ("cpu", "
            "web": (("wasm", "webgpu"), ("fp32",), ("onnxruntime",)),
            "serve": (("cpu",), ("fp32",), ("cpu",)),
            "distributed": (("cpu", "cuda"), ("fp32",), ("cpu",))}
-VERDICT_KEYS = ("raises", "max_abs", "max_rel", "nodes", "unstable", "hangs", "requested")
+VERDICT_KEYS = ("raises", "match", "max_abs", "max_rel", "first_position", "growth_per_cycle", "nodes", "unstable", "hangs",
+                "requested")
 
 
 def use_env(env: dict[str, str]) -> None:

@@ -99,7 +99,7 @@ def test_changed_token_fails_greedy_and_says_where(pytester, zoo_cache):
     m = records[0]["measures"]
     expected, actual = m["expected_ids"], m["actual_ids"]
     assert m["first_diff"] == [0, len(expected[0]) - 1] and expected[0][:-1] == actual[0][:-1]
-    assert records[0]["message"].startswith(f"AssertionError: greedy ids differ first at (row, position) {m['first_diff']}")
+    assert records[0]["message"].startswith(f"hfmatrix.compare.TokensDiffer: greedy ids differ first at (row, position) {m['first_diff']}")
 
 
 def test_altered_weights_fail_load(pytester, zoo_cache, tmp_path):

@@ -94,8 +94,8 @@ def _known_bugs(project, monkeypatch, text: str):
 
 
 def test_known_bug_is_strict_xfail_and_a_fix_shows(project, monkeypatch):
-    _known_bugs(project, monkeypatch, '[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nreason = "gamma defect #1"\n'
-                  '[[known_bug]]\ncheck = "any"\nmodel = "alpha"\nreason = "alpha was broken, now fixed"\n')
+    _known_bugs(project, monkeypatch, '[[known_bug]]\ncheck = "fails"\nmodel = "gamma"\nraises = "AssertionError"\nreason = "gamma defect #1"\n'
+                  '[[known_bug]]\ncheck = "any"\nmodel = "alpha"\nraises = "AssertionError"\nreason = "alpha was broken, now fixed"\n')
     result, records = _run(project, "-k", "fails or any")
     by = {(r["check"], r["model"]): r for r in records}
     assert by[("fails", "gamma")]["outcome"] == "xfailed"
@@ -108,7 +108,7 @@ def test_unstable_known_bug_is_a_known_bug_skip_and_lists_match(project, monkeyp
     """An entry marked unstable (a real defect at the check's resolution) becomes a known-bug skip that
     says why; a list of model patterns matches any of them; an empty 'unstable' is refused."""
     kf = _known_bugs(project, monkeypatch, '[[known_bug]]\ncheck = "fails"\nmodel = ["beta", "gam*"]\n'
-                     'reason = "gamma defect #2"\nunstable = "the verdict flipped between two runs"\n')
+                     'raises = "AssertionError"\nreason = "gamma defect #2"\nunstable = "the verdict flipped between two runs"\n')
     result, records = _run(project, "-k", "fails")
     by = {(r["check"], r["model"]): r for r in records}
     gamma = by[("fails", "gamma")]
@@ -198,7 +198,7 @@ torch_backend.TorchBackend.load = _load
 """)
     project.makepyfile(test_other="def test_other(hfm_case, hfm_intact_session):\n    assert hfm_intact_session is not None\n")
     _known_bugs(project, monkeypatch,
-                '[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nreason = "alpha load defect #7"\n')
+                '[[known_bug]]\ncheck = "load_session"\nmodel = "alpha"\nraises = "RuntimeError"\nreason = "alpha load defect #7"\n')
     monkeypatch.setenv("PYTHONPATH", str(project.path))
     result, records = _run(project, "test_other.py", "-p", "planted_load")
     by = {r["model"]: r for r in records if r["check"] == "other"}

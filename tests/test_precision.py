@@ -132,7 +132,7 @@ def test_requested_key_narrows_a_known_bug_to_one_request(tmp_path):
     from hfmatrix.compare import known_entry
     kf = tmp_path / "kf.toml"
     kf.write_text('[[known_bug]]\ncheck = "parity"\nmodel = "t5"\nprecision = "fp32_kvfp16"\nrequested = "fp32_kvfp16"\n'
-                  'reason = "only the forced config"\n')
+                  'raises = "ToleranceExceeded"\nreason = "only the forced config"\n')
     assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf, requested="fp32_kvfp16")
     assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf, requested="auto") is None
     assert known_entry("parity", "t5", "openvino", "cpu", "fp32_kvfp16", kf) is None

@@ -1,11 +1,10 @@
-"""Chromium and npm without root (issue 15, item 4): hfmatrix/provision_system.py decides, the noxfile runs.
+"""Chromium and npm without root (issue 15, item 4): hfmatrix/provision_system.py decides, the sessions run it (hfmatrix/nox.py).
 
 The boundaries are faked: the effective uid (os.geteuid), PATH lookups (shutil.which) and sudo, which is a
 real executable script here that exits 0 (no password needed) or 1 (it would ask). No apt-get ever runs.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 
 from hfmatrix import provision_system as ps
 
-ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends")
 
 
@@ -117,27 +115,26 @@ class Session:
 
 
 @pytest.fixture
-def noxfile():
-    before = dict(os.environ)  # importing the noxfile hands pip's settings to uv through UV_* variables
-    spec = importlib.util.spec_from_file_location("hfm_noxfile", ROOT / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+def hfnox():
+    before = dict(os.environ)  # the session names the browser in HFMATRIX_CHROMIUM
+    from hfmatrix import nox
+    yield nox
     os.environ.clear()
     os.environ.update(before)
 
 
-def test_noxfile_runs_the_plan_and_names_the_browser(machine, noxfile, tmp_path):
+def test_noxfile_runs_the_plan_and_names_the_browser(machine, hfnox, tmp_path):
+    """hfmatrix.nox.chromium, which the noxfile's browser sessions and `nox -s tests` call."""
     machine.tool("sudo", rc=0)
     session = Session()
     with pytest.raises(SystemExit, match="not an executable file"):  # apt-get "ran" (recorded) but left nothing
-        noxfile._chromium(session)
+        hfnox.chromium(session)
     assert session.ran == [(("sudo", "-n", "apt-get", "update"), True), (("sudo", "-n", *INSTALL, "chromium"), True)]
     # no apt-get: Playwright's browser, installed with the session's python; its path is what the session uses
     machine.drop("apt-get")
     managed = _exe(tmp_path / "ms-playwright-chrome")
     session = Session(output=f"some log line\n{managed}\n")
-    noxfile._chromium(session)
+    hfnox.chromium(session)
     assert session.ran[0] == (("python", "-m", "playwright", "install", "chromium"), False)
     assert session.ran[-1] == ((str(managed), "--version"), True)
     assert os.environ["HFMATRIX_CHROMIUM"] == str(managed)

@@ -57,8 +57,8 @@ def test_version_conditions_select_entries_by_the_installed_release(tmp_path):
         versions.conditions({"transformers": "five"})
     # a known bug for this release only matches here; one for another release does not
     kf = tmp_path / "known.toml"
-    kf.write_text(f'[[known_bug]]\ncheck = "parity"\ntransformers = "=={installed}"\nreason = "here"\n'
-                  f'[[known_bug]]\ncheck = "generate_greedy"\ntransformers = "!={installed}"\nreason = "elsewhere"\n')
+    kf.write_text(f'[[known_bug]]\ncheck = "parity"\ntransformers = "=={installed}"\nraises = "ToleranceExceeded"\nreason = "here"\n'
+                  f'[[known_bug]]\ncheck = "generate_greedy"\ntransformers = "!={installed}"\nraises = "TokensDiffer"\nreason = "elsewhere"\n')
     assert known_entry("parity", "m", "torch", "cpu", "fp32", path=kf)["reason"] == "here"
     assert known_entry("generate_greedy", "m", "torch", "cpu", "fp32", path=kf) is None
     # an expectation with a condition that holds is more specific than one without; a list of model patterns matches any

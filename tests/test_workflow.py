@@ -121,7 +121,7 @@ def test_matrix_workflow_shape() -> None:
 
 
 def test_runners_are_read_from_the_noxfile() -> None:
-    rmap = plan.runners(ROOT / "noxfile.py")
+    rmap = plan.runners()
     assert rmap["hosted"] == ["ubuntu-latest"]
     for key in ("cuda", "rocm", "mps"):
         assert "self-hosted" in rmap[key], key
@@ -134,7 +134,7 @@ def test_runners_are_read_from_the_noxfile() -> None:
 
 
 def test_matrix_generated_from_nox_listing(tmp_path: Path) -> None:
-    rmap = plan.runners(ROOT / "noxfile.py")
+    rmap = plan.runners()
     listing = _nox_listing(sorted(rmap))
     by_name = {s["session"]: s for s in listing}
     assert "cpu" in by_name and "hosted" in by_name["cpu"]["tags"]

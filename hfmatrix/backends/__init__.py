@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Availability, Backend, Session, Target, TextGenerator
+from .base import (CAPABILITIES, DEVICE_MEMORY, IN_PROCESS, SHARDED, TEXT_API, TORCH_MODULE, Availability, Backend,
+                   BackendBase, DeviceOps, Session, SessionBase, Target, TextGenerator)
 
 # name -> "module:attribute"; a new backend adds one line here.
 REGISTRY: dict[str, str] = {
@@ -15,6 +16,10 @@ REGISTRY: dict[str, str] = {
     "distributed": "hfmatrix.backends.distributed_backend:DistributedBackend",
     "serve": "hfmatrix.backends.serve_backend:ServeBackend",
 }
+
+#: the reference every target is compared with: CPU fp32 torch (the plugin judges CPU fp32 torch itself
+#: against the same weights in float64); the auto-zoo sweeps transformers' registry on it
+REFERENCE = Target("torch", "cpu", "fp32")
 
 _instances: dict[str, Backend] = {}
 
@@ -28,4 +33,16 @@ def get(name: str) -> Backend:
     return _instances[name]
 
 
-__all__ = ["Availability", "Backend", "Session", "Target", "TextGenerator", "REGISTRY", "get"]
+def capabilities(name: str, device: str) -> frozenset[str]:
+    """What sessions of backend ``name`` on ``device`` offer checks (hfmatrix.backends.base), before any load."""
+    return get(name).capabilities(device)
+
+
+def device_ops(name: str, device: str) -> DeviceOps:
+    """The device operations (synchronize, caches, memory counters, timer) backend ``name`` has on ``device``."""
+    return get(name).device_ops(device)
+
+
+__all__ = ["Availability", "Backend", "BackendBase", "DeviceOps", "Session", "SessionBase", "Target", "TextGenerator",
+           "REFERENCE", "REGISTRY", "get", "capabilities", "device_ops",
+           "CAPABILITIES", "DEVICE_MEMORY", "IN_PROCESS", "SHARDED", "TEXT_API", "TORCH_MODULE"]

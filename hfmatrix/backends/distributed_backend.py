@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..distributed import launch, plans
-from .base import Arrays, Availability, Target
+from .base import SHARDED, Arrays, Availability, BackendBase, SessionBase, Target
 
 DEADLINE_S = 180.0  # one job on 2 busy cores takes 6-12 s; a job past this is hung, not slow
 
 
-class DistributedSession:
+class DistributedSession(SessionBase):
     def __init__(self, model_dir: Path, spec, target: Target):
         self.model_dir, self.spec, self.target = Path(model_dir), spec, target
         self._scratch = Path(tempfile.mkdtemp(prefix="hfm-dist-"))
@@ -75,8 +75,9 @@ class DistributedSession:
         self._cleanup()
 
 
-class DistributedBackend:
+class DistributedBackend(BackendBase):
     name = "distributed"
+    CAPABILITIES = frozenset({SHARDED})  # the ranks are processes of their own
     precisions = ("fp32",)
     devices = ("cpu", "cuda")
 

@@ -21,7 +21,7 @@ import numpy as np
 from .. import exports
 from .. import placement as placing
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import UNUSABLE, Arrays, Availability, Target
+from .base import UNUSABLE, Arrays, Availability, BackendBase, SessionBase, Target
 from .optimum_common import OptimumSession, as_float32, check_exporter, check_names, coerce
 
 # device name (the matrix's) -> execution providers that serve it, first available wins
@@ -246,7 +246,7 @@ class OrtSession(OptimumSession):
         self.model, self.sessions = None, {}
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     name = "onnxruntime"
     precisions = ("fp32", "fp16")
     devices = tuple(EP_FOR_DEVICE)
@@ -368,7 +368,7 @@ def static_model(export: exports.Export, dims: dict[str, int]) -> bytes:
     return model.SerializeToString()
 
 
-class QnnSession:
+class QnnSession(SessionBase):
     """One QNN session per input-shape signature (static shapes), created on first use."""
 
     def __init__(self, export: exports.Export, spec, target: Target, backend_path: str, options: dict[str, str]):
@@ -526,7 +526,7 @@ class QnnSession:
         self.sessions = {}
 
 
-class QnnBackend:
+class QnnBackend(BackendBase):
     name = "qnn"
     precisions = ("fp16",)
     devices = tuple(QNN_BACKEND_LIBS)

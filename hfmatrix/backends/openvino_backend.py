@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import exports, placement as placing, precision as eff
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import Arrays, Availability, Target
+from .base import Arrays, Availability, BackendBase, Target
 from .optimum_common import OptimumSession, as_float32, check_exporter, coerce
 
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
@@ -241,7 +241,7 @@ class OVSession(OptimumSession):
         self.model, self.compiled = None, {}
 
 
-class OpenVINOBackend:
+class OpenVINOBackend(BackendBase):
     name = "openvino"
     precisions = ("fp32", "auto", "bf16", "fp32_kvfp16")
     devices = tuple(d.lower() for d in DEVICES)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..skips import Unsupported
-from .base import Arrays
+from .base import Arrays, SessionBase
 
 # inputs the task-level forward takes besides the graphs' own input names (seq2seq, generate)
 FORWARD_INPUTS = {"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask", "position_ids",
@@ -72,7 +72,7 @@ def as_float32(value: np.ndarray) -> np.ndarray:
     return value.astype(np.float32) if value.dtype.kind == "f" else value
 
 
-class OptimumSession:
+class OptimumSession(SessionBase):
     """Base of the sessions that hold an optimum model. ``mode`` is "graph" (run() feeds the one
     compiled graph directly: the subclass's run) or "model" (run() is the optimum model's forward)."""
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ..serving import endpoint
 from ..skips import Unsupported
-from .base import Arrays, Availability, Target
+from .base import TEXT_API, Arrays, Availability, BackendBase, SessionBase, Target
 
 #: tasks whose prompt is text and whose answer is /v1/completions text
 TEXT_TASKS = ("text-generation", "text2text-generation")
@@ -28,16 +29,6 @@ SERVER_DEPS = ("fastapi", "uvicorn", "openai", "pydantic", "accelerate", "httpx"
 HEALTH_DEADLINE_S = float(os.environ.get("HFMATRIX_SERVE_START_TIMEOUT", "120"))
 REQUEST_TIMEOUT_S = float(os.environ.get("HFMATRIX_SERVE_REQUEST_TIMEOUT", "120"))
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def endpoint() -> dict[str, str] | None:
-    """--hfm-endpoint (the plugin puts it in the environment, so xdist workers see it): an existing
-    deployment to test instead of a server hfmatrix starts."""
-    url = os.environ.get("HFMATRIX_SERVE_ENDPOINT", "")
-    if not url:
-        return None
-    return {"url": url, "model": os.environ.get("HFMATRIX_SERVE_MODEL", ""),
-            "key_env": os.environ.get("HFMATRIX_SERVE_API_KEY_ENV", "HFMATRIX_SERVE_API_KEY")}
 
 
 def log_dir() -> Path:
@@ -51,7 +42,7 @@ def greedy_extensions(max_new_tokens: int) -> dict[str, Any]:
     return {"generation_config": json.dumps(cfg)}
 
 
-class ServeSession:
+class ServeSession(SessionBase):
     """One served model: the server process, a completions client, and the folder's tokenizer
     (to turn the suites' prompt ids into the text a user would send)."""
 
@@ -128,8 +119,9 @@ class ServeSession:
         self.server.stop()
 
 
-class ServeBackend:
+class ServeBackend(BackendBase):
     name = "serve"
+    CAPABILITIES = frozenset({TEXT_API})  # the model runs in the server's process
     precisions = ("fp32",)
     devices = ("cpu",)
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..skips import DependencyMissing
-from .base import UNUSABLE, Arrays, Availability, Target
+from .base import IN_PROCESS, TORCH_MODULE, UNUSABLE, Arrays, Availability, BackendBase, DeviceOps, SessionBase, Target
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64"}
 # outputs that are caches or tuples of layers, not comparable results
@@ -116,6 +116,79 @@ def device_op(device: str, op: str, *args):
     return DEVICE_OPS[device][op](torch, *args)
 
 
+class CudaEventTimer:
+    """CUDA events recorded on the current stream around each call: the device's own clock, no
+    host-side jitter. Read once after a final synchronize (reading earlier would block per call)."""
+
+    name = "cuda-event"
+
+    def __init__(self, torch):
+        self.torch = torch
+        self._pairs: list[tuple[Any, Any]] = []
+        self._start = None
+
+    def start(self) -> None:
+        self._start = self.torch.cuda.Event(enable_timing=True)
+        self._start.record()
+
+    def stop(self) -> None:
+        end = self.torch.cuda.Event(enable_timing=True)
+        end.record()
+        self._pairs.append((self._start, end))
+
+    def samples(self) -> list[float]:
+        self.torch.cuda.synchronize()
+        return [s.elapsed_time(e) / 1e3 for s, e in self._pairs]  # elapsed_time is in ms
+
+
+class TorchDevice(DeviceOps):
+    """An accelerator torch drives (DEVICE_OPS): its counters, caches, queue, clock and OOM contract."""
+
+    has_memory = True
+
+    def synchronize(self) -> None:
+        device_op(self.name, "synchronize")
+
+    def empty_cache(self) -> None:
+        device_op(self.name, "empty_cache")
+
+    def memory(self) -> dict[str, int]:
+        return device_op(self.name, "memory")
+
+    def reset_peak(self) -> None:
+        device_op(self.name, "reset_peak")
+
+    def timer(self):
+        if DEVICE_OPS[self.name]["torch_device"](None) == "cuda":  # CUDA and ROCm (HIP) have events
+            torch = _torch()
+            return lambda: CudaEventTimer(torch)
+        return super().timer()
+
+    @property
+    def out_of_memory(self):  # MPS has no OutOfMemoryError contract
+        return _torch().cuda.OutOfMemoryError if DEVICE_OPS[self.name]["torch_device"](None) == "cuda" else None
+
+    def mem_info(self) -> tuple[int, int] | None:
+        if self.out_of_memory is None:
+            return None
+        free, total = _torch().cuda.mem_get_info()
+        return int(free), int(total)
+
+    def allocate(self, nbytes: int):
+        torch = _torch()
+        return torch.empty(int(nbytes), dtype=torch.uint8, device=DEVICE_OPS[self.name]["torch_device"](torch))
+
+
+def _torch_threads(n: int | None):
+    torch = _torch()
+    before = (torch.get_num_threads(), torch.get_num_interop_threads())
+    if n is not None:
+        torch.set_num_threads(n)
+    return before, lambda: torch.set_num_threads(before[0]), \
+        lambda: {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+                 "applied_by": "torch.set_num_threads"}
+
+
 def to_numpy(value) -> np.ndarray:
     value = value.detach().to("cpu")
     if value.is_floating_point() and value.dtype != _torch().float64:  # a float64 reference keeps its digits
@@ -195,7 +268,7 @@ def parameter_placement(model, device: str, dtype: str) -> dict[str, Any]:
                                                not_counted={"keep_in_fp32_modules": kept})}
 
 
-class TorchSession:
+class TorchSession(SessionBase):
     def __init__(self, model, spec, target: Target, loading_info: dict[str, Any], model_dir: Path):
         self.model = model
         self.spec = spec
@@ -243,6 +316,28 @@ class TorchSession:
                                       do_sample=False, num_beams=1, pad_token_id=pad)
         return ids.to("cpu").numpy()
 
+    def module(self):
+        """The transformers model (a torch.nn.Module): state_dict, save_pretrained, pipeline, towers."""
+        return self.model
+
+    def run_split(self, inputs: Arrays) -> Arrays:
+        """Input embeddings on the host CPU in fp32, the rest of the model on its device (a model split
+        across devices). Unsupported where the inputs or the model have no input-embedding split point."""
+        from ..skips import Unsupported
+        torch, model = self._torch, self.model
+        if "input_ids" not in inputs or not hasattr(model, "get_input_embeddings"):
+            raise Unsupported(f"{self.spec.id} has no input-embedding split point")
+        emb = model.get_input_embeddings()
+        cpu_emb = type(emb)(emb.num_embeddings, emb.embedding_dim).to(torch.float32)
+        cpu_emb.load_state_dict({k: v.float().cpu() for k, v in emb.state_dict().items()})
+        with torch.inference_mode():
+            embeds = cpu_emb(torch.from_numpy(inputs["input_ids"]))  # the cpu part
+        first = next(model.parameters())
+        rest = {k: torch.from_numpy(v).to(first.device) for k, v in inputs.items() if k != "input_ids"}
+        with torch.inference_mode():
+            out = model(inputs_embeds=embeds.to(first.device, first.dtype), **rest)
+        return outputs_to_numpy(out)
+
     def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
         """(module name, module class, first output) per module on these inputs (hfmatrix.localize)."""
         return module_outputs(self.model, lambda: self.run(inputs))
@@ -274,10 +369,18 @@ class TorchSession:
         device_op(self.target.device, "empty_cache")
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     name = "torch"
     precisions = ("fp32", "fp16", "bf16")
     devices = tuple(DEVICE_OPS)
+    CAPABILITIES = frozenset({IN_PROCESS, TORCH_MODULE})
+
+    def device_ops(self, device: str) -> DeviceOps:
+        """Counters, caches and events for the accelerators torch drives; the host CPU has none."""
+        return TorchDevice(device) if device in DEVICE_OPS and device != "cpu" else DeviceOps(device)
+
+    def pin_threads(self, n: int | None):
+        return _torch_threads(n)
 
     def available(self, device: str, precision: str) -> Availability:
         if device not in DEVICE_OPS:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, Unsupported
 from .. import placement as placing
-from .base import Arrays, Availability, Target
+from .base import Arrays, Availability, BackendBase, SessionBase, Target
 from .optimum_common import check_names, coerce
 
 
@@ -263,7 +263,7 @@ def _merge_verdicts(verdicts: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "fallback_ops": ops}
 
 
-class WebSession:
+class WebSession(SessionBase):
     _ids = itertools.count()
 
     def __init__(self, graphs: dict[str, Path] | Path, spec: Any, target: Target, export: Any = None,
@@ -506,9 +506,9 @@ class WebSession:
         self._origin.unmount(self._prefix)
 
 
-class WebBackend:
+class WebBackend(BackendBase):
     name = "web"
-    in_process = False  # the model runs in Chromium's processes: this process's RSS and rlimits do not see it
+    CAPABILITIES = frozenset()  # the model runs in Chromium's processes: this process's RSS and rlimits do not see it
     precisions = ("fp32",)
     devices = tuple(PROVIDERS)
 

@@ -24,13 +24,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from hwprobe.presence import PRESENT
+
 from ..records import write_json_atomic
 
 SCHEMA = "hfmatrix-baseline/1"
 ENV = "HFMATRIX_BASELINES"
 #: the hwprobe backends whose hardware goes into the fingerprint: the CPU and torch-visible accelerators.
 #: The same set is probed in every env, so one machine has one fingerprint whatever env measures it.
-FINGERPRINT_PROBES = ("cpu", "cuda", "rocm", "mps")
+FINGERPRINT_PROBES = tuple(PRESENT)
 
 
 @lru_cache(maxsize=1)

@@ -80,7 +80,7 @@ def fidelity(session, inputs: dict[str, np.ndarray], *, threads: int, rounds: in
     against a bare ``model(**inputs)`` loop on the same torch model, in short alternating blocks
     (harness, bare, bare, harness, ...) within this process."""
     import torch
-    model = session.model
+    model = session.module()  # the Session contract's torch module (TORCH_MODULE)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     harness: list[float] = []
     bare: list[float] = []
@@ -97,7 +97,7 @@ def fidelity(session, inputs: dict[str, np.ndarray], *, threads: int, rounds: in
                           make_timer=WallTimer)
         harness.extend(timed.samples)
 
-    with pinned_threads("torch", threads) as info:
+    with pinned_threads(session.target.backend, threads) as info:
         for _ in range(warmup):
             session.run(inputs)
             with torch.inference_mode():

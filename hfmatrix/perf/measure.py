@@ -8,8 +8,9 @@
   peak is what the block needed at most, ``before`` what it started from. Keep it off timed calls
   that are compared: on 2 busy cores a sampler thread competing for the GIL added ~8% to MiniLM's
   p50 (the runner samples the warm-up calls instead; load and the single first call are sampled).
-* ``pinned_threads(backend, n)``: sets the intra-op thread count where the backend lets us
-  (torch.set_num_threads) and exports HFMATRIX_THREADS for backends that read it at load time.
+* ``pinned_threads(backend, n)``: sets the intra-op thread count where the backend lets us (the
+  backend contract's ``pin_threads``: torch.set_num_threads) and exports HFMATRIX_THREADS for
+  backends that read it at load time.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+
+from ..backends.base import WallTimer  # noqa: F401 - the contract's timer, used and re-exported here
 
 THREADS_ENV = "HFMATRIX_THREADS"
 #: no measurement keeps more samples than this (a microsecond callable and a long min_time)
@@ -66,33 +69,19 @@ def resolve_threads(value: str | int | None) -> tuple[int, str]:
     return default_threads(), f"auto ({usable_cores()} usable cores)"
 
 
-def _torch_threads(n: int | None):
-    import torch
-    before = (torch.get_num_threads(), torch.get_num_interop_threads())
-    if n is not None:
-        torch.set_num_threads(n)
-    return before, lambda: torch.set_num_threads(before[0]), \
-        lambda: {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-                 "applied_by": "torch.set_num_threads"}
-
-
-# backend -> how to pin (and read back) its intra-op threads in this process. Backends not listed
-# read HFMATRIX_THREADS themselves when they create a session (ORT intra_op_num_threads, OpenVINO
-# INFERENCE_NUM_THREADS); for them the record says "requested", not "applied".
-THREAD_PINS: dict[str, Callable] = {"torch": _torch_threads}
-
-
 @contextmanager
 def pinned_threads(backend: str, n: int) -> Iterator[dict[str, Any]]:
     """Pin intra-op threads for the block; yields what was really in force (read back)."""
     old_env = os.environ.get(THREADS_ENV)
     os.environ[THREADS_ENV] = str(n)
-    pin = THREAD_PINS.get(backend)
+    from .. import backends
+    pin = backends.get(backend).pin_threads  # None: the backend reads HFMATRIX_THREADS itself at load
     info: dict[str, Any] = {"requested": n}
     restore = None
     try:
-        if pin is not None:
-            _, restore, readback = pin(n)
+        pinned = pin(n)
+        if pinned is not None:
+            _, restore, readback = pinned
             info.update(readback())
         else:
             info.update({"intra_op": None, "applied_by": f"{THREADS_ENV} (read by the {backend} backend at load)"})
@@ -132,74 +121,12 @@ def coverage_paused() -> Iterator[bool]:
 
 
 # ----------------------------------------------------------------------------- timers
-class WallTimer:
-    """perf_counter_ns around the call; the device is synchronized inside the timed region."""
-
-    name = "wall"
-
-    def __init__(self, sync: Callable[[], None] | None = None):
-        self.sync = sync or (lambda: None)
-        self._t0 = 0
-        self._ns: list[int] = []
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter_ns()
-
-    def stop(self) -> None:
-        self.sync()
-        self._ns.append(time.perf_counter_ns() - self._t0)
-
-    def samples(self) -> list[float]:
-        return [ns / 1e9 for ns in self._ns]
-
-
-class CudaEventTimer:
-    """CUDA events recorded on the current stream around each call: the device's own clock, no
-    host-side jitter. Read once after a final synchronize (reading earlier would block per call)."""
-
-    name = "cuda-event"
-
-    def __init__(self, torch):
-        self.torch = torch
-        self._pairs: list[tuple[Any, Any]] = []
-        self._start = None
-
-    def start(self) -> None:
-        self._start = self.torch.cuda.Event(enable_timing=True)
-        self._start.record()
-
-    def stop(self) -> None:
-        end = self.torch.cuda.Event(enable_timing=True)
-        end.record()
-        self._pairs.append((self._start, end))
-
-    def samples(self) -> list[float]:
-        self.torch.cuda.synchronize()
-        return [s.elapsed_time(e) / 1e3 for s, e in self._pairs]  # elapsed_time is in ms
-
-
-def _torch_sync(device: str) -> Callable[[], None]:
-    from ..backends.torch_backend import device_op
-    return lambda: device_op(device, "synchronize")
-
-
-def _torch_cuda_events(device: str) -> Callable[[], Any]:
-    import torch
-    return lambda: CudaEventTimer(torch)
-
-
-# (backend, device) -> factory of a fresh timer. Wall clock everywhere else; run() of every backend
-# returns host numpy arrays, so a wall-clock sample already covers the device work.
-TIMERS: dict[tuple[str, str], Callable[[str], Callable[[], Any]]] = {
-    ("torch", "cuda"): _torch_cuda_events,
-    ("torch", "rocm"): _torch_cuda_events,
-    ("torch", "mps"): lambda device: (lambda: WallTimer(_torch_sync(device))),
-}
-
-
 def timer_for(backend: str, device: str) -> Callable[[], Any]:
-    make = TIMERS.get((backend, device))
-    return make(device) if make else (lambda: WallTimer())
+    """Factory of a fresh timer for sessions of ``backend`` on ``device``: the device's own (the backend
+    contract's DeviceOps.timer: CUDA events where torch drives CUDA, else wall clock synchronized inside
+    the region). run() of every backend returns host numpy arrays, so a wall-clock sample covers the device work."""
+    from .. import backends
+    return backends.device_ops(backend, device).timer()
 
 
 # ----------------------------------------------------------------------------- running

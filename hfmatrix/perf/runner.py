@@ -69,27 +69,14 @@ def input_signature(inputs: dict[str, Any]) -> dict[str, list]:
 
 
 # ----------------------------------------------------------------------------- device memory
-def _torch_reset(session, device):
-    from ..backends.torch_backend import device_op
-    device_op(device, "reset_peak")
+def _reset_peak(session, device) -> None:
+    session.device_ops.reset_peak()
 
 
-def _torch_memory(session, device) -> dict[str, int]:
-    from ..backends.torch_backend import device_op
-    return device_op(device, "memory")
-
-
-def _session_memory(session, device) -> dict[str, int]:
-    fn = getattr(session, "device_memory", None)  # hook for ORT / OpenVINO sessions that expose memory
-    return fn() if callable(fn) else {}
-
-
-# backend -> (reset peak, read memory in bytes); keys as in optimum-benchmark (max_allocated, reserved ...)
-DEVICE_MEMORY: dict[str, tuple[Callable, Callable]] = {"torch": (_torch_reset, _torch_memory)}
-
-
-def device_memory_ops(backend: str) -> tuple[Callable, Callable]:
-    return DEVICE_MEMORY.get(backend, (lambda s, d: None, _session_memory))
+def _read_memory(session, device) -> dict[str, int]:
+    """Device bytes (max_allocated, reserved ... as optimum-benchmark names them) through the Session
+    contract's device_ops: {} where the device has no counters."""
+    return session.device_ops.memory()
 
 
 def _mb(mem: dict[str, int]) -> dict[str, float]:
@@ -146,7 +133,7 @@ def measure(load: Callable[[], Any], inputs: dict, batch_inputs: dict | None, cf
             backend: str, device: str) -> tuple[Any, dict[str, Any]]:
     """Load + first call + steady state (+ batch) with pinned threads. Returns (session, partial entry)."""
     make_timer = timer_for(backend, device)
-    reset_peak, read_memory = device_memory_ops(backend)
+    reset_peak, read_memory = _reset_peak, _read_memory
     report: dict[str, Any] = {}
     load_before = machine_load()
     with coverage_paused() as paused, pinned_threads(backend, cfg.threads) as threads:

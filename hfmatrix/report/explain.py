@@ -27,7 +27,7 @@ def headline(message: str | None, limit: int = 400) -> str:
 
 def rerun(record: dict[str, Any]) -> str:
     """The command that reruns exactly this record's test: nox's session and pytest's node id (a
-    node id selects one test whatever the option names are; noxfile.selected drops the default paths)."""
+    node id selects one test whatever the option names are; the noxfile's rerun_one drops the default paths)."""
     session = record.get("session") or "cpu"
     nodeid = selectable(record.get("nodeid") or "")
     return f"nox -s {shlex.quote(str(session))} -- {shlex.quote(nodeid)}"

@@ -1,7 +1,8 @@
 """The CI matrix, generated from `nox --list --json` (never written twice).
 
-A session runs in CI when one of its tags is a key of RUNNERS in noxfile.py (the one place that
-names runner labels): "hosted" → GitHub-hosted, the others → self-hosted runners. Self-hosted pools
+A session runs in CI when one of its tags is a key of RUNNERS in hfmatrix/sessions.py (the session
+table the noxfile is built from; the one place that names runner labels): "hosted" → GitHub-hosted,
+the others → self-hosted runners. Self-hosted pools
 are opt-in (repository variable HFMATRIX_SELF_HOSTED="cuda,rocm"): a job for a runner that does not
 exist would wait in the queue for a day; a session left out is listed as not scheduled, and the
 report marks a planned session without results as INCOMPLETE (results/plan.json).
@@ -14,7 +15,6 @@ A tag "shards-N" splits a session into N jobs (`nox -s S -- --hfm-shard i/N`); S
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import re
@@ -23,20 +23,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..sessions import RUNNERS
+
 HOSTED = "hosted"
 _SHARD_TAG = re.compile(r"^shards-(\d+)$")
 
 
-def runners(noxfile: Path) -> dict[str, list[str]]:
-    """RUNNERS from noxfile.py, read as a literal (no nox import needed): tag -> runner labels."""
-    tree = ast.parse(Path(noxfile).read_text(encoding="utf-8"))
-    for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else \
-            node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(target, ast.Name) and target.id == "RUNNERS" and node.value is not None:
-            value = ast.literal_eval(node.value)
-            return {str(k): [v] if isinstance(v, str) else [str(x) for x in v] for k, v in value.items()}
-    raise LookupError(f"{noxfile}: no RUNNERS = {{...}} literal")
+def runners() -> dict[str, list[str]]:
+    """tag -> runner labels, from the session table (hfmatrix/sessions.py)."""
+    return {tag: list(labels) for tag, labels in RUNNERS.items()}
 
 
 def nox_listing(noxfile: Path, tags: list[str]) -> list[dict[str, Any]]:
@@ -103,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--github-output", type=Path, help="append matrix=… and count=… here ($GITHUB_OUTPUT)")
     ap.add_argument("--summary", type=Path, help="append a Markdown table here ($GITHUB_STEP_SUMMARY)")
     args = ap.parse_args(argv)
-    rmap = runners(args.noxfile)
+    rmap = runners()
     listing = json.loads(args.listing.read_text()) if args.listing else nox_listing(args.noxfile, sorted(rmap))
     self_hosted = {t.strip() for t in args.self_hosted.split(",") if t.strip()}
     include, notes = plan(listing, rmap, self_hosted=self_hosted, shards=parse_shards(args.shards))

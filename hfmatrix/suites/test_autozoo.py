@@ -12,9 +12,10 @@ import os
 import pytest
 
 from hfmatrix import skips
+from hfmatrix.backends import REFERENCE
 from hfmatrix.zoo import auto
 
-BACKEND_TAG = "torch-cpu-fp32"  # ids read as model@backend-device-precision in crash records
+BACKEND_TAG = REFERENCE.id  # ids read as model@backend-device-precision in crash records
 
 
 def _sample(config) -> int | None:
@@ -34,11 +35,11 @@ def pytest_generate_tests(metafunc) -> None:
     if "autozoo_case" not in metafunc.fixturenames:
         return
     sample = _sample(metafunc.config)
-    backend = metafunc.config.getoption("--hfm-backend", default="torch")
-    if sample is None or backend != "torch":
+    backend = metafunc.config.getoption("--hfm-backend", default=REFERENCE.backend)
+    if sample is None or backend != REFERENCE.backend:
         # The shared suites run in every backend session; the sweep has its own (nox -s zoo).
         why = ("the auto-zoo runs in its own session: nox -s zoo, or -p hfmatrix.zoo.auto_pytest / "
-               "$HFMATRIX_AUTOZOO_SAMPLE" if sample is None else f"the auto-zoo runs on CPU torch, not {backend}")
+               "$HFMATRIX_AUTOZOO_SAMPLE" if sample is None else f"the auto-zoo runs on CPU {REFERENCE.backend}, not {backend}")
         metafunc.parametrize("autozoo_case", [pytest.param(None, id="not-this-session", marks=pytest.mark.skip(
             reason=f"[{skips.UNSUPPORTED}] {why}"))])
         return
@@ -72,7 +73,8 @@ def _run(request, case: auto.AutoCase, tmp_path) -> None:
     cls_name = auto.arch_class(case.model_type)
     measures["arch_class"] = cls_name
     request.node.user_properties.append(("hfm_case", {
-        "model": case.model_type, "arch_class": cls_name, "backend": "torch", "device": "cpu", "precision": "fp32"}))
+        "model": case.model_type, "arch_class": cls_name, "backend": REFERENCE.backend, "device": REFERENCE.device,
+        "precision": REFERENCE.precision}))
     if case.class_name is None:
         skips.skip(skips.UNSUPPORTED, f"{case.model_type}: {case.mapping}")
     try:

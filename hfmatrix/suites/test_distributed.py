@@ -1,4 +1,4 @@
-"""Sharded execution vs the single-process CPU fp32 reference (the distributed backend only).
+"""Sharded execution vs the single-process CPU fp32 reference (backends that shard: the SHARDED capability).
 
 Each case runs once per plan (tensor parallel at world size 2/4, expert parallel, disk/CPU offload, a
 two-device split; hfmatrix/distributed/plans.py) in processes of its own; every rank's logits and greedy
@@ -10,13 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hfmatrix import backends
+from hfmatrix.backends import SHARDED
 from hfmatrix.compare import compare, tolerance
 from hfmatrix.distributed import launch, plans
 from hfmatrix.zoo.inputs import example, generation_inputs
 
 
 def _plans(hfm_case):
-    for plan in plans.applicable(hfm_case.spec) if hfm_case.target.backend == "distributed" else []:
+    t = hfm_case.target
+    for plan in plans.applicable(hfm_case.spec) if SHARDED in backends.capabilities(t.backend, t.device) else []:
         yield pytest.param(plan, id=plan.id)
 
 
@@ -48,7 +51,7 @@ def _evidence(plan: plans.Plan, result: launch.JobResult) -> dict:
     return {"world_size": result.world_size, "strategy": plan.strategy, "elapsed_s": round(result.elapsed, 2), "ranks": ranks}
 
 
-@pytest.mark.hfm_backends("distributed")
+@pytest.mark.hfm_requires(SHARDED)
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
 def test_sharded_parity(hfm_case, plan, hfm_model_dir, job, hfm_reference_session, hfm_measure):
@@ -61,7 +64,7 @@ def test_sharded_parity(hfm_case, plan, hfm_model_dir, job, hfm_reference_sessio
     assert not bad, f"{plan.strategy}: ranks {sorted(bad)} differ from the single-process reference: {bad}"
 
 
-@pytest.mark.hfm_backends("distributed")
+@pytest.mark.hfm_requires(SHARDED)
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
 def test_sharded_generate(hfm_case, plan, hfm_model_dir, job, hfm_reference_session, hfm_measure):
@@ -73,7 +76,7 @@ def test_sharded_generate(hfm_case, plan, hfm_model_dir, job, hfm_reference_sess
     assert not bad, f"{plan.strategy}: greedy ids of ranks {bad} {[actual[r].tolist() for r in bad]} != reference {expected.tolist()}"
 
 
-@pytest.mark.hfm_backends("distributed")
+@pytest.mark.hfm_requires(SHARDED)
 @pytest.mark.hfm_needs("generate")
 @pytest.mark.hfm_per_case("plan", _plans)
 def test_sharded_evidence(hfm_case, plan, job):

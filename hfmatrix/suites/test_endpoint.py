@@ -24,7 +24,7 @@ pytestmark = pytest.mark.xdist_group("endpoint")  # one worker: test_endpoint_ch
 
 @pytest.fixture(scope="module")
 def endpoint(request):
-    from hfmatrix.backends.serve_backend import endpoint as configured
+    from hfmatrix.serving import endpoint as configured
     from hfmatrix.plugin import model_free_endpoint
     ep = configured()
     if ep is None:  # decided before importing the HTTP client: every other session's env lacks it
@@ -47,7 +47,8 @@ def endpoint(request):
 
 def _props(request, endpoint) -> None:
     request.node.user_properties.append(("hfm_case", {"model": endpoint.model or "(the endpoint's default)",
-                                                      "backend": "serve", "device": "endpoint", "precision": ""}))
+                                                      "backend": request.config.getoption("--hfm-backend"),
+                                                      "device": "endpoint", "precision": ""}))
     _RAN.append(request.node.name.removeprefix("test_").split("[")[0])
 
 

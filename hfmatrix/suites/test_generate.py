@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hfmatrix.backends.base import TextGenerator
-from hfmatrix.compare import first_difference
+from hfmatrix.compare import TokensDiffer, first_difference
 from hfmatrix.zoo.inputs import decode_new, generation_inputs
 
 
@@ -20,11 +20,13 @@ def test_generate_greedy(hfm_case, hfm_model_dir, hfm_backend_session, hfm_refer
         expected_text = decode_new(hfm_case.spec, hfm_model_dir, inputs, expected)
         hfm_measure(expected_ids=expected.tolist(), expected_text=expected_text, actual_text=actual_text,
                 evidence=hfm_backend_session.evidence())
-        assert actual_text == expected_text, f"served text {actual_text!r} != reference {expected_text!r}"
+        if actual_text != expected_text:
+            raise TokensDiffer(f"served text {actual_text!r} != reference {expected_text!r}")
         return
     actual = hfm_backend_session.generate(inputs, n)
     first = first_difference(np.asarray(actual), expected)
     hfm_measure(expected_ids=expected.tolist(), actual_ids=np.asarray(actual).tolist(), first_diff=first)
     assert np.asarray(actual).shape == expected.shape, f"shape {np.asarray(actual).shape} != reference {expected.shape}"
-    assert np.array_equal(actual, expected), (
-        f"greedy ids differ first at (row, position) {first}: {np.asarray(actual).tolist()} != reference {expected.tolist()}")
+    if not np.array_equal(actual, expected):
+        raise TokensDiffer(f"greedy ids differ first at (row, position) {first}: {np.asarray(actual).tolist()} != "
+                           f"reference {expected.tolist()}", first[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from hfmatrix import backends, negative, skips
+from hfmatrix.backends import IN_PROCESS
 from hfmatrix.compare import known_bug_marks
 from hfmatrix.plugin import load_session
 from hfmatrix.zoo.user import user_named
@@ -41,7 +42,7 @@ def test_negative(hfm_case, neg, hfm_model_dir, tmp_path, hfm_intact_session, hf
     # typed skip can only come from the bad input itself
     t = hfm_case.target
     expect = neg.expectation(hfm_case.spec, t.backend, t.device, t.precision)
-    if neg.mutation == "memory_limit" and not getattr(backends.get(t.backend), "in_process", True):
+    if neg.mutation == "memory_limit" and IN_PROCESS not in backends.capabilities(t.backend, t.device):
         skips.skip(skips.UNSUPPORTED, f"{neg.id}: the address-space cap binds this Python process; {t.backend} runs "
                                       "the model in other (already started) processes, which it cannot cap")
     if neg.stage == "load":

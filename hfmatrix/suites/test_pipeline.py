@@ -1,7 +1,7 @@
 """The pipeline API users call: ``transformers.pipeline(task, model=<local folder>)`` loads the model
 with its tokenizer / processor from the folder (from_pretrained, the real loading path), runs, and
-returns well-formed results that agree with the model run directly. Torch backends only: the pipeline
-drives a torch model (the exported backends are compared through the parity suite instead).
+returns well-formed results that agree with the model run directly. Sessions with a torch module only:
+the pipeline drives a torch model (the exported backends are compared through the parity suite instead).
 
 With MiniLM (real weights) a feature-extraction pipeline does a semantic search over a handful of
 sentences and must rank the right one first.
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hfmatrix import skips
+from hfmatrix.backends import TORCH_MODULE
 from hfmatrix.compare import compare, sentence_embedding, tolerance
 
 # the pipeline task for a zoo task where they differ (a CTC model is an ASR pipeline)
@@ -61,11 +62,11 @@ def _scores_ok(result, labels=None) -> None:
         assert sorted(r["label"] for r in result) == sorted(labels), result
 
 
-@pytest.mark.hfm_backends("torch")
+@pytest.mark.hfm_requires(TORCH_MODULE)
 def test_pipeline(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     import torch
     task, pipe = _pipeline(hfm_case, hfm_model_dir)
-    model = hfm_backend_session.model
+    model = hfm_backend_session.module()
     tol = tolerance(hfm_case.spec.id, hfm_case.target.backend, hfm_case.target.device, hfm_case.target.effective)
     hfm_measure(task=task, pipeline_class=type(pipe).__name__)
     if task == "feature-extraction":
@@ -123,7 +124,7 @@ def test_pipeline(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
         pytest.fail(f"no well-formedness check for the {task!r} pipeline: add one here")
 
 
-@pytest.mark.hfm_backends("torch")
+@pytest.mark.hfm_requires(TORCH_MODULE)
 @pytest.mark.hfm_needs("golden")
 def test_pipeline_semantic_search(hfm_case, hfm_model_dir, hfm_measure):
     """Real weights: the feature-extraction pipeline's mean-pooled embeddings find the right sentence."""

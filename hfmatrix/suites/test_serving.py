@@ -1,11 +1,12 @@
-"""Checks only a served model has: streaming, concurrent clients, logprobs (the serve backend;
-greedy text parity is test_generate's)."""
+"""Checks only a served model has: streaming, concurrent clients, logprobs (backends whose sessions are a
+text API; greedy text parity is test_generate's)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from hfmatrix.backends import TEXT_API
 from hfmatrix.backends.base import TextGenerator
 from hfmatrix.perf.plugin import PROP_ENTRY
 from hfmatrix.plugin import load_session
@@ -36,7 +37,7 @@ def _concurrent(session, inputs, n: int) -> list[list[str]]:
 
 
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_stream_equals_text(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     session, inputs, n = _greedy_request(hfm_case, hfm_model_dir, hfm_backend_session)
     plain, streamed = session.generate_text(inputs, n), session.stream_text(inputs, n)
@@ -46,7 +47,7 @@ def test_stream_equals_text(hfm_case, hfm_model_dir, hfm_backend_session, hfm_me
 
 
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_concurrent_equals_serial(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     session, inputs, n = _greedy_request(hfm_case, hfm_model_dir, hfm_backend_session)
     serial = [session.generate_text(inputs, n) for _ in range(2)]
@@ -58,7 +59,7 @@ def test_concurrent_equals_serial(hfm_case, hfm_model_dir, hfm_backend_session, 
 
 
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_concurrent_equals_serial_continuous_batching(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     """A second server of the same folder with --continuous-batching: its concurrent answers equal the
     plain server's serial answer (which test_generate ties to the reference)."""
@@ -75,7 +76,7 @@ def test_concurrent_equals_serial_continuous_batching(hfm_case, hfm_model_dir, h
 
 
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_logprobs(hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     session = _text_session(hfm_backend_session)
     inputs = generation_inputs(hfm_case.spec, hfm_model_dir)
@@ -111,7 +112,7 @@ def _load_measured(request, hfm_case, session, hfm_model_dir):
 
 @pytest.mark.hfm_perf
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_serving_load(request, hfm_case, hfm_model_dir, hfm_backend_session, hfm_measure):
     """Streaming clients at 1 and 4 concurrency (bounded: HFMATRIX_SERVE_LOAD_REQUESTS requests, 60 s a
     level): TTFT, inter-token latency, p50/p99 latency and tokens/s go into the record and the bench JSON
@@ -127,7 +128,7 @@ def test_serving_load(request, hfm_case, hfm_model_dir, hfm_backend_session, hfm
 
 @pytest.mark.hfm_perf
 @pytest.mark.hfm_needs("generate")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_serving_vs_baseline(request, hfm_case, hfm_model_dir, hfm_backend_session, hfm_perf_config, hfm_measure):
     """The load figures through the same gate as every backend's (asv's rule on raw per-request samples,
     against baselines/<fingerprint>/serve-cpu-fp32.json); no baseline is the same typed skip."""
@@ -144,7 +145,7 @@ def test_serving_vs_baseline(request, hfm_case, hfm_model_dir, hfm_backend_sessi
 
 
 @pytest.mark.hfm_needs("audio")
-@pytest.mark.hfm_backends("serve")
+@pytest.mark.hfm_requires(TEXT_API)
 def test_transcription(hfm_case, hfm_model_dir, hfm_backend_session, hfm_reference_session, hfm_measure):
     """/v1/audio/transcriptions: the served text equals the reference's greedy decode of the same audio
     (the same WAV bytes, decoded by soundfile on both sides; the server generates with the folder's own
@@ -166,7 +167,7 @@ def test_transcription(hfm_case, hfm_model_dir, hfm_backend_session, hfm_referen
     wave, rate = sf.read(io.BytesIO(audio), dtype="float32")
     features = processor(wave, sampling_rate=rate, return_tensors="pt")
     with torch.inference_mode():
-        ids = hfm_reference_session.model.generate(**features, do_sample=False, num_beams=1)
+        ids = hfm_reference_session.module().generate(**features, do_sample=False, num_beams=1)
     expected = processor.batch_decode(ids, skip_special_tokens=True)[0]
     hfm_measure(expected_ids=ids.tolist(), expected_text=expected, actual_text=got.text, evidence=hfm_backend_session.evidence())
     assert expected, "the reference transcription is empty: nothing to compare"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from hfmatrix import plugin, skips
-from hfmatrix.backends import get
+from hfmatrix.backends import REFERENCE, get
 from hfmatrix.backends.base import Target
 from hfmatrix.compare import compare, known_failure, sentence_embedding, tolerance
 from hfmatrix.plugin import Case
@@ -26,7 +26,6 @@ from hfmatrix.precision import resolve
 from hfmatrix.zoo import load_specs, materialize
 from hfmatrix.zoo.inputs import example, generation_inputs, text_inputs
 
-REFERENCE = Target("torch", "cpu", "fp32")
 CLASSIFIER = "bert-cls"
 # MiniLM semantic search: the query's answer is documents[ANSWER]
 QUERY = "How do I keep my bicycle chain from rusting?"
@@ -46,7 +45,7 @@ class _Pair:
     def __init__(self, hfm_case: Case, model_id: str):
         self.spec = load_specs()[model_id]
         self.dir = materialize(self.spec)
-        self.reference = get("torch").load(self.dir, self.spec, REFERENCE)
+        self.reference = get(REFERENCE.backend).load(self.dir, self.spec, REFERENCE)
         t = hfm_case.target  # the same request, resolved for this model (its effective precision may differ)
         self.target = resolve(Target(t.backend, t.device, t.precision), self.spec)
         try:
@@ -119,7 +118,7 @@ def search_then_classify(hfm_case, hfm_model_dir, session, reference, hfm_measur
 
 
 def _logit_scale(session, hfm_model_dir: Path) -> float:
-    model = getattr(session, "model", None)
+    model = session.module()
     if model is not None and hasattr(model, "logit_scale"):
         return float(model.logit_scale.detach().float().exp())
     from safetensors.numpy import load_file
@@ -127,7 +126,7 @@ def _logit_scale(session, hfm_model_dir: Path) -> float:
 
 
 def _towers(session, inputs) -> tuple[np.ndarray, np.ndarray, str]:
-    model = getattr(session, "model", None)
+    model = session.module()
     if model is not None and hasattr(model, "get_text_features"):
         import torch
         dev = next(model.parameters()).device
