@@ -17,12 +17,14 @@ def _known(tmp_path, body: str):
 def test_known_bug_most_specific_wins_not_the_first(tmp_path):
     kf = _known(tmp_path, '''
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 backend = "torch"
 reason = "any model"
 evidence = "seen on bert"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 backend = "torch"
 model_type = "gpt2"
@@ -37,16 +39,19 @@ reason = "gpt2 only"
 def test_equally_specific_entries_sharing_a_cell_fail_at_load_naming_both(tmp_path):
     kf = _known(tmp_path, '''
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 model_type = "gpt2"
 reason = "one"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "generate_greedy"
 model_type = "gpt2"
 reason = "disjoint checks: no tie"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity*"
 backend = "torch"
 reason = "two"
@@ -60,16 +65,19 @@ reason = "two"
 def test_a_more_specific_entry_decides_the_shared_cells(tmp_path):
     kf = _known(tmp_path, '''
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 model_type = "gpt2"
 reason = "gpt2 anywhere"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 backend = "web"
 reason = "web, any model"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 backend = "web"
 model_type = ["gpt2", "llama"]
@@ -83,11 +91,13 @@ reason = "gpt2 on web"
 def test_entries_of_disjoint_releases_are_no_tie(tmp_path):
     kf = _known(tmp_path, '''
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 transformers = "<5"
 reason = "4.x"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 transformers = ">=5"
 reason = "5.x"
@@ -105,11 +115,13 @@ reason = "the export is invalid"
 evidence = "ORT 1.32 refuses it"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "parity"
 model_type = "gpt2"
 reason = "@export"
 
 [[known_bug]]
+raises = "AssertionError"
 check = "finite"
 model_type = "gpt2"
 reason = "@export"
