@@ -124,7 +124,7 @@ def implied_input(name: str, inputs: Arrays) -> np.ndarray | None:
     if name in inputs:
         return np.asarray(inputs[name])
     if name == "token_type_ids" and "input_ids" in inputs:
-        return np.zeros_like(inputs["input_ids"])
+        return np.zeros(np.shape(inputs["input_ids"]), dtype=np.int64)  # integer even where the ids are not
     if name == "position_ids" and ("attention_mask" in inputs or "input_ids" in inputs):
         mask = np.asarray(inputs["attention_mask"] if "attention_mask" in inputs
                           else np.ones_like(inputs["input_ids"])).astype(np.int64)
