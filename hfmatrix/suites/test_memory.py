@@ -26,6 +26,7 @@ def _record(hfm_measure, series: memory.Series, mode: str) -> dict[str, memory.V
     values[f"{mode}_rss_bound_per_cycle"] = found["rss"].bound
     values[f"{mode}_cycles"] = len(series.measured["rss"])
     values[f"{mode}_seconds"] = round(series.seconds, 2)
+    values[f"{mode}_threads"] = series.threads
     hfm_measure(**values)
     return found
 
@@ -34,7 +35,8 @@ def test_memory_load_cycles(hfm_case, hfm_model_dir, hfm_intact_session, hfm_mea
     """load -> run -> release, LOAD_WARMUP + LOAD_CYCLES times: nothing accumulates per cycle."""
     device = hfm_case.target.device
     cycle = memory.load_cycle(lambda: load_session(hfm_case, hfm_model_dir, fresh=True), example(hfm_case.spec, hfm_model_dir), device)
-    series = memory.run_cycles(cycle, memory.LOAD_WARMUP, memory.LOAD_CYCLES, device)
+    series = memory.run_cycles(cycle, memory.LOAD_WARMUP, memory.LOAD_CYCLES, device,
+                               hfm_case.target.backend)
     found = _record(hfm_measure, series, "load")
     start = series.start.get("device")
     returned, readings = memory.device_returned(series, start)
@@ -47,7 +49,8 @@ def test_memory_inference_loop(hfm_case, hfm_model_dir, hfm_intact_session, hfm_
     """The same inputs LOOP_INFERENCES times per cycle, LOOP_WARMUP + LOOP_CYCLES cycles."""
     device = hfm_case.target.device
     cycle = memory.loop_cycle(hfm_intact_session, example(hfm_case.spec, hfm_model_dir), memory.LOOP_INFERENCES)
-    series = memory.run_cycles(cycle, memory.LOOP_WARMUP, memory.LOOP_CYCLES, device)
+    series = memory.run_cycles(cycle, memory.LOOP_WARMUP, memory.LOOP_CYCLES, device,
+                               hfm_case.target.backend)
     found = _record(hfm_measure, series, "loop")
     warm = series.warmup.get("device", [None])[-1]
     returned, readings = memory.device_returned(series, warm)
