@@ -268,3 +268,28 @@ def test_racing_writers_and_a_reader_see_only_whole_entries(tmp_path):
         seen.add(record["run_id"])
     assert [w.returncode for w in writers] == [0, 0]
     assert seen and reuse.load(key)["run_id"] in ("a-299", "b-299")
+
+
+def test_a_workflow_cell_is_reused_and_keyed_by_its_second_models(pytester, zoo_cache, monkeypatch):
+    """A second-axis parameter that is a function (a workflow) keys by its name, not its address (else
+    no workflow cell was ever reused); the zoo models a suite names besides the cell's own (the classifier
+    after whisper) are in the key: a change to one of them reruns the cell, a change to another model not."""
+    args = (str(SUITES / "test_workflows.py"), "--hfm-models=clip")
+    for _ in range(2):
+        _, records = run_suites(pytester, zoo_cache, *args, reuse=True)
+    assert [(r["check"], r["outcome"], bool(r["reused_from"])) for r in records] == [("workflow", "passed", True)]
+    from hfmatrix.suites import test_workflows
+    from hfmatrix.zoo import spec as zoo_spec
+    assert reuse._param_repr(test_workflows.clip_towers) == "hfmatrix.suites.test_workflows.clip_towers"
+    suite = str(SUITES / "test_workflows.py")
+    base = reuse._other_models(suite, "whisper")
+    assert set(base) == {"bert-cls", "clip", "minilm"}
+    zoo = zoo_spec.ZOO_FILE.read_text()
+
+    def edited(model: str, old: str, new: str) -> dict:
+        text = zoo[zoo.index(f'id = "{model}"'):]
+        (pytester.path / f"zoo-{model}.toml").write_text(zoo.replace(text, text.replace(old, new, 1)))
+        monkeypatch.setattr(zoo_spec, "ZOO_FILE", pytester.path / f"zoo-{model}.toml")
+        return reuse._other_models(suite, "whisper")
+    assert edited("bert-cls", "intermediate_size = 64", "intermediate_size = 48")["bert-cls"] != base["bert-cls"]
+    assert edited("gpt2", "n_embd = 32", "n_embd = 16") == base
