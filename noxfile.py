@@ -26,8 +26,12 @@ from hfmatrix.sessions import RESULTS, WORKERS  # noqa: E402
 # is nearly free; virtualenv + pip where uv is missing. uv reads no pip config: hand it pip's.
 nox.options.default_venv_backend = "uv|virtualenv"
 os.environ.update(provision.uv_env(provision.pip_config()))
-# Envs are reused: an env is not reinstalled when its lock (and the project's metadata) did not change
-# since this venv installed it, so a rerun costs seconds; `nox --reuse-venv=no` rebuilds them.
+# pip compiles the installed packages' bytecode by default, uv not: without it every process of every run
+# (workers, hwprobe) compiles torch and transformers again wherever PYTHONDONTWRITEBYTECODE is set (~6 s
+# CPU each here; an env creation ~25 s CPU more, once per lock)
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+# Envs are reused: _install skips the install when the env's lock (and the project's metadata) did not
+# change since this venv installed it, so a rerun costs seconds; `nox --reuse-venv=no` rebuilds them.
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = list(table.DEFAULT)

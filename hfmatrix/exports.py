@@ -178,7 +178,7 @@ def cached_export(kind: str, parts: dict[str, Any], make: Callable[[Path], None]
         return Export(kind, key, final, False, seconds, meta)
 
 
-from .zoo.materialize import dist_versions  # noqa: E402  (re-exported: backends call exports.dist_versions)
+from .zoo.materialize import dist_versions  # noqa: E402, F401  (re-exported: backends call exports.dist_versions)
 
 
 class SourceRejected(ValueError):

@@ -24,14 +24,18 @@ readings alone, with no fixed byte threshold:
   jump lifts at most two consecutive quarters, so it never passes. A leak is flagged only when
   the slope exceeds the bound and the growth persists.
 
-Sensitivity (tiny zoo BERT, torch 2.13 CPU, this 2-core machine; planted, touched leaks):
-* inference loop: >= 2 KiB per inference is caught every run (10 of 10; 4 KiB 10 of 10); 1 KiB only
-  8 of 12 and 512 B 4 of 6 (RSS moves in pages, so a sub-page leak per cycle plateaus between
-  quarters); the clean model 0 of 12. The byte-granular heap counter caught every planted leak
-  from 512 B up with the clean BERT flat, but it also moves by a few hundred bytes per cycle on
-  clean runs of some zoo models (interpreter and library caches), so it is recorded, not judged;
-* load cycles: >= footprint / 4 per cycle (32 KiB of a ~120 KiB loaded BERT; 16 KiB: 1 of 2);
-  a whole model kept alive per load (~140 KiB per cycle here) always.
+Sensitivity (tiny zoo BERT, torch 2.13 CPU, this 2-core machine; planted, touched leaks). Re-measured
+2026-12-05 after run_cycles froze the collector before the start reading and pinned the intra-op threads
+(one on 2 cores), at load 13-15 (tests/test_memory_selftest.py's helpers, 4 inferences x 12 cycles):
+* inference loop: >= 2 KiB per inference is caught every run (10 of 10; 4 KiB 10 of 10); 1 KiB 10 of
+  12 and 512 B 6 of 8 (RSS moves in pages, so a sub-page leak per cycle plateaus between quarters);
+  the clean model 0 of 12. (Before, with two threads and the collector unfrozen at the start: 2 and
+  4 KiB 10 of 10, 1 KiB 8 of 12, 512 B 4 of 6, clean 0 of 12.) The byte-granular heap counter caught
+  every planted leak from 512 B up with the clean BERT flat, but it also moves by a few hundred bytes
+  per cycle on clean runs of some zoo models (interpreter and library caches), so it is recorded,
+  not judged;
+* load cycles: >= footprint / 4 per cycle (32 KiB of a ~120 KiB loaded BERT: 8 of 8; 16 KiB: 6 of 6,
+  before 1 of 2); a whole model kept alive per load (~125-145 KiB per cycle here) 4 of 4; clean 0 of 8.
 Untouched allocations (torch.empty never written) do not count: they are not resident.
 
 Counters:
@@ -45,6 +49,7 @@ Counters:
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -135,44 +140,61 @@ class Series:
     warmup: dict[str, list[int]] = field(default_factory=dict)
     measured: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
+    threads: dict[str, Any] = field(default_factory=dict)  # the intra-op threads in force (perf.measure)
 
 
-def run_cycles(cycle: Callable[[], Any], warmup: int, measured: int, device: DeviceOps | None = None) -> Series:
+def run_cycles(cycle: Callable[[], Any], warmup: int, measured: int, device: DeviceOps | None = None,
+               backend: str | None = None) -> Series:
     """Run ``cycle`` warmup + measured times, settling and reading the counters after each.
 
     A cycle may return a snapshot() taken while its allocations were alive (e.g. with the model
     loaded); in warm-up, that minus the settled reading after it is the cycle's footprint.
 
-    gc.freeze() after the first cycle moves everything alive then (the imported frameworks) out of
-    the collector's reach, so each settle's full collection scans only what cycles created: a
-    collection of the whole heap costs ~1-2 s per call on a busy 2-core machine, the frozen one ms."""
+    Cost, not sensitivity (the readings are the same counters after the same settling):
+
+    * the collector: one full collection, then gc.freeze(), before the start reading, and a freeze
+      again after the first cycle (right after its settle collected): everything alive then (the
+      frameworks, the worker's earlier tests, the first cycle's one-time allocations) is out of the
+      collector's reach, so every settle's collections scan only what the cycles since created. A
+      full collection of a matrix worker's heap costs ~0.1-2 s on a busy 2-core machine, a frozen
+      one a millisecond. Objects frozen are alive, not garbage: freezing frees nothing and keeps
+      nothing alive; unfreeze() at the end hands them back to the collector.
+    * the threads: the cycles run with the backend's intra-op threads pinned like perf's
+      (``perf.measure.default_threads``: one fewer than the physical cores on <= 4 cores): two
+      OpenMP threads on two shared cores made every op wait for a preempted peer (60 BERT inferences
+      0.2 s pinned, 10-14 s unpinned at load 13). Recorded in ``Series.threads``.
+    """
     import time
+
+    from .perf.measure import default_threads, pinned_threads
 
     series = Series()
     start = time.perf_counter()
-    settle(device)
-    series.start = snapshot(device)
-    frozen = False
+    gc.collect()
+    gc.freeze()
     try:
-        for i in range(warmup + measured):
-            alive = cycle()
-            if not frozen:
-                gc.collect()
-                gc.freeze()
-                frozen = True
+        with (pinned_threads(backend, default_threads()) if backend else contextlib.nullcontext({})) as threads:
+            series.threads = dict(threads)
             settle(device)
-            target = series.warmup if i < warmup else series.measured
-            now = snapshot(device)
-            for key, value in now.items():
-                target.setdefault(key, []).append(value)
-                if i < warmup and isinstance(alive, dict) and key in alive:
-                    series.footprint.setdefault(key, []).append(max(0, alive[key] - value))
-            del alive
+            series.start = snapshot(device)
+            for i in range(warmup + measured):
+                _one_cycle(series, cycle, i < warmup, device)
+                if i == 0:
+                    gc.freeze()  # settle() just collected: only live objects are frozen
     finally:
-        if frozen:
-            gc.unfreeze()
+        gc.unfreeze()
     series.seconds = time.perf_counter() - start
     return series
+
+
+def _one_cycle(series: Series, cycle: Callable[[], Any], warm: bool, device: DeviceOps | None) -> None:
+    alive = cycle()
+    settle(device)
+    target = series.warmup if warm else series.measured
+    for key, value in snapshot(device).items():
+        target.setdefault(key, []).append(value)
+        if warm and isinstance(alive, dict) and key in alive:
+            series.footprint.setdefault(key, []).append(max(0, alive[key] - value))
 
 
 # ----------------------------------------------------------------------------------- verdict
@@ -255,6 +277,22 @@ def verdict(counter: str, warmup: list[int], measured: list[int], quantum: int |
 def verdicts(series: Series) -> dict[str, Verdict]:
     return {k: verdict(k, series.warmup.get(k, []), v, footprint=series.footprint.get(k))
             for k, v in series.measured.items()}
+
+
+def confirmed(measure: Callable[[], Series]) -> tuple[Series, dict[str, Verdict], dict[str, Any] | None]:
+    """Run ``measure`` (a whole series); when its RSS verdict flags a leak, run it once more and judge
+    the second series. A real leak grows on every series, so it is flagged again (the sizes caught 10 of 10
+    in one series above stay caught; a size caught at rate p in one series is caught at ~p squared); a
+    one-off step from another thread of the process (seen once, on a clean gpt2: RSS +4 pages in the
+    first memory check of an xdist worker, not in four reruns) does not repeat, so a false alarm needs two. Returns the judged series, its verdicts and the
+    first series' RSS verdict when it was re-measured (for the record), else None."""
+    series = measure()
+    found = verdicts(series)
+    if not found["rss"].leaked:
+        return series, found, None
+    first = found["rss"].as_dict()
+    series = measure()
+    return series, verdicts(series), first
 
 
 def load_cycle(load: Callable[[], Any], inputs: dict, device: DeviceOps | None = None) -> Callable[[], dict[str, int]]:

@@ -9,7 +9,6 @@ that fit what each computed. Names: ``fp32`` / ``fp16`` / ``bf16`` for the infer
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 
 from .backends.base import Target
 

@@ -10,6 +10,7 @@
   fixtures) and from the target backend's adapter (imported by name at run time); the data files those
   modules name (``*.toml`` / ``*.json`` beside them) whole, except the three read per entry below;
   local pytest plugins (conftest files, ``-p`` modules outside site-packages: a planted defect is one);
+* the folders and specs of the other zoo models the suite names (a workflow's second model);
 * the data entries the cell used: its tolerance entry (suites that call ``tolerance(``), its known-bug
   entries (the xfail / skip / hfm_known_bug / timeout marks, which carry the whole entry), its second-axis
   parameter (a negative-catalogue case, with its expectations);
@@ -253,6 +254,35 @@ def _source(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
+def _param_repr(value: Any) -> str:
+    """A second-axis parameter as the key sees it: a function (a workflow) by its qualified name, its code
+    being in the key already; repr() would carry its address, a new key in every process."""
+    if callable(value) and hasattr(value, "__qualname__") and hasattr(value, "__module__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+@lru_cache(maxsize=None)
+def _strings(path: str) -> frozenset[str]:
+    return frozenset(n.value for n in ast.walk(ast.parse(_source(path)))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+
+def _other_models(suite_file: str, own: str) -> dict[str, Any]:
+    """The folders and specs of the zoo models the suite names besides the cell's own (a workflow's second
+    model, e.g. the classifier after whisper): a change to one reruns the cells that use it."""
+    from .exports import folder_digest
+    from .zoo import load_specs, materialize
+    specs = load_specs()
+    out: dict[str, Any] = {}
+    for model in sorted((_strings(suite_file) & set(specs)) - {own}):
+        try:
+            out[model] = [folder_digest(materialize(specs[model])), repr(specs[model])]
+        except Exception as exc:  # noqa: BLE001 - not materializable here: the cell says why when it runs
+            out[model] = f"unavailable: {type(exc).__name__}"
+    return out
+
+
 def eligible(item) -> bool:
     from .perf.plugin import MARK
     return Path(str(item.fspath)).stem not in NEVER_SUITES and item.get_closest_marker(MARK) is None
@@ -284,7 +314,8 @@ def cell_key(item, case) -> str | None:
         "load_bug": known_entry("load_session", case.spec.id, t.backend, t.device, t.effective),
         "marks": [[m.name, repr(m.args), repr(sorted(m.kwargs.items()))]
                   for m in item.iter_markers() if m.name in KEY_MARKS],
-        "params": {k: repr(v) for k, v in sorted(params.params.items()) if k != "hfm_case"} if params else {},
+        "params": {k: _param_repr(v) for k, v in sorted(params.params.items()) if k != "hfm_case"} if params else {},
+        "other_models": _other_models(suite, case.spec.id),
         "options": [bool(config.getoption("--hfm-localize")), policy_options(case)],
     }
     return _sha(json.dumps(parts, sort_keys=True, default=repr))

@@ -4,7 +4,8 @@
 2. the no-change rerun: the env reused (its lock did not change: noxfile.py's install stamp) and the
    store the first run filled, so every reusable cell reports its stored verdict.
 
-Prints both wall times (venv creation included) and their ratio; the issue's target is <= 10%.
+Prints both wall times (venv creation included), their ratio (the issue's target is <= 10%) and the load
+averages at the start and end of each run: on a shared machine a wall time means little without them.
 
     python scripts/bench_reuse.py                        # nox -s cpu, the whole zoo
     python scripts/bench_reuse.py --models bert,gpt2     # a small model set on a busy machine
@@ -27,11 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int]:
-    start = time.perf_counter()
+def load() -> str:
+    """The 1/5/15-minute load averages (the machine is shared: a wall time means little without them)."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def run(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str]:
+    """(wall seconds, exit status, load averages at the start -> at the end)."""
+    before, start = load(), time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start, rc
+    return time.perf_counter() - start, rc, f"{before} -> {load()}"
 
 
 def reuse_counts(session: str) -> dict[str, int]:
@@ -66,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     rerun_cmd = [args.nox, "-s", args.session, *posargs]
     logs = ROOT / "results" / f"bench-reuse-{args.session}"
     logs.mkdir(parents=True, exist_ok=True)
-    full, rc1 = run(full_cmd, env, logs / "full.log")
+    full, rc1, load1 = run(full_cmd, env, logs / "full.log")
     first = reuse_counts(args.session)
-    rerun, rc2 = run(rerun_cmd, env, logs / "rerun.log")
+    rerun, rc2, load2 = run(rerun_cmd, env, logs / "rerun.log")
     second = reuse_counts(args.session)
-    print(f"session {args.session}, models {args.models or '(session default)'}, logs in {logs}")
-    print(f"full run (env rebuilt, empty store):  {full:8.1f} s  exit {rc1}  cells {first}")
-    print(f"no-change rerun (env and verdicts reused): {rerun:8.1f} s  exit {rc2}  cells {second}")
+    print(f"session {args.session}, models {args.models or '(session default)'}, logs in {logs}, "
+          f"{os.cpu_count()} CPUs")
+    print(f"full run (env rebuilt, empty store):  {full:8.1f} s  exit {rc1}  cells {first}  load avg 1/5/15 min {load1}")
+    print(f"no-change rerun (env and verdicts reused): {rerun:8.1f} s  exit {rc2}  cells {second}  "
+          f"load avg {load2}")
     print(f"ratio: {rerun / full:.1%} (target <= 10%)")
     slow = {k: round(v, 1) for k, v in computed_seconds(args.session).items() if v >= 1}
     print(f"rerun's computed (not reusable) cells, test seconds summed over workers: {slow}")

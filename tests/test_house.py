@@ -36,3 +36,41 @@ def test_a_long_function_is_found(tmp_path):
     (tmp_path / "m.py").write_text(f"class C:\n    def long(self):\n{body}        return 0\n"
                                    f"    def fits(self):\n{body[:-len(body.splitlines(True)[-1])]}        return 0\n")
     assert long_functions([tmp_path / "m.py"]) == (2, ["m.py:2 long (81 lines)"])
+
+
+MIN_COPIED_LINES = 6
+BACKENDS = sorted((ROOT / "hfmatrix" / "backends").glob("*.py"))
+
+
+def copied_blocks(files, size: int = MIN_COPIED_LINES) -> tuple[int, list[str]]:
+    """(lines scanned, 'a.py:line ~ b.py:line' for each run of ``size`` or more non-blank lines, whitespace
+    normalized, that stands in two different files). Each pair of files is reported once, at its first copy."""
+    windows: dict[tuple[str, ...], tuple[str, int]] = {}
+    seen, copies = 0, {}
+    for path in files:
+        lines = [(n, " ".join(text.split())) for n, text in enumerate(path.read_text().splitlines(), 1)]
+        lines = [(n, text) for n, text in lines if text]
+        seen += len(lines)
+        for i in range(len(lines) - size + 1):
+            key = tuple(text for _, text in lines[i:i + size])
+            first = windows.setdefault(key, (path.name, lines[i][0]))
+            if first[0] != path.name:
+                copies.setdefault((first[0], path.name), f"{first[0]}:{first[1]} ~ {path.name}:{lines[i][0]}")
+    return seen, sorted(copies.values())
+
+
+def test_no_block_copied_between_backends():
+    seen, copies = copied_blocks(BACKENDS)
+    assert len(BACKENDS) > 5 and seen > 1000, f"scanned {len(BACKENDS)} files, {seen} lines: the walk missed the backends"
+    assert not copies, f"blocks of {MIN_COPIED_LINES}+ lines copied between files of hfmatrix/backends/: " + "; ".join(copies)
+
+
+def test_a_copied_block_is_found(tmp_path):
+    """Bite: six lines pasted into another file with other indentation are found; five are not, nor six
+    lines repeated within one file, nor blank lines between them."""
+    six = [f"value_{i} = compute({i})" for i in range(6)]
+    (tmp_path / "a.py").write_text("def f():\n" + "".join(f"    {line}\n" for line in six) + "\n".join(six) + "\n")
+    (tmp_path / "b.py").write_text("x = 1\n\n" + "\n\n".join(six) + "\n")
+    (tmp_path / "c.py").write_text("\n".join(six[:5]) + "\ny = 2\n")
+    assert copied_blocks([tmp_path / "a.py", tmp_path / "b.py"]) == (20, ["a.py:2 ~ b.py:3"])
+    assert copied_blocks([tmp_path / "a.py", tmp_path / "c.py"])[1] == []

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SUITES, run_suites
+from conftest import ROOT, SUITES, read_records, run_suites
 from hfmatrix import reuse
 from hfmatrix.report.markdown import render
 from hfmatrix.report.merge import merge
@@ -167,3 +171,125 @@ def test_a_harness_change_reruns_the_checks_it_touches(tmp_path, monkeypatch):
     assert edit("compare.py") == {"parity": True, "load": True, "golden": True}         # the fixtures' closure
     assert edit("backends/openvino_backend.py") == {"parity": False, "load": False, "golden": False}
     assert edit("report/markdown.py") == {"parity": False, "load": False, "golden": False}
+
+
+# ----------------------------------------------------------------------------- a killed run, concurrent sessions
+def _start(pytester, zoo_cache, results: Path, *args: str) -> "subprocess.Popen":
+    """The suites in a pytest subprocess of our own (run_suites waits for the end; these tests kill it or
+    run two at once), with the test's store (HFMATRIX_VERDICTS) and reading on."""
+    env = {**os.environ, "HFMATRIX_CACHE": str(zoo_cache),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(pytester.path), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "pytest", *CHECKS, *args, f"--hfm-results-dir={results}", "-p", "no:cacheprovider",
+           "--rootdir", str(pytester.path), f"--basetemp={pytester.path / ('bt-' + results.name)}", "-q"]
+    return subprocess.Popen(cmd, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stored() -> dict[str, dict]:
+    """check[model] -> stored record, for every entry of the store; an entry that does not load fails."""
+    out = {}
+    for path in Path(os.environ["HFMATRIX_VERDICTS"]).rglob("*.json"):
+        record = reuse.load(path.stem)
+        assert record is not None, f"store entry {path.name} does not load whole: {path.read_text()[:300]!r}"
+        out[f"{record['check']}[{record['model']}]"] = record
+    return out
+
+
+def _by_cell(results: Path) -> dict[str, dict]:
+    return {f"{r['check']}[{r['model']}]": r for r in read_records(results)}
+
+
+def test_a_killed_run_leaves_a_readable_store_and_the_rerun_reuses_what_finished(pytester, zoo_cache):
+    """SIGKILL from outside at an arbitrary point (as soon as the store holds 4 verdicts of 12): no
+    finally, no atexit, possibly in the middle of a write. Every entry left loads whole, and the rerun
+    reuses exactly the finished cells and computes the rest."""
+    models = "--hfm-models=bert,gpt2"
+    store = Path(os.environ["HFMATRIX_VERDICTS"])
+    proc = _start(pytester, zoo_cache, pytester.path / "killed", models)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and len(list(store.rglob("*.json"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.communicate()[0][-3000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    finished = _stored()
+    assert 4 <= len(finished) < 12, sorted(finished)
+    rerun = _start(pytester, zoo_cache, pytester.path / "rerun", models)
+    out = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, out[-3000:]
+    after = _by_cell(pytester.path / "rerun")
+    assert len(after) == 12 and all(r["outcome"] == "passed" for r in after.values())
+    assert {k for k, r in after.items() if r["reused_from"]} == set(finished), "reused exactly what finished"
+    assert {after[k]["reused_from"] for k in finished} == {r["run_id"] for r in finished.values()}
+    assert set(_stored()) == set(after), "the rerun stored what it computed"
+
+
+def test_two_sessions_writing_one_store_at_once_both_complete_and_leave_no_torn_entry(pytester, zoo_cache):
+    """Two runs of the same cells started together on one empty store: each computes or reuses what the
+    other stored, both complete green, and every entry is one run's whole verdict."""
+    runs = [_start(pytester, zoo_cache, pytester.path / f"session{i}", "--hfm-models=bert,gpt2") for i in (1, 2)]
+    outs = [p.communicate(timeout=900)[0] for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    cells = [_by_cell(pytester.path / f"session{i}") for i in (1, 2)]
+    ids = [{r["run_id"] for r in c.values()} for c in cells]
+    assert all(len(c) == 12 and all(r["outcome"] == "passed" for r in c.values()) for c in cells)
+    for mine, other in ((0, 1), (1, 0)):  # a reused cell names the other session's run
+        assert {r["reused_from"] for r in cells[mine].values() if r["reused_from"]} <= ids[other]
+    stored = _stored()
+    assert set(stored) == set(cells[0]) and {r["run_id"] for r in stored.values()} <= ids[0] | ids[1]
+
+
+WRITER = """
+import sys
+from hfmatrix import reuse
+key, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    reuse.save(key, {"outcome": "passed", "run_id": f"{tag}-{i}", "message": "x" * (1000 + 37 * i),
+                     "measures": {"i": i, "pad": list(range(i % 200))}})
+"""
+
+
+def test_racing_writers_and_a_reader_see_only_whole_entries(tmp_path):
+    """The store's write path itself, hammered: two processes rewrite one entry 300 times each while this
+    one reads it; every read is absent (before the first write) or one writer's whole record."""
+    key = "ab" * 32
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [subprocess.Popen([sys.executable, str(script), key, tag, "300"], env=env) for tag in ("a", "b")]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        record = reuse.load(key)
+        if record is None:
+            assert not seen, "an entry once written read back torn or missing"
+            continue
+        i = record["measures"]["i"]
+        assert record["run_id"].split("-")[0] in "ab" and len(record["message"]) == 1000 + 37 * i
+        assert record["measures"]["pad"] == list(range(i % 200))
+        seen.add(record["run_id"])
+    assert [w.returncode for w in writers] == [0, 0]
+    assert seen and reuse.load(key)["run_id"] in ("a-299", "b-299")
+
+
+def test_a_workflow_cell_is_reused_and_keyed_by_its_second_models(pytester, zoo_cache, monkeypatch):
+    """A second-axis parameter that is a function (a workflow) keys by its name, not its address (else
+    no workflow cell was ever reused); the zoo models a suite names besides the cell's own (the classifier
+    after whisper) are in the key: a change to one of them reruns the cell, a change to another model not."""
+    args = (str(SUITES / "test_workflows.py"), "--hfm-models=clip")
+    for _ in range(2):
+        _, records = run_suites(pytester, zoo_cache, *args, reuse=True)
+    assert [(r["check"], r["outcome"], bool(r["reused_from"])) for r in records] == [("workflow", "passed", True)]
+    from hfmatrix.suites import test_workflows
+    from hfmatrix.zoo import spec as zoo_spec
+    assert reuse._param_repr(test_workflows.clip_towers) == "hfmatrix.suites.test_workflows.clip_towers"
+    suite = str(SUITES / "test_workflows.py")
+    base = reuse._other_models(suite, "whisper")
+    assert set(base) == {"bert-cls", "clip", "minilm"}
+    zoo = zoo_spec.ZOO_FILE.read_text()
+
+    def edited(model: str, old: str, new: str) -> dict:
+        text = zoo[zoo.index(f'id = "{model}"'):]
+        (pytester.path / f"zoo-{model}.toml").write_text(zoo.replace(text, text.replace(old, new, 1)))
+        monkeypatch.setattr(zoo_spec, "ZOO_FILE", pytester.path / f"zoo-{model}.toml")
+        return reuse._other_models(suite, "whisper")
+    assert edited("bert-cls", "intermediate_size = 64", "intermediate_size = 48")["bert-cls"] != base["bert-cls"]
+    assert edited("gpt2", "n_embd = 32", "n_embd = 16") == base

@@ -19,7 +19,6 @@ from conftest import SUITES, outcomes, run_suites  # noqa: E402
 
 from hfmatrix.backends.base import Target  # noqa: E402
 from hfmatrix.backends.serve_backend import ServeBackend, greedy_extensions  # noqa: E402
-from hfmatrix.serving import process  # noqa: E402
 from hfmatrix.serving.client import CompletionsClient, ServerRejected  # noqa: E402
 from hfmatrix.serving.errors import ServerFailure  # noqa: E402
 from hfmatrix.serving.proxy import FaultProxy  # noqa: E402

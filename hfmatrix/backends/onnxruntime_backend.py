@@ -21,8 +21,10 @@ import numpy as np
 from .. import exports
 from .. import placement as placing
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import UNUSABLE, Arrays, Availability, BackendBase, SessionBase, Target
-from .optimum_common import OptimumSession, as_float32, check_exporter, check_names, coerce
+from .base import Arrays, Availability, BackendBase, SessionBase, Target
+from .greedy import eos_ids, greedy
+from .optimum_common import (TASKS, Exporter, OptimumBackend, OptimumSession, as_float32, check_names, export,
+                             graph_feeds, implied_input)
 
 # device name (the matrix's) -> execution providers that serve it, first available wins
 EP_FOR_DEVICE: dict[str, tuple[str, ...]] = {
@@ -35,21 +37,6 @@ EP_FOR_DEVICE: dict[str, tuple[str, ...]] = {
     "dml": ("DmlExecutionProvider",),
 }
 
-# spec.task -> (optimum.onnxruntime class, optimum export task, how run() calls it)
-# "graph": one InferenceSession fed directly (every graph output returned under its ONNX name,
-# which optimum names like the transformers outputs); "model": the ORTModel forward (decoders
-# need their empty KV cache built, seq2seq needs encoder + decoder).
-TASKS: dict[str, tuple[str | None, str, str]] = {
-    "feature-extraction": ("ORTModelForFeatureExtraction", "feature-extraction", "graph"),
-    "text-classification": ("ORTModelForSequenceClassification", "text-classification", "graph"),
-    "image-classification": ("ORTModelForImageClassification", "image-classification", "graph"),
-    "zero-shot-image-classification": ("ORTModelForZeroShotImageClassification", "zero-shot-image-classification", "graph"),
-    "ctc": ("ORTModelForCTC", "automatic-speech-recognition", "graph"),
-    "text-generation": ("ORTModelForCausalLM", "text-generation-with-past", "model"),
-    "text2text-generation": ("ORTModelForSeq2SeqLM", "text2text-generation-with-past", "model"),
-    "automatic-speech-recognition": ("ORTModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
-    "image-text-to-text": (None, "image-text-to-text", "model"),
-}
 ONNX_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 MEMCPY_OPS = {"MemcpyFromHost", "MemcpyToHost"}
 CPU_EP = "CPUExecutionProvider"
@@ -72,39 +59,16 @@ def placed_options():
     return so
 
 
-def _optimum():
-    try:
-        import optimum.onnxruntime as ortm
-        from optimum.exporters.onnx import main_export
-    except ImportError as exc:
-        raise DependencyMissing(f"optimum-onnx not importable: {exc}") from None
-    return ortm, main_export
-
-
-def export_versions() -> dict[str, str]:
-    return exports.dist_versions("optimum", "optimum-onnx", "transformers", "torch", "onnx")
+ONNX = Exporter(name="onnx", label="ONNX", requirement="optimum-onnx", package="optimum-onnx",
+                models="optimum.onnxruntime", exporter="optimum.exporters.onnx",
+                configs="optimum.exporters.onnx.model_configs",
+                distributions=("optimum", "optimum-onnx", "transformers", "torch", "onnx"))
 
 
 def onnx_export(model_dir: Path, spec, precision: str = "fp32", task: str | None = None) -> exports.Export:
-    """The optimum-onnx export of ``model_dir`` for ``spec.task`` (cached)."""
-    if spec.task not in TASKS:
-        raise Unsupported(f"no ONNX export route for task {spec.task!r}")
-    _, main_export = _optimum()
-    task = task or TASKS[spec.task][1]
-    import optimum.exporters.onnx.model_configs  # noqa: F401 - registers the ONNX configs in TasksManager
-    check_exporter("onnx", spec.model_type, task, export_versions())
-    parts = {"model": exports.folder_digest(model_dir), "task": task, "dtype": precision,
-             "model_type": spec.model_type, "versions": export_versions(),
-             "source_checks": "safeload+loading-info-2"}
-
-    exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
-
-    def make(out: Path) -> None:
-        exports.check_source(model_dir, spec.auto_class)
-        main_export(str(model_dir), output=out, task=task, do_validation=False, no_post_process=True,
-                    dtype=precision, library_name="transformers")
-
-    return exports.cached_export("onnx", parts, make)
+    """The optimum-onnx export of ``model_dir`` for ``spec.task`` (or ``task``) in ``precision`` (cached)."""
+    return export(ONNX, model_dir, spec, {"dtype": precision}, task, do_validation=False, no_post_process=True,
+                  dtype=precision)
 
 
 def _sessions_of(model) -> dict[str, Any]:
@@ -154,35 +118,17 @@ def _graph_dtypes(path: Path) -> dict[str, int]:
     return dict(count)
 
 
-def implied_input(name: str, inputs: Arrays) -> np.ndarray | None:
-    """Inputs a graph may take that the model computes itself when absent (as transformers does)."""
-    if name in inputs:
-        return np.asarray(inputs[name])
-    if name == "token_type_ids" and "input_ids" in inputs:
-        return np.zeros_like(inputs["input_ids"])
-    if name == "position_ids" and "attention_mask" in inputs:  # left/right padding aware, like generate()
-        mask = np.asarray(inputs["attention_mask"]).astype(np.int64)
-        return np.where(mask == 0, 1, np.cumsum(mask, axis=-1) - 1)
-    return None
-
-
 def feeds_for(session, inputs: Arrays) -> dict[str, np.ndarray]:
-    """The session's inputs from ours: dtype of the graph's declaration, implied inputs filled in."""
-    feeds = {}
-    for arg in session.get_inputs():
-        value = implied_input(arg.name, inputs)
-        if value is None:
-            raise ValueError(f"graph input {arg.name!r} missing from the inputs {sorted(inputs)}")
-        feeds[arg.name] = np.ascontiguousarray(coerce(arg.name, value, ONNX_FLOAT.get(arg.type) or
-                                                      (np.int64 if arg.type == "tensor(int64)" else None)))
-    return feeds
+    """An InferenceSession's feeds from ours, in the dtypes its graph declares."""
+    return graph_feeds(((a.name, ONNX_FLOAT.get(a.type) or (np.int64 if a.type == "tensor(int64)" else None))
+                        for a in session.get_inputs()), inputs)
 
 
 class OrtSession(OptimumSession):
     def __init__(self, model, spec, target: Target, ep: str, export: exports.Export, mode: str,
                  provider_options: dict[str, Any]):
-        self.model, self.spec, self.target, self.ep = model, spec, target, ep
-        self.export, self.mode, self.provider_options = export, mode, provider_options
+        super().__init__(model, spec, target, export, mode)
+        self.ep, self.provider_options = ep, provider_options
         self.sessions = _sessions_of(model)
         self.placements = {}
         for name, s in self.sessions.items():
@@ -197,14 +143,11 @@ class OrtSession(OptimumSession):
     def graph_inputs(self) -> set[str]:
         return {a.name for s in self.sessions.values() for a in s.get_inputs()}
 
-    def run(self, inputs: Arrays) -> Arrays:
-        self._check(inputs)
-        if self.mode == "graph":
-            session = next(iter(self.sessions.values()))
-            names = [o.name for o in session.get_outputs()]
-            values = session.run(names, feeds_for(session, inputs))
-            return {n: as_float32(v) for n, v in zip(names, values)}
-        return self.forward(inputs)
+    def run_graph(self, inputs: Arrays) -> Arrays:
+        session = next(iter(self.sessions.values()))
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, feeds_for(session, inputs))
+        return {n: as_float32(v) for n, v in zip(names, values)}
 
     def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
         """Every module node's output on these inputs, from fresh sessions of the same graphs (hfmatrix.localize)."""
@@ -246,53 +189,32 @@ class OrtSession(OptimumSession):
         self.model, self.sessions = None, {}
 
 
-class OnnxRuntimeBackend(BackendBase):
-    name = "onnxruntime"
+class OnnxRuntimeBackend(OptimumBackend):
+    name, label, prefix, exporter = "onnxruntime", "ONNX Runtime", "ORT", ONNX
     precisions = ("fp32", "fp16")
     devices = tuple(EP_FOR_DEVICE)
+    no_class = frozenset({"image-text-to-text"})  # optimum-onnx 0.1.0 exports it but has no ORTModel for it
 
-    def _ep(self, device: str) -> str:
+    def _target(self, device: str, precision: str) -> Availability:
         ort = _ort()
         if device not in EP_FOR_DEVICE:
             raise Unsupported(f"unknown onnxruntime device {device!r}; known: {', '.join(EP_FOR_DEVICE)}")
         available = ort.get_available_providers()
-        for ep in EP_FOR_DEVICE[device]:
-            if ep in available:
-                return ep
-        raise HardwareAbsent(f"{' / '.join(EP_FOR_DEVICE[device])} not in onnxruntime {ort.__version__}'s "
-                             f"available providers {available}")
-
-    def available(self, device: str, precision: str) -> Availability:
-        if precision not in self.precisions:
-            return Availability(False, f"onnxruntime precisions are {self.precisions}", "unsupported-by-backend")
-        try:
-            ep = self._ep(device)
-            _optimum()
-        except HardwareAbsent as exc:  # the EP is missing: absent hardware, or a build that cannot use it
-            from hwprobe.presence import PRESENT
-            present = device in PRESENT and device != "cpu" and PRESENT[device]()[0]
-            return Availability(False, f"the {device} hardware is present (hwprobe) but unusable: {exc.reason}",
-                                UNUSABLE) if present else Availability(False, exc.reason, exc.kind)
-        except (DependencyMissing, Unsupported) as exc:
-            return Availability(False, exc.reason, exc.kind)
+        ep = next((ep for ep in EP_FOR_DEVICE[device] if ep in available), None)
+        if ep is None:
+            raise HardwareAbsent(f"{' / '.join(EP_FOR_DEVICE[device])} not in onnxruntime {ort.__version__}'s "
+                                 f"available providers {available}")
+        ONNX.modules()
         return Availability(True, ep, details={"execution_provider": ep})
 
-    def load(self, model_dir: Path, spec, target: Target, provider_options: dict[str, Any] | None = None, *, allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> OrtSession:
-        avail = self.available(target.device, target.precision).require()
-        ep = avail.details["execution_provider"]
-        if spec.task not in TASKS:
-            raise Unsupported(f"no ONNX Runtime route for task {spec.task!r}")
-        cls_name, _, mode = TASKS[spec.task]
-        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-        export = onnx_export(Path(model_dir), spec, target.precision)
-        if cls_name is None:
-            raise Unsupported(f"optimum-onnx {export_versions()['optimum-onnx']} has no ORTModel class for {spec.task}")
-        ortm, _ = _optimum()
-        options = dict(provider_options or {})
-        model = getattr(ortm, cls_name).from_pretrained(
-            str(export.path), provider=ep, provider_options=options, session_options=placed_options(),
-            use_io_binding=False if ep == "CPUExecutionProvider" else None)
+    def export(self, model_dir: Path, spec, precision: str) -> exports.Export:
+        return onnx_export(model_dir, spec, precision)
+
+    def _open(self, cls, spec, target: Target, avail: Availability, export: exports.Export, mode: str,
+              options: dict[str, Any] | None) -> OrtSession:
+        ep, options = avail.details["execution_provider"], dict(options or {})
+        model = cls.from_pretrained(str(export.path), provider=ep, provider_options=options,
+                                    session_options=placed_options(), use_io_binding=False if ep == CPU_EP else None)
         return OrtSession(model, spec, target, ep, export, mode, options)
 
     def versions(self) -> dict[str, str]:
@@ -471,37 +393,26 @@ class QnnSession(SessionBase):
         return {n: as_float32(v) for n, v in zip(names, values)}
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
-        """Greedy decoding on one static-shape graph: the prompt is right-padded to prompt + new tokens and
-        the whole sequence re-run per step (no KV cache; causal attention keeps the padding out). EOS is
-        suppressed until max_new_tokens, like the reference's min_new_tokens = max_new_tokens."""
+        """Greedy decoding (hfmatrix.backends.greedy) on one static-shape graph: the sequence is right-padded
+        to prompt + new tokens and re-run whole per step (no KV cache; causal attention keeps the padding out)."""
         if self.spec.task != "text-generation":
             raise Unsupported(f"qnn generate is wired for text-generation only, not {self.spec.task}")
         ids = np.asarray(inputs["input_ids"], dtype=np.int64)
         mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)), dtype=np.int64)
         batch, prompt = ids.shape
         total = prompt + max_new_tokens
-        ids = np.concatenate([ids, np.zeros((batch, max_new_tokens), np.int64)], axis=1)
-        mask = np.concatenate([mask, np.zeros((batch, max_new_tokens), np.int64)], axis=1)
-        eos = self._eos_ids()
-        for cur in range(prompt, total):
-            logits = self.run({"input_ids": ids, "attention_mask": mask})["logits"][:, cur - 1].astype(np.float64)
-            logits[:, eos] = -np.inf
-            ids[:, cur] = logits.argmax(-1)
-            mask[:, cur] = 1
+
+        def next_logits(sofar: np.ndarray) -> np.ndarray:
+            cur, rest = sofar.shape[1], total - sofar.shape[1]
+            feed = {"input_ids": np.pad(sofar, ((0, 0), (0, rest))),
+                    "attention_mask": np.concatenate([mask, np.ones((batch, cur - prompt), np.int64),
+                                                      np.zeros((batch, rest), np.int64)], axis=1)}
+            return self.run(feed)["logits"][:, cur - 1]
+
+        out = greedy(next_logits, ids, max_new_tokens, eos_ids(self.export.path))
         self.generate_note = (f"greedy, {max_new_tokens} steps on one static graph of length {total} "
                               "(no KV cache), EOS suppressed as min_new_tokens does")
-        return ids
-
-    def _eos_ids(self) -> list[int]:
-        import json
-
-        for name in ("generation_config.json", "config.json"):
-            path = self.export.path / name
-            if path.is_file():
-                eos = json.loads(path.read_text()).get("eos_token_id")
-                if eos is not None:
-                    return list(eos) if isinstance(eos, list) else [int(eos)]
-        return []
+        return out
 
     def evidence(self) -> dict[str, Any]:
         ort, qnn = _ort(), _qnn()
@@ -539,7 +450,7 @@ class QnnBackend(BackendBase):
                                 "unsupported-by-backend")
         try:
             qnn = _qnn()
-            _optimum()
+            ONNX.modules()
             lib = Path(qnn.get_library_path()).with_name(QNN_BACKEND_LIBS[device])
             if not lib.is_file():
                 return Availability(False, f"onnxruntime-qnn {exports.dist_versions('onnxruntime-qnn')['onnxruntime-qnn']} "

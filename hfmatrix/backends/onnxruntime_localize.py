@@ -10,7 +10,6 @@ is never altered.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -59,8 +58,7 @@ class _Recorder:
 
 def intermediates(session, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
     """(component::module path, op type, value) for every module node of every graph the session runs."""
-    from .onnxruntime_backend import OrtSession, _optimum, _ort, _sessions_of, placed_options
-    ortm, _ = _optimum()
+    from .onnxruntime_backend import OrtSession, _ort, _sessions_of, placed_options
     ort = _ort()
     fresh = type(session.model).from_pretrained(str(session.export.path), provider=session.ep,
                                                  provider_options=dict(session.provider_options),

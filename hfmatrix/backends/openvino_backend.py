@@ -16,8 +16,8 @@ import numpy as np
 
 from .. import exports, placement as placing, precision as eff
 from ..skips import DependencyMissing, HardwareAbsent, Unsupported
-from .base import Arrays, Availability, BackendBase, Target
-from .optimum_common import OptimumSession, as_float32, check_exporter, coerce
+from .base import Arrays, Availability, Target
+from .optimum_common import TASKS, Exporter, OptimumBackend, OptimumSession, as_float32, export, graph_feeds
 
 # matrix precision -> ov_config; "auto" leaves the device's defaults. fp32 needs KV_CACHE_PRECISION too:
 # the CPU plugin keeps stateful KV caches in f16 whatever the inference hint (measured: tiny T5 logits
@@ -35,18 +35,6 @@ PRECISION_CONFIG: dict[str, dict[str, str]] = {
 EXPORT_KV_CACHE = "f16"
 DEVICES = ("CPU", "GPU", "NPU")
 
-# spec.task -> (optimum.intel class, export task, run mode); see onnxruntime_backend.TASKS for modes
-TASKS: dict[str, tuple[str, str, str]] = {
-    "feature-extraction": ("OVModelForFeatureExtraction", "feature-extraction", "graph"),
-    "text-classification": ("OVModelForSequenceClassification", "text-classification", "graph"),
-    "image-classification": ("OVModelForImageClassification", "image-classification", "graph"),
-    "zero-shot-image-classification": ("OVModelForZeroShotImageClassification", "zero-shot-image-classification", "graph"),
-    "ctc": ("OVModelForCTC", "automatic-speech-recognition", "graph"),
-    "text-generation": ("OVModelForCausalLM", "text-generation-with-past", "model"),
-    "text2text-generation": ("OVModelForSeq2SeqLM", "text2text-generation-with-past", "model"),
-    "automatic-speech-recognition": ("OVModelForSpeechSeq2Seq", "automatic-speech-recognition-with-past", "model"),
-    "image-text-to-text": ("OVModelForVisualCausalLM", "image-text-to-text", "model"),
-}
 OV_FLOAT = {"f32": np.float32, "f16": np.float16}
 
 
@@ -58,13 +46,10 @@ def _ov():
     return ov
 
 
-def _optimum():
-    try:
-        import optimum.intel.openvino as ovm
-        from optimum.exporters.openvino import main_export
-    except ImportError as exc:
-        raise DependencyMissing(f"optimum-intel[openvino] not importable: {exc}") from None
-    return ovm, main_export
+OPENVINO = Exporter(name="openvino", label="OpenVINO", requirement="optimum-intel[openvino]", package="optimum-intel",
+                    models="optimum.intel.openvino", exporter="optimum.exporters.openvino",
+                    configs="optimum.exporters.openvino.model_configs",
+                    distributions=("optimum", "optimum-intel", "openvino", "nncf", "transformers", "torch"))
 
 
 _CORE = None
@@ -77,28 +62,9 @@ def core():
     return _CORE
 
 
-def export_versions() -> dict[str, str]:
-    return exports.dist_versions("optimum", "optimum-intel", "openvino", "nncf", "transformers", "torch")
-
-
 def openvino_export(model_dir: Path, spec) -> exports.Export:
-    if spec.task not in TASKS:
-        raise Unsupported(f"no OpenVINO export route for task {spec.task!r}")
-    _, main_export = _optimum()
-    task = TASKS[spec.task][1]
-    import optimum.exporters.openvino.model_configs  # noqa: F401 - registers the OpenVINO configs in TasksManager
-    check_exporter("openvino", spec.model_type, task, export_versions())
-    parts = {"model": exports.folder_digest(model_dir), "task": task, "stateful": True, "weights": "fp32",
-             "model_type": spec.model_type, "versions": export_versions(),
-             "source_checks": "safeload+loading-info-2"}
-
-    exports.check_policy(model_dir)  # every time, cheap: a policy refusal is never a cached failure
-
-    def make(out: Path) -> None:
-        exports.check_source(model_dir, spec.auto_class)
-        main_export(str(model_dir), output=out, task=task, library_name="transformers")
-
-    return exports.cached_export("openvino", parts, make)
+    """optimum-intel's export of ``model_dir`` for ``spec.task`` (cached): IR weights fp32, decoders stateful."""
+    return export(OPENVINO, model_dir, spec, {"stateful": True, "weights": "fp32"})
 
 
 def _compiled(request):
@@ -168,8 +134,8 @@ def execution_placement(compiled: dict[str, Any], device: str) -> dict[str, Any]
 class OVSession(OptimumSession):
     def __init__(self, model, spec, target: Target, device: str, export: exports.Export, mode: str,
                  ov_config: dict[str, str]):
-        self.model, self.spec, self.target, self.device = model, spec, target, device
-        self.export, self.mode, self.ov_config = export, mode, ov_config
+        super().__init__(model, spec, target, export, mode)
+        self.device, self.ov_config = device, ov_config
         self.compiled = compiled_models(model)
         if not self.compiled:
             raise RuntimeError(f"{type(model).__name__} holds no compiled model after compile()")
@@ -182,24 +148,12 @@ class OVSession(OptimumSession):
     def graph_inputs(self) -> set[str]:
         return {_name(p) for c in self.compiled.values() for p in c.inputs}
 
-    def run(self, inputs: Arrays) -> Arrays:
-        self._check(inputs)
-        if self.mode == "graph":
-            compiled = self.compiled["model"]
-            feeds = {}
-            for port in compiled.inputs:
-                name = _name(port)
-                if name in inputs:
-                    value = np.asarray(inputs[name])
-                elif name == "token_type_ids" and "input_ids" in inputs:
-                    value = np.zeros_like(inputs["input_ids"])
-                else:
-                    raise ValueError(f"graph input {name!r} missing from the inputs {sorted(inputs)}")
-                et = port.get_element_type().get_type_name()
-                feeds[name] = np.ascontiguousarray(coerce(name, value, OV_FLOAT.get(et) or (np.int64 if et == "i64" else None)))
-            result = compiled(feeds)
-            return {_name(port): as_float32(result[port]) for port in compiled.outputs}
-        return self.forward(inputs)
+    def run_graph(self, inputs: Arrays) -> Arrays:
+        compiled = self.compiled["model"]
+        types = {_name(port): port.get_element_type().get_type_name() for port in compiled.inputs}
+        result = compiled(graph_feeds(((name, OV_FLOAT.get(et) or (np.int64 if et == "i64" else None))
+                                       for name, et in types.items()), inputs))
+        return {_name(port): as_float32(result[port]) for port in compiled.outputs}
 
     def intermediates(self, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
         """Every module node's output on these inputs, from a fresh compile of the same IR (hfmatrix.localize)."""
@@ -241,31 +195,22 @@ class OVSession(OptimumSession):
         self.model, self.compiled = None, {}
 
 
-class OpenVINOBackend(BackendBase):
-    name = "openvino"
-    precisions = ("fp32", "auto", "bf16", "fp32_kvfp16")
+class OpenVINOBackend(OptimumBackend):
+    name, label, prefix, exporter = "openvino", "OpenVINO", "OV", OPENVINO
+    precisions = tuple(PRECISION_CONFIG)
     devices = tuple(d.lower() for d in DEVICES)
 
-    def _device(self, device: str) -> str:
+    def _target(self, device: str, precision: str) -> Availability:
         dev = device.upper()
         if dev not in DEVICES:
             raise Unsupported(f"unknown OpenVINO device {device!r}; known: {', '.join(DEVICES)}")
         available = core().available_devices
         if not any(a.split(".")[0] == dev for a in available):
             raise HardwareAbsent(f"OpenVINO {_ov().get_version()}: device {dev} not in Core().available_devices {available}")
-        return dev
-
-    def available(self, device: str, precision: str) -> Availability:
-        if precision not in PRECISION_CONFIG:
-            return Availability(False, f"openvino precisions are {tuple(PRECISION_CONFIG)}", "unsupported-by-backend")
-        try:
-            dev = self._device(device)
-            _optimum()
-            caps = core().get_property(dev, "OPTIMIZATION_CAPABILITIES")
-            if precision == "bf16" and "BF16" not in caps:
-                raise HardwareAbsent(f"OpenVINO {dev} does not list BF16 in OPTIMIZATION_CAPABILITIES {list(caps)}")
-        except (HardwareAbsent, DependencyMissing, Unsupported) as exc:
-            return Availability(False, exc.reason, exc.kind)
+        OPENVINO.modules()
+        caps = core().get_property(dev, "OPTIMIZATION_CAPABILITIES")
+        if precision == "bf16" and "BF16" not in caps:
+            raise HardwareAbsent(f"OpenVINO {dev} does not list BF16 in OPTIMIZATION_CAPABILITIES {list(caps)}")
         return Availability(True, f"{dev}: {core().get_property(dev, 'FULL_DEVICE_NAME')}", details={"device": dev})
 
     def resolve_precision(self, device: str, precision: str, spec=None) -> str:
@@ -281,18 +226,13 @@ class OpenVINOBackend(BackendBase):
         kv = (config.get("KV_CACHE_PRECISION") or EXPORT_KV_CACHE) if stateful else None
         return eff.name(inference, kv)
 
-    def load(self, model_dir: Path, spec, target: Target, *, allow_pickle: bool = False,
-             trust_remote_code: bool = False) -> OVSession:
-        avail = self.available(target.device, target.precision).require()
-        if spec.task not in TASKS:
-            raise Unsupported(f"no OpenVINO route for task {spec.task!r}")
-        cls_name, _, mode = TASKS[spec.task]
-        exports.refuse_opt_ins(Path(model_dir), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
-        export = openvino_export(Path(model_dir), spec)
-        ovm, _ = _optimum()
-        ov_config = dict(PRECISION_CONFIG[target.precision])
-        model = getattr(ovm, cls_name).from_pretrained(str(export.path), device=avail.details["device"],
-                                                       ov_config=ov_config, compile=True)
+    def export(self, model_dir: Path, spec, precision: str) -> exports.Export:
+        return openvino_export(model_dir, spec)
+
+    def _open(self, cls, spec, target: Target, avail: Availability, export: exports.Export, mode: str,
+              options: dict[str, Any] | None) -> OVSession:
+        ov_config = {**PRECISION_CONFIG[target.precision], **(options or {})}
+        model = cls.from_pretrained(str(export.path), device=avail.details["device"], ov_config=ov_config, compile=True)
         return OVSession(model, spec, target, avail.details["device"], export, mode, ov_config)
 
     def versions(self) -> dict[str, str]:

@@ -53,8 +53,7 @@ def _parts(model) -> dict[str, Any]:
 
 def intermediates(session, inputs: Arrays) -> list[tuple[str, str, np.ndarray]]:
     """(module path, relative to its component where it was exported alone; op type; value) per node."""
-    from .openvino_backend import OVSession, _optimum
-    ovm, _ = _optimum()
+    from .openvino_backend import OVSession
     fresh = type(session.model).from_pretrained(str(session.export.path), device=session.device,
                                                  ov_config=dict(session.ov_config), compile=False)
     parts = _parts(fresh)

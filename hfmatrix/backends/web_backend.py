@@ -36,7 +36,8 @@ import numpy as np
 from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, Unsupported
 from .. import placement as placing
 from .base import Arrays, Availability, BackendBase, SessionBase, Target
-from .optimum_common import check_names, coerce
+from .greedy import eos_ids, greedy
+from .optimum_common import check_names, coerce, implied_input
 
 
 class OrtWebError(RuntimeError):
@@ -394,22 +395,17 @@ class WebSession(SessionBase):
 
     @staticmethod
     def _fill(name: str, meta: dict[str, Any], values: dict[str, Any]) -> np.ndarray:
-        """Inputs an export adds that a plain forward does not pass: an empty KV cache, positions,
-        zero token types (as the onnxruntime backend does)."""
-        ids = values.get("input_ids")
-        if ids is not None:
-            ids = np.asarray(ids)
-            shape = meta.get("shape") or []
-            if PAST_INPUT.match(name) and len(shape) == 4 and isinstance(shape[1], int) and isinstance(shape[3], int):
-                return np.zeros((ids.shape[0], shape[1], 0, shape[3]), dtype=np.float32)
-            if name == "position_ids":
-                mask = np.asarray(values.get("attention_mask", np.ones_like(ids)))
-                pos = np.cumsum(mask, axis=-1) - 1
-                return np.where(mask == 0, 1, pos).astype(np.int64)
-            if name == "token_type_ids":
-                return np.zeros_like(ids, dtype=np.int64)
-        raise ValueError(f"graph input {name!r} missing from the inputs {sorted(k for k, v in values.items() if v is not None)} "
-                         f"({meta}; no rule makes it)")
+        """Inputs an export adds that a plain forward does not pass: an empty KV cache, and what the
+        model computes itself (implied_input: positions, zero token types, as every optimum backend)."""
+        given = {k: v for k, v in values.items() if v is not None}
+        shape = meta.get("shape") or []
+        if (PAST_INPUT.match(name) and "input_ids" in given and len(shape) == 4 and isinstance(shape[1], int)
+                and isinstance(shape[3], int)):
+            return np.zeros((np.shape(given["input_ids"])[0], shape[1], 0, shape[3]), dtype=np.float32)
+        value = implied_input(name, given)
+        if value is None:
+            raise ValueError(f"graph input {name!r} missing from the inputs {sorted(given)} ({meta}; no rule makes it)")
+        return value
 
     def _run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         encoded = {k: _encode(v) for k, v in feeds.items()}
@@ -446,8 +442,9 @@ class WebSession(SessionBase):
         return result
 
     def generate(self, inputs: Arrays, max_new_tokens: int) -> np.ndarray:
-        """Greedy decoding on the page by full recompute (no KV cache; the export's cache inputs are
-        fed empty). Decoder-only: (batch, prompt+new); encoder-decoder: (batch, start+new)."""
+        """Greedy decoding on the page by full recompute (hfmatrix.backends.greedy; the export's cache inputs
+        are fed empty). Decoder-only: (batch, prompt+new); encoder-decoder: (batch, start+new)."""
+        eos = eos_ids(self.model_dir, next(iter(self.graphs.values())).parent)
         if "model" in self.graphs:
             if "logits" not in self._meta["model"]["outputs"] or "input_ids" not in self._meta["model"]["inputs"]:
                 raise Unsupported(f"{self.graphs['model'].name} is not a decoder (inputs "
@@ -456,19 +453,17 @@ class WebSession(SessionBase):
             mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids))).astype(np.int64)
             if (np.diff(mask, axis=-1) < 0).any():
                 raise Unsupported("right-padded batch: greedy decoding by recompute supports left padding only")
-            for _ in range(max_new_tokens):
-                logits = self.run({**inputs, "input_ids": ids, "attention_mask": mask})["logits"]
-                nxt = logits[:, -1, :].argmax(axis=-1).astype(np.int64)[:, None]
-                ids, mask = np.concatenate([ids, nxt], 1), np.concatenate([mask, np.ones_like(nxt)], 1)
-            return ids
+
+            def next_logits(sofar: np.ndarray) -> np.ndarray:
+                grown = np.concatenate([mask, np.ones((len(sofar), sofar.shape[1] - ids.shape[1]), np.int64)], 1)
+                return self.run({**inputs, "input_ids": sofar, "attention_mask": grown})["logits"][:, -1, :]
+            return greedy(next_logits, ids, max_new_tokens, eos)
         start = self._config().get("decoder_start_token_id")
         if start is None:
             raise Unsupported("encoder-decoder config has no decoder_start_token_id")
         batch = next(iter(inputs.values())).shape[0]
-        ids = np.full((batch, 1), int(start), dtype=np.int64)
-        for _ in range(max_new_tokens):
-            logits = self.run({**inputs, "decoder_input_ids": ids})["logits"]
-            ids = np.concatenate([ids, logits[:, -1, :].argmax(axis=-1).astype(np.int64)[:, None]], 1)
+        ids = greedy(lambda sofar: self.run({**inputs, "decoder_input_ids": sofar})["logits"][:, -1, :],
+                     np.full((batch, 1), int(start), dtype=np.int64), max_new_tokens, eos)
         # transformers' Whisper generate returns the sequence without its decoder prompt (start token)
         return ids[:, 1:] if getattr(self.spec, "model_type", "") in PROMPT_STRIPPED else ids
 

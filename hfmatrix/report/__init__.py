@@ -20,7 +20,7 @@ from . import landing
 from . import coverage as cov_mod
 from .markdown import outcome_summary
 from . import merge as merge_mod
-from .merge import BAD, OUTCOMES, Matrix
+from .merge import BAD, Matrix
 
 
 def build_parser() -> argparse.ArgumentParser:

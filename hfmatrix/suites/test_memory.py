@@ -19,24 +19,28 @@ from hfmatrix.zoo import example
 pytestmark = pytest.mark.hfm_requires(IN_PROCESS)
 
 
-def _record(hfm_measure, series: memory.Series, mode: str) -> dict[str, memory.Verdict]:
-    found = memory.verdicts(series)
+def _record(hfm_measure, measure, mode: str) -> tuple[memory.Series, dict[str, memory.Verdict]]:
+    """Measure (re-measured once when it flags a leak: memory.confirmed) and record the judged series."""
+    series, found, first = memory.confirmed(measure)
+    if first is not None:
+        hfm_measure(**{f"{mode}_rss_first_series": first})
     values = {f"{mode}_{counter}": v.as_dict() for counter, v in found.items()}
     values[f"{mode}_footprint_bytes"] = {k: int(memory.median(v)) for k, v in series.footprint.items()}
     values[f"{mode}_rss_growth_per_cycle"] = found["rss"].growth_per_cycle
     values[f"{mode}_rss_bound_per_cycle"] = found["rss"].bound
     values[f"{mode}_cycles"] = len(series.measured["rss"])
     values[f"{mode}_seconds"] = round(series.seconds, 2)
+    values[f"{mode}_threads"] = series.threads
     hfm_measure(**values)
-    return found
+    return series, found
 
 
 def test_memory_load_cycles(hfm_case, hfm_model_dir, hfm_intact_session, hfm_measure):
     """load -> run -> release, LOAD_WARMUP + LOAD_CYCLES times: nothing accumulates per cycle."""
     device = hfm_intact_session.device_ops
     cycle = memory.load_cycle(lambda: load_session(hfm_case, hfm_model_dir, fresh=True), example(hfm_case.spec, hfm_model_dir), device)
-    series = memory.run_cycles(cycle, memory.LOAD_WARMUP, memory.LOAD_CYCLES, device)
-    found = _record(hfm_measure, series, "load")
+    series, found = _record(hfm_measure, lambda: memory.run_cycles(
+        cycle, memory.LOAD_WARMUP, memory.LOAD_CYCLES, device, hfm_case.target.backend), "load")
     start = series.start.get("device")
     returned, readings = memory.device_returned(series, start)
     hfm_measure(load_device_start=start, load_device_readings=readings)
@@ -49,8 +53,8 @@ def test_memory_inference_loop(hfm_case, hfm_model_dir, hfm_intact_session, hfm_
     """The same inputs LOOP_INFERENCES times per cycle, LOOP_WARMUP + LOOP_CYCLES cycles."""
     device = hfm_intact_session.device_ops
     cycle = memory.loop_cycle(hfm_intact_session, example(hfm_case.spec, hfm_model_dir), memory.LOOP_INFERENCES)
-    series = memory.run_cycles(cycle, memory.LOOP_WARMUP, memory.LOOP_CYCLES, device)
-    found = _record(hfm_measure, series, "loop")
+    series, found = _record(hfm_measure, lambda: memory.run_cycles(
+        cycle, memory.LOOP_WARMUP, memory.LOOP_CYCLES, device, hfm_case.target.backend), "loop")
     warm = series.warmup.get("device", [None])[-1]
     returned, readings = memory.device_returned(series, warm)
     hfm_measure(loop_inferences_per_cycle=memory.LOOP_INFERENCES, loop_device_readings=readings)
