@@ -5,7 +5,7 @@ command line, in PYTEST_ADDOPTS or in the ini file's addopts), ``hfmatrix run`` 
 Until then it only registers its options (all ``--hfm-*``) and its fixtures (all ``hfm_*``), so it
 collides with no project's own options or fixtures, writes nothing and changes no report.
 
-One job per module, each registered as a pytest plugin by this package (``pytest_plugins``):
+One job per module, each registered as a pytest plugin by this package (``PARTS``):
 
 * ``options``          — the ``--hfm-*`` options and ``enabled(config)``, the opt-in switch.
 * ``parametrization``  — ``hfm_case`` over model × target from the zoo (``Case``), shards, the
@@ -30,6 +30,7 @@ import sys
 import pytest
 
 from .. import isolation, progress
+from . import loading, options, outcomes, parametrization, properties, recording
 from .loading import REFERENCE, check_available, load_session, policy_options, reference_target, set_policy
 from .options import enabled, export_environment, register_markers
 from .outcomes import TypedSkipReports, classify
@@ -41,9 +42,17 @@ __all__ = ["Case", "PROP_CASE", "PROP_MEASURE", "REFERENCE", "RunInfo", "case_fi
            "enabled", "load_session", "model_free_endpoint", "parse_case_id", "parse_shard", "policy_options",
            "reference_target", "run_info", "shard_of", "writes_records"]
 
-pytest_plugins = ["hfmatrix.plugin.options", "hfmatrix.plugin.parametrization", "hfmatrix.plugin.loading",
-                  "hfmatrix.plugin.properties", "hfmatrix.plugin.outcomes", "hfmatrix.plugin.recording",
-                  "hfmatrix.perf.plugin"]  # perf options + fixtures; registered with this package so --perf-* parse
+PARTS = (options, parametrization, loading, properties, outcomes, recording)
+pytest_plugins = ["hfmatrix.perf.plugin"]  # perf options + fixtures; registered with this package so --perf-* parse
+
+
+def pytest_addhooks(pluginmanager) -> None:
+    """Register the parts as plugins of their own, as soon as this package is registered (before any
+    option is parsed). Module objects, not names in pytest_plugins: this package has imported them
+    already, and pytest would warn that it can no longer rewrite their asserts."""
+    for part in PARTS:
+        if not pluginmanager.is_registered(part):
+            pluginmanager.register(part, part.__name__)
 
 
 def pytest_configure(config: pytest.Config) -> None:
