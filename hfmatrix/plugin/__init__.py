@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     register_markers(config)
     set_policy(config)
     export_environment(config)
-    selection(config), run_info(config)  # a bad --hfm-shard is a usage error here, in every process
+    selection(config)  # a bad --hfm-shard is a usage error here, in every process
     run = Run(config)
     config.pluginmanager.register(TypedSkipReports(), "hfmatrix-typed-skips")
     if not hasattr(config, "workerinput") and isolation.distributed(config):  # the xdist controller owns the watchdog dir
