@@ -209,10 +209,8 @@ _COLLECTOR = pytest.StashKey[_Collector]()
 
 
 def _writer_state(config):
-    from ..plugin import _is_writer, state
-    if not _is_writer(config):
-        return None
-    return state(config)
+    from ..plugin import run_info, writes_records
+    return run_info(config) if writes_records(config) else None
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,6 +1,7 @@
 """Benchmark one model on one target: load, first call, steady state at batch 1 and at a larger batch.
 
-``measure_case(case, model_dir, config)`` loads a FRESH session (a cached one has already paid its
+``measure_case(case, model_dir, config, load)`` loads a FRESH session through ``load`` (the caller's:
+the suite passes hfmatrix.plugin.load_session with fresh=True; a cached session has already paid its
 load and first call), measures, and returns a ``Measured`` holding the bench entry (see
 hfmatrix.perf.bench for its keys) and the open session, so the baseline check can re-measure.
 ``compare_case(measured, config)`` applies the gate against the committed baseline.
@@ -184,16 +185,14 @@ def remeasure(measured: Measured, metric: str, cfg: PerfConfig, *, backend: str,
     return timed.samples
 
 
-def measure_case(case, model_dir: Path, cfg: PerfConfig, *, run_id: str = "", session_name: str = "",
-                 load_options: dict | None = None) -> Measured:
-    from ..plugin import load_session
+def measure_case(case, model_dir: Path, cfg: PerfConfig, load: Callable[[], Any], *, run_id: str = "",
+                 session_name: str = "") -> Measured:
+    """``load()`` returns a fresh session of ``case`` (called again for a confirmation re-measure)."""
     from ..zoo.inputs import batch, example
     t = case.target
     inputs = example(case.spec, model_dir)
     batch_inputs = batch(case.spec, model_dir, tuple(range(cfg.batch_size))) \
         if case.spec.has("batch") and cfg.batch_size > 1 else None
-    def load():
-        return load_session(case, model_dir, fresh=True, **(load_options or {}))
     session, part = measure(load, inputs, batch_inputs, cfg, backend=t.backend, device=t.device)
     fwd = part["report"]["forward"]["latency"]
     entry = {

@@ -25,11 +25,12 @@ _MEASURED: dict[str, Measured] = {}
 
 def _measure(request, hfm_case, hfm_model_dir, cfg: PerfConfig) -> Measured:
     from hfmatrix import backends
-    from hfmatrix.plugin import state
+    from hfmatrix.plugin import load_session, run_info
     if hfm_case.id in _MEASURED:
         return _MEASURED[hfm_case.id]
-    st = state(request.config)
-    m = measure_case(hfm_case, hfm_model_dir, cfg, run_id=st.run_id, session_name=st.session)
+    st = run_info(request.config)
+    m = measure_case(hfm_case, hfm_model_dir, cfg, lambda: load_session(hfm_case, hfm_model_dir, fresh=True),
+                     run_id=st.run_id, session_name=st.session)
     m.entry["versions"] = backends.get(hfm_case.target.backend).versions()
     m.entry["evidence"] = m.session.evidence()
     m.close()

@@ -97,12 +97,12 @@ _MEASURED: dict = {}
 
 def _load_measured(request, hfm_case, session, hfm_model_dir):
     from hfmatrix import backends
-    from hfmatrix.plugin import state
+    from hfmatrix.plugin import run_info
     from hfmatrix.serving.perf import measured
     if hfm_case.id not in _MEASURED:
         inputs = generation_inputs(hfm_case.spec, hfm_model_dir)
         n = int(hfm_case.spec.generate.get("max_new_tokens", 5))
-        st = state(request.config)
+        st = run_info(request.config)
         _MEASURED[hfm_case.id] = measured(hfm_case, session, session.prompts(inputs)[0], n, session.request_fields(n),
                                       run_id=st.run_id, session_name=st.session,
                                       versions=backends.get(hfm_case.target.backend).versions())
