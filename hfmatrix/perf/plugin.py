@@ -119,6 +119,8 @@ def judge(request, name: str, cmp: dict[str, Any], fp: str, cfg: PerfConfig, mea
     if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
         # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
         skips.skip(skips.NO_BASELINE, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
+    if verdict == gate.INCONCLUSIVE:  # measured, but too noisy or an unconfirmed alarm: not a pass
+        skips.skip(skips.INCONCLUSIVE, f"{verdict}: {cmp['reason']}")
     regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
     if regressions:
         msg = f"{name} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)
