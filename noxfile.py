@@ -360,12 +360,18 @@ def baseline(session: nox.Session) -> None:
         session.error(f"HFMATRIX_BASELINE_ENV={env!r}: known {sorted(BASELINE_TARGETS)}")
     backend, device, precisions = BASELINE_TARGETS[env]
     os.environ.setdefault("HFMATRIX_SERVE_LOAD_REQUESTS", "24")
-    run_suites(session, env=env, backend=backend, device=device, precisions=precisions,
-               paths=BASELINE_SUITES.get(env, ("hfmatrix/suites/test_perf.py",)),
-               extra=(f"--hfm-perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
-                      f"--hfm-perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '1.0')}",
-                      f"--hfm-perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",
-                      "--hfm-perf-regression=warn"))
+    rounds = os.environ.get("HFMATRIX_PERF_ROUNDS")  # the gate's calibrated rounds: twice a normal run's
+    os.environ["HFMATRIX_PERF_ROUNDS"] = os.environ.get("HFMATRIX_BASELINE_ROUNDS", "60")
+    try:
+        run_suites(session, env=env, backend=backend, device=device, precisions=precisions,
+                   paths=BASELINE_SUITES.get(env, ("hfmatrix/suites/test_perf.py",)),
+                   extra=(f"--hfm-perf-iters={os.environ.get('HFMATRIX_BASELINE_ITERS', '30')}",
+                          f"--hfm-perf-min-time={os.environ.get('HFMATRIX_BASELINE_MIN_TIME', '0.3')}",
+                          f"--hfm-perf-batch-iters={os.environ.get('HFMATRIX_BASELINE_BATCH_ITERS', '10')}",
+                          "--hfm-perf-regression=warn"))
+    finally:
+        os.environ.pop("HFMATRIX_PERF_ROUNDS") if rounds is None else os.environ.update(HFMATRIX_PERF_ROUNDS=rounds)
+    # refuses (exit 1, each reason printed) entries recorded under load or above the noise bound
     session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(ROOT / "baselines"))
 
 

@@ -176,20 +176,23 @@ def _judge_once(ref: list[float], blk: dict[str, Any], cfg) -> gate.Comparison:
 
 
 def _final(seen: list[gate.Comparison], confirm: int) -> gate.Comparison:
-    """A regression stands when the last ``confirm`` re-measures after the first alarm all flag it; an
-    alarm that a later measurement does not repeat leaves the verdict inconclusive, never unchanged."""
+    """A regression stands when at least ``confirm`` re-measures repeat the first alarm and no
+    measurement contradicts it (one too noisy to decide contradicts nothing); an alarm that a later
+    measurement does not repeat leaves the verdict inconclusive, never unchanged."""
     last = seen[-1]
     alarms = [c for c in seen if c.verdict == gate.REGRESSION]
-    if last.verdict == gate.REGRESSION:
-        if len(alarms) > confirm and all(c.verdict == gate.REGRESSION for c in seen[-(confirm + 1):]):
-            return last
-        return replace(last, verdict=INCONCLUSIVE, reason=f"regression seen {len(alarms)} of {len(seen)} times, "
-                                                          f"not confirmed by {confirm} re-measure(s)")
-    if alarms and last.verdict != INCONCLUSIVE:
+    decided = [c for c in seen if c.verdict != INCONCLUSIVE]
+    if alarms and any(c.verdict != gate.REGRESSION for c in decided):
+        other = next(c for c in decided if c.verdict != gate.REGRESSION)
         return replace(last, verdict=INCONCLUSIVE,
                        reason=f"not confirmed: flagged at ×{alarms[0].ratio:.3f} (p={alarms[0].p_value:.2g}), "
-                              f"re-measured {last.verdict} at ×{last.ratio:.3f}")
-    return last
+                              f"measured {other.verdict} at ×{other.ratio:.3f} too")
+    if alarms and len(alarms) > confirm:
+        return alarms[-1]
+    if alarms:
+        return replace(last, verdict=INCONCLUSIVE, reason=f"regression seen {len(alarms)} of {len(seen)} times, "
+                                                          f"not confirmed by {confirm} re-measure(s)")
+    return decided[-1] if decided else last
 
 
 def decide(ref: list[float], first_blk: dict[str, Any], again: Callable[[], dict[str, Any]], cfg) -> dict[str, Any]:
@@ -204,18 +207,16 @@ def decide(ref: list[float], first_blk: dict[str, Any], again: Callable[[], dict
                                                     "noise": blk["noise"]})
     final = _final(seen, cfg.confirm)
     out["final"] = final.as_dict()
+    out["unit"] = "ratio"  # of model time to calibration time: not seconds
     out["verdict"] = final.verdict
     out["summary"] = final.describe(unit_scale=1.0, unit="x cal")
     return out
 
 
 def _pending(seen: list[gate.Comparison], confirm: int) -> bool:
-    last = seen[-1]
-    if last.verdict == INCONCLUSIVE:
-        return True
-    if last.verdict != gate.REGRESSION:
-        return False
-    return _final(seen, confirm).verdict != gate.REGRESSION
+    """Measure again: nothing decided yet (too noisy), or an alarm not yet confirmed nor contradicted."""
+    final = _final(seen, confirm)
+    return final.verdict == INCONCLUSIVE and not final.reason.startswith("not confirmed")
 
 
 def compare_case(measured, cfg, fp_id: str, threads: int) -> dict[str, Any]:

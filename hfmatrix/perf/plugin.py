@@ -109,8 +109,9 @@ def judge(request, name: str, cmp: dict[str, Any], fp: str, cfg: PerfConfig, mea
         fin = block["final"]
         numbers[f"{metric}_ratio"] = fin["ratio"]
         numbers[f"{metric}_p_value"] = fin["p_value"]
-        numbers[f"{metric}_baseline_p50_ms"] = fin["baseline_median"] * 1e3 if fin["baseline_median"] else None
-        numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
+        scale, unit = (1.0, "") if block.get("unit") == "ratio" else (1e3, "_ms")  # calibrated: x calibration
+        numbers[f"{metric}_baseline_p50{unit}"] = fin["baseline_median"] * scale if fin["baseline_median"] else None
+        numbers[f"{metric}_p50{unit}"] = fin["current_median"] * scale if fin["current_median"] else None
         numbers[f"{metric}_verdict"] = block["verdict"]
     numbers["regression"] = verdict == gate.REGRESSION
     if cmp.get("undecided"):
