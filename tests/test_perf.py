@@ -343,7 +343,7 @@ def test_calibrated_gate_through_the_suite(tmp_path):
     assert same["outcome"] != "failed", same["message"]
     slow = _gated(tmp_path, "slow", HFMATRIX_PLANT_SLOWDOWN="0.25")
     assert slow["outcome"] == "failed" and slow["measures"]["verdict"] == "regression", slow["measures"]
-    assert 1.15 < slow["measures"]["forward_norm_ratio"] < 1.4, slow["measures"]
+    assert slow["measures"]["forward_norm_ratio"] > gate.FACTOR, slow["measures"]
     cmp = bench.read(tmp_path / "results" / "torch" / "bench-all.json")["benchmarks"][0]["comparison"]
     assert [c["verdict"] for c in cmp["metrics"]["forward_norm"]["confirmations"]] == ["regression"]
 
