@@ -4,10 +4,11 @@ perf suite through pytest, as `nox -s cpu` runs it (coverage, xdist, the suite's
 1. Record a baseline for the models into a temp baselines folder, as `nox -s baseline` does (its
    sample settings; `hfmatrix bench record`, which refuses it under load or above the noise bound:
    then this script stops and says so).
-2. Alternate A/A trials (the suite unchanged) and slowed trials (the same suite with
-   ``-p perf_slowdown``: each model call busy-waits 25% of its own duration after it returns; nothing
-   else is touched), each a fresh pytest process of hfmatrix/suites/test_perf.py with default perf
-   settings, gated against that baseline.
+2. Runs of the perf suite (each a fresh pytest process of hfmatrix/suites/test_perf.py with default
+   perf settings and ``-p perf_slowdown``) gated against that baseline: in each run half the models are
+   slowed (each model call busy-waits 25% of its own duration after it returns; nothing else is
+   touched) and the other half are A/A, alternating run by run, until there are ``--trials`` of each
+   (a pytest process costs ~2 min on 2 cores at load 15: one gate per process would not fit).
 3. Print detections (slowed trials flagged regression), A/A alarms (unchanged trials flagged),
    inconclusive and other verdict counts, and the load average through the run.
 
@@ -83,8 +84,9 @@ def record_baseline(work: Path, models: str, baselines: Path, max_load: str | No
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="bert", help="zoo ids per trial (comma-separated; default bert)")
-    p.add_argument("--trials", type=int, default=20, help="A/A trials and as many slowed trials (default 20)")
+    p.add_argument("--models", default="bert,gpt2,minilm,bert-cls",
+                   help="zoo ids gated in each run (comma-separated); each run slows half of them, alternating")
+    p.add_argument("--trials", type=int, default=20, help="A/A gates and as many slowed gates (default 20)")
     p.add_argument("--slowdown", type=float, default=0.25, help="planted slowdown of the model call (default 0.25)")
     p.add_argument("--baseline-max-load", default=None,
                    help="$HFMATRIX_BASELINE_MAX_LOAD for the baseline (1-min load per usable core above which it is "
@@ -99,26 +101,29 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="hfm-perf-gate-"))
     baselines = work / "baselines"
     loads = [_load()]
-    print(f"perf gate proof: models {args.models}, {args.trials} A/A + {args.trials} x {1 + args.slowdown:g} trials "
+    print(f"perf gate proof: models {args.models}, {args.trials} A/A + {args.trials} x {1 + args.slowdown:g} gates "
           f"({'coverage + xdist -n auto' if AS_NOX else 'pytest -n 0'}), "
           f"{os.cpu_count()} cpus, 1-min load {loads[0]:.1f}")
     t0 = time.perf_counter()
     record_baseline(work, args.models, baselines, args.baseline_max_load)
     counts = {"A/A": collections.Counter(), "slowed": collections.Counter()}
-    ratios = {"A/A": [], "slowed": []}
-    for i in range(args.trials):
-        for kind, env in (("A/A", {}), ("slowed", {"HFMATRIX_PLANT_SLOWDOWN": str(args.slowdown)})):
-            verdicts, secs, _ = run_suite(work, f"{'aa' if kind == 'A/A' else 'slow'}{i}", args.models, baselines,
-                                          extra=("-p", "perf_slowdown"), env=env)
-            loads.append(_load())
-            for model, (verdict, ratio, reason) in verdicts.items():
-                counts[kind][verdict] += 1
-                ratios[kind].append(ratio)
-                print(f"  trial {i + 1:2d} {kind:6s} {model}: {verdict:12s} ratio {ratio if ratio is None else f'{ratio:.3f}'}"
-                      f" ({secs:.0f} s, load {loads[-1]:.1f}){'  ' + reason[:150] if reason else ''}", flush=True)
-    n = args.trials * len(args.models.split(","))
-    print(f"\ndetections (slowed x{1 + args.slowdown:g} flagged regression): {counts['slowed']['regression']}/{n}")
-    print(f"A/A alarms (unchanged flagged regression): {counts['A/A']['regression']}/{n}")
+    ratios: dict[str, list[float]] = {"A/A": [], "slowed": []}
+    models = args.models.split(",")
+    runs = -(-2 * args.trials // len(models))
+    for i in range(runs):
+        slowed = [m for j, m in enumerate(models) if (i + j) % 2 == 0] if len(models) > 1 else models * (i % 2)
+        env = {"HFMATRIX_PLANT_SLOWDOWN": str(args.slowdown), "HFMATRIX_PLANT_MODELS": ",".join(slowed)} if slowed else {}
+        verdicts, secs, _ = run_suite(work, f"run{i}", args.models, baselines, extra=("-p", "perf_slowdown"), env=env)
+        loads.append(_load())
+        for model, (verdict, ratio, reason) in sorted(verdicts.items()):
+            kind = "slowed" if model in slowed else "A/A"
+            counts[kind][verdict] += 1
+            ratios[kind].append(ratio)
+            print(f"  run {i + 1:2d} {kind:6s} {model:9s}: {verdict:12s} ratio {ratio if ratio is None else f'{ratio:.3f}'}"
+                  f" ({secs:.0f} s, load {loads[-1]:.1f}){'  ' + reason[:150] if reason else ''}", flush=True)
+    n_slow, n_aa = sum(counts["slowed"].values()), sum(counts["A/A"].values())
+    print(f"\ndetections (slowed x{1 + args.slowdown:g} flagged regression): {counts['slowed']['regression']}/{n_slow}")
+    print(f"A/A alarms (unchanged flagged regression): {counts['A/A']['regression']}/{n_aa}")
     for kind in counts:
         print(f"{kind} verdicts: {dict(counts[kind])}; ratio min/median/max "
               f"{_spread([r for r in ratios[kind] if r is not None])}")

@@ -8,6 +8,7 @@ the call takes 1.25 x as long at 0.25, on whatever machine). Only that boundary 
 model, the backend, the measurement and the gate run unchanged. Without the variable (or at 0)
 the plugin does nothing, so an A/A run can load it too.
 
+``HFMATRIX_PLANT_MODELS=a,b``: only the sessions of these zoo ids (the others of the same run are A/A).
 ``HFMATRIX_PLANT_FIRST=N``: slow only the first N sessions the process loads (the perf suite loads a
 cold one, then the measured one; a confirmation re-measure loads another): a slowdown that the
 re-measure does not see. ``HFMATRIX_PLANT_JITTER=J``: instead of a fixed slowdown, busy-wait a
@@ -45,14 +46,17 @@ def pytest_configure(config) -> None:
     extra = float(os.environ.get(ENV, "0") or 0)
     jitter = float(os.environ.get("HFMATRIX_PLANT_JITTER", "0") or 0)
     first = int(os.environ.get("HFMATRIX_PLANT_FIRST", "0") or 0)
+    models = {m for m in os.environ.get("HFMATRIX_PLANT_MODELS", "").split(",") if m}
     if extra <= 0 and jitter <= 0:
         return
     import hfmatrix.plugin as hp
     load_session = hp.load_session
     loaded = [0]
 
-    def load_slowed(*args, **kwargs):
-        session = load_session(*args, **kwargs)
+    def load_slowed(case, *args, **kwargs):
+        session = load_session(case, *args, **kwargs)
+        if models and case.spec.id not in models:
+            return session
         loaded[0] += 1
         if (not first or loaded[0] <= first) and not getattr(session, "_hfm_planted_slowdown", None):
             session.run = _slowed(session.run, extra, jitter)
