@@ -11,9 +11,10 @@ On a shared machine two things move a latency that have nothing to do with the c
 
 Rounds alternate the order (model first, calibration first, ...), so drift falls on both sides. The
 metric is ``forward_norm`` (unit "x calibration"), its samples the per-round ratios; its noise is the
-relative half-width of their median's confidence interval (``noise()``: 1.57 x IQR / sqrt(rounds) / median). A baseline whose noise exceeds the bound,
-or recorded while the 1-minute load average per usable core exceeded its limit, is refused
-(``refusal()``); a measurement above the bound is not judged (verdict ``inconclusive``), and a
+relative half-width of their median's confidence interval (``noise()``: 1.57 x IQR / sqrt(rounds) /
+median). A baseline whose noise exceeds the bound, or recorded while the 1-minute load average per
+usable core exceeded its limit, is refused (``refusal()``). A measurement whose ratio, give or take
+its noise plus the baseline's, straddles the factor is ``inconclusive`` and measured again; a
 regression the re-measure does not confirm is ``inconclusive`` too, never a pass.
 
 Knobs (environment, read per call so a session can set them): $HFMATRIX_PERF_ROUNDS (default 30),
@@ -167,11 +168,19 @@ INCONCLUSIVE = gate.INCONCLUSIVE
 
 
 def _judge_once(ref: list[float], blk: dict[str, Any], cfg) -> gate.Comparison:
+    """asv's rule on the calibrated samples, then the noise: the ratio is known to about
+    ±(noise now + noise of the baseline); when that interval straddles the factor the measurement
+    cannot say which side it is on (inconclusive). A flagged ratio whose interval lies above the factor
+    stands; an unflagged one whose interval reaches above it is not evidence of "unchanged"."""
     c = gate.compare(ref, blk["latency"]["values"], cfg.factor, cfg.alpha)
-    bound = blk.get("noise_bound", noise_bound())
-    if blk["noise"] > bound and c.verdict != gate.INSUFFICIENT:
-        return replace(c, verdict=INCONCLUSIVE, reason=f"too noisy to decide: median known to ±{blk['noise']:.1%} "
-                                                       f"> bound {bound:.1%}")
+    if c.verdict not in (gate.REGRESSION, gate.UNCHANGED) or c.ratio is None:
+        return c
+    half = blk["noise"] + noise(ref)
+    lo, hi = c.ratio / (1 + half), c.ratio * (1 + half)
+    if (c.verdict == gate.REGRESSION and lo <= cfg.factor) or (c.verdict == gate.UNCHANGED and hi > cfg.factor):
+        return replace(c, verdict=INCONCLUSIVE,
+                       reason=f"too noisy to decide: ratio ×{c.ratio:.3f} known to ±{half:.1%} (×{lo:.3f}..×{hi:.3f}) "
+                              f"straddles the factor ×{cfg.factor:.2f}")
     return c
 
 

@@ -52,6 +52,8 @@ def _headline(entry: dict) -> dict:
     if "forward_batch" in r:
         out.update(batch_size=r["forward_batch"]["batch_size"], throughput_batch=r["forward_batch"]["throughput"]["value"],
                    p50_batch_ms=r["forward_batch"]["latency"]["p50"] * 1e3)
+    if calibrated.METRIC in r:  # what the gate compares: model time over the calibration workload's, per round
+        out.update(norm_p50=r[calibrated.METRIC]["latency"]["p50"], norm_noise=r[calibrated.METRIC]["noise"])
     if "cold_load" in r:
         out["cold_load_s"] = r["cold_load"]["latency"]["values"][0]
     if "max_allocated" in r["forward"]["memory"]:
