@@ -261,7 +261,7 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     faster (a regression: fails, or warns with --hfm-perf-regression=warn) and one that claims it was 10x
     slower (an improvement: passes, reported)."""
     pytest.importorskip("torch", reason="[dependency-missing] torch not installed")
-    first = _run_suite(tmp_path, "--hfm-models=bert,gpt2")
+    first = _run_suite(tmp_path, "--hfm-models=bert,gpt2", env={"HFMATRIX_PERF_ROUNDS": "60"})  # as nox -s baseline
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     recs = _records(tmp_path)
     perf = recs["test_perf[bert@torch-cpu-fp32]"]

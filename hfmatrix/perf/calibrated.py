@@ -5,8 +5,9 @@ On a shared machine two things move a latency that have nothing to do with the c
 * preemption: a neighbour takes the core in the middle of a call (tens of ms on a 1 ms call). Each
   round keeps the FASTEST of its ``per_round`` calls, the one no neighbour interrupted;
 * machine speed: clock, a busy SMT sibling, a shared cache make every call slower for minutes. Each
-  round also times a fixed calibration workload (``CALIBRATION``: numpy matmuls, single-threaded,
-  the same work on every machine and run) right next to the model calls, and the round's sample is
+  round also times a fixed calibration workload (``calibration_workload()``: a seeded torch encoder
+  layer, the same work on every machine and run, under the same pinned threads) right next to the
+  model calls, and the round's sample is
   ``fastest model call / fastest calibration call``. A slower machine slows both; the ratio stays.
 
 Rounds alternate the order (model first, calibration first, ...), so drift falls on both sides. The
@@ -38,10 +39,40 @@ from .measure import coverage_paused, pinned_threads, summarize
 
 METRIC = "forward_norm"
 UNIT = "x calibration"
-#: the calibration workload: matmul_work(CAL_REPS) (~0.5 ms on a 2-core EPYC, the order of a zoo model call); never change it without
-#: re-recording every baseline (the ratio's denominator is part of the baseline's conditions)
+#: the numpy fallback (envs without torch): matmul_work(CAL_REPS), ~0.5 ms on a 2-core EPYC
 CAL_REPS = 160
-CALIBRATION = f"numpy tanh(32x32 @ 32x32) x {CAL_REPS}"
+
+
+def _torch_calibration() -> tuple[str, Callable[[], Any]]:
+    """Two passes of one fixed, seeded transformer encoder layer at batch 1: the op mix, dispatch
+    overhead and working set of a small zoo model, so cache and front-end contention slow it as they
+    slow the model (a 32x32 numpy loop stays in L1 and did not: measured on the shared 2-core machine,
+    its ratio moved ~11% between load 18 and load 7)."""
+    import torch
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(1, 18, 64, generator=gen)
+
+    def run():
+        with torch.inference_mode():
+            return layer(layer(x))
+    return "torch TransformerEncoderLayer(64, 4, 256) x2 on (1, 18, 64)", run
+
+
+_CALIBRATION: list = []
+
+
+def calibration_workload() -> tuple[str, Callable[[], Any]]:
+    """(name, callable) of this env's calibration workload: torch's where torch is installed, else numpy's.
+    The name goes into the measurement's conditions: baselines only compare under the same one."""
+    if not _CALIBRATION:
+        try:
+            _CALIBRATION.append(_torch_calibration())
+        except ImportError:
+            _CALIBRATION.append((f"numpy tanh(32x32 @ 32x32) x {CAL_REPS}", lambda: matmul_work(CAL_REPS)))
+    return _CALIBRATION[0]
 
 
 def _env(name: str, default: str) -> str:
@@ -64,8 +95,8 @@ def max_record_load() -> float:
     return float(_env("HFMATRIX_BASELINE_MAX_LOAD", "4.0"))
 
 
-def calibration() -> float:
-    return matmul_work(CAL_REPS)
+def calibration() -> Any:
+    return calibration_workload()[1]()
 
 
 def noise(values) -> float:
@@ -126,7 +157,7 @@ def block(r: Rounds) -> dict[str, Any]:
     return {"batch_size": 1, "rounds": len(r.ratios), "per_round": r.per_round, "loop_wall_s": r.wall,
             "latency": summarize(r.ratios, unit=UNIT), "noise": noise(r.ratios), "noise_bound": noise_bound(),
             "model_fastest": summarize(r.model_s), "calibration_fastest": summarize(r.calibration_s),
-            "calibration": CALIBRATION, "loadavg_1m": r.load}
+            "calibration": calibration_workload()[0], "loadavg_1m": r.load}
 
 
 def measure(measured, threads: int, *, rounds: int | None = None, per_round: int | None = None) -> dict[str, Any]:

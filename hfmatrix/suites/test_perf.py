@@ -36,6 +36,7 @@ def _measure(request, hfm_case, hfm_model_dir, cfg: PerfConfig) -> Measured:
     m.entry["versions"] = backends.get(hfm_case.target.backend).versions()
     m.entry["evidence"] = m.session.evidence()
     m.entry["report"][calibrated.METRIC] = calibrated.measure(m, cfg.threads)
+    m.entry["conditions"]["calibration"] = m.entry["report"][calibrated.METRIC]["calibration"]
     m.close()
     _MEASURED[hfm_case.id] = m
     request.node.user_properties.append((PROP_ENTRY, m.entry))
