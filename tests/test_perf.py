@@ -177,9 +177,13 @@ def test_benchmark_lock_excludes_other_tests(tmp_path, first_exclusive):
 
 # ----------------------------------------------------------------------------- baselines
 def _entry(model: str, values: list[float], **conditions) -> dict:
+    ratios = [1.2 + 0.001 * i for i in range(30)]  # the calibrated block a baseline needs (tight, quiet machine)
     return {"name": f"{model}@torch-cpu-fp32", "model": model, "backend": "torch", "device": "cpu",
             "precision": "fp32", "conditions": {"threads": 1, **conditions},
-            "report": {"forward": {"batch_size": 1, "latency": summarize(values)}}}
+            "machine": {"before": {"loadavg_1m": 0.5, "usable_cores": 2}},
+            "report": {"forward": {"batch_size": 1, "latency": summarize(values)},
+                       "forward_norm": {"batch_size": 1, "latency": summarize(ratios, unit="x calibration"),
+                                        "noise": 0.01}}}
 
 
 def test_baseline_record_and_lookup(tmp_path):
@@ -193,6 +197,10 @@ def test_baseline_record_and_lookup(tmp_path):
     assert data["models"]["bert"]["metrics"]["forward"]["values"] == [0.03] and "gpt2" in data["models"]
     assert baselines.lookup(tmp_path, fp["id"], "torch", "cpu", "bf16", "bert")[1] is None
     assert baselines.mismatched_conditions({"threads": 1}, {"threads": 2}) == {"threads": (1, 2)}
+    refused = baselines.Refused()
+    busy = {**_entry("llama", [0.01]), "machine": {"before": {"loadavg_1m": 16.5, "usable_cores": 2}}}
+    assert baselines.record([busy], tmp_path, fp, refused=refused) == [] and "llama" not in baselines.load(path)["models"]
+    assert refused[0][0] == "llama@torch-cpu-fp32" and "recorded under load" in refused[0][1]
 
 
 def test_fingerprint_is_hwprobes():
