@@ -72,8 +72,10 @@ AUTOZOO_TIMEOUT = Knob("HFMATRIX_AUTOZOO_TIMEOUT", "150", "seconds one auto-zoo 
 BASELINE_ENV = Knob("HFMATRIX_BASELINE_ENV", "cpu", "the env `nox -s baseline` records perf baselines for "
                     "(one of BASELINES)")
 BASELINE_ITERS = Knob("HFMATRIX_BASELINE_ITERS", "30", "`nox -s baseline`: --hfm-perf-iters")
-BASELINE_MIN_TIME = Knob("HFMATRIX_BASELINE_MIN_TIME", "1.0", "`nox -s baseline`: --hfm-perf-min-time (seconds)")
+BASELINE_MIN_TIME = Knob("HFMATRIX_BASELINE_MIN_TIME", "0.3", "`nox -s baseline`: --hfm-perf-min-time (seconds)")
 BASELINE_BATCH_ITERS = Knob("HFMATRIX_BASELINE_BATCH_ITERS", "10", "`nox -s baseline`: --hfm-perf-batch-iters")
+BASELINE_ROUNDS = Knob("HFMATRIX_BASELINE_ROUNDS", "60", "`nox -s baseline`: the gate's calibrated rounds per model "
+                       "(HFMATRIX_PERF_ROUNDS; twice a normal run's)")
 CI_KEEP_ENVS = Knob("HFMATRIX_CI_KEEP_ENVS", "0", "`.ci/run`: 1 keeps every env (by default an env of copied "
                     "files is removed once its session is done)")
 

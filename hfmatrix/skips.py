@@ -16,10 +16,13 @@ UNSUPPORTED = "unsupported-by-backend"
 KNOWN_BUG = "known-bug"
 #: the perf gate could not decide (no baseline for this fingerprint, or none comparable): neither pass nor fail
 NO_BASELINE = "no-baseline"
+#: the perf gate measured but could not decide: the samples were too noisy (above the noise bound), or a
+#: regression seen once was not confirmed by the re-measure. Never a pass (hfmatrix/perf/calibrated.py)
+INCONCLUSIVE = "inconclusive"
 #: a folder given with --hfm-models met a bad input the catalogue has no expectation for (its model type
 #: is not covered): the record says what it did; for the curated zoo a missing expectation is a failure
 NO_EXPECTATION = "no-expectation"
-KINDS = (HARDWARE_ABSENT, DEPENDENCY_MISSING, UNSUPPORTED, KNOWN_BUG, NO_BASELINE, NO_EXPECTATION)
+KINDS = (HARDWARE_ABSENT, DEPENDENCY_MISSING, UNSUPPORTED, KNOWN_BUG, NO_BASELINE, INCONCLUSIVE, NO_EXPECTATION)
 
 _PREFIX = re.compile(r"^\[(?P<kind>[a-z-]+)\]\s*(?P<reason>.*)$", re.S)
 

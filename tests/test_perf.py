@@ -177,9 +177,13 @@ def test_benchmark_lock_excludes_other_tests(tmp_path, first_exclusive):
 
 # ----------------------------------------------------------------------------- baselines
 def _entry(model: str, values: list[float], **conditions) -> dict:
+    ratios = [1.2 + 0.001 * i for i in range(30)]  # the calibrated block a baseline needs (tight, quiet machine)
     return {"name": f"{model}@torch-cpu-fp32", "model": model, "backend": "torch", "device": "cpu",
             "precision": "fp32", "conditions": {"threads": 1, **conditions},
-            "report": {"forward": {"batch_size": 1, "latency": summarize(values)}}}
+            "machine": {"before": {"loadavg_1m": 0.5, "usable_cores": 2}},
+            "report": {"forward": {"batch_size": 1, "latency": summarize(values)},
+                       "forward_norm": {"batch_size": 1, "latency": summarize(ratios, unit="x calibration"),
+                                        "noise": 0.01}}}
 
 
 def test_baseline_record_and_lookup(tmp_path):
@@ -193,6 +197,10 @@ def test_baseline_record_and_lookup(tmp_path):
     assert data["models"]["bert"]["metrics"]["forward"]["values"] == [0.03] and "gpt2" in data["models"]
     assert baselines.lookup(tmp_path, fp["id"], "torch", "cpu", "bf16", "bert")[1] is None
     assert baselines.mismatched_conditions({"threads": 1}, {"threads": 2}) == {"threads": (1, 2)}
+    refused = baselines.Refused()
+    busy = {**_entry("llama", [0.01]), "machine": {"before": {"loadavg_1m": 16.5, "usable_cores": 2}}}
+    assert baselines.record([busy], tmp_path, fp, refused=refused) == [] and "llama" not in baselines.load(path)["models"]
+    assert refused[0][0] == "llama@torch-cpu-fp32" and "recorded under load" in refused[0][1]
 
 
 def test_fingerprint_is_hwprobes():
@@ -224,12 +232,20 @@ def test_harness_p50_matches_a_bare_loop():
 
 
 # ----------------------------------------------------------------------------- the suite end to end
-def _run_suite(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _run_suite(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "hfmatrix" / "suites" / "test_perf.py"), "-p", "no:cacheprovider", "-q",
            f"--hfm-results-dir={tmp_path / 'results'}", f"--hfm-perf-baselines={tmp_path / 'baselines'}",
            "--hfm-perf-iters=8", "--hfm-perf-min-time=0.05", "--hfm-perf-batch=2", "--hfm-perf-batch-iters=3", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _record(tmp_path: Path, baselines_dir: str = "baselines", **env: str) -> subprocess.CompletedProcess:
+    """`hfmatrix bench record` of the last run's bench JSON; the load limit is off unless env sets it (the
+    machine running the self-tests is shared: the noise bound still applies)."""
+    return subprocess.run([sys.executable, "-m", "hfmatrix.perf.cli", "record", str(tmp_path / "results"),
+                           "--baselines", str(tmp_path / baselines_dir)], capture_output=True, text=True,
+                          env={**os.environ, "HFMATRIX_BASELINE_MAX_LOAD": "0", **env})
 
 
 def _records(tmp_path: Path) -> dict[str, dict]:
@@ -253,7 +269,7 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     faster (a regression: fails, or warns with --hfm-perf-regression=warn) and one that claims it was 10x
     slower (an improvement: passes, reported)."""
     pytest.importorskip("torch", reason="[dependency-missing] torch not installed")
-    first = _run_suite(tmp_path, "--hfm-models=bert,gpt2")
+    first = _run_suite(tmp_path, "--hfm-models=bert,gpt2", env={"HFMATRIX_PERF_ROUNDS": "60"})  # as nox -s baseline
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     recs = _records(tmp_path)
     perf = recs["test_perf[bert@torch-cpu-fp32]"]
@@ -263,13 +279,12 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     doc = bench.read(tmp_path / "results" / "torch" / "bench-all.json")
     assert doc["fingerprint"]["id"] == baselines.fingerprint()["id"]
     (e,) = [x for x in doc["benchmarks"] if x["model"] == "bert"]
-    assert set(e["report"]) - {"cold_load"} == {"load", "first_call", "forward", "forward_batch"}
+    assert set(e["report"]) - {"cold_load"} == {"load", "first_call", "forward", "forward_batch", "forward_norm"}
     assert any("cold_load" in x["report"] for x in doc["benchmarks"])  # the process's first load, timed apart
     assert e["report"]["forward"]["latency"]["count"] >= 5 and e["report"]["forward_batch"]["batch_size"] == 2
     assert e["status"] == gate.NO_BASELINE and e["versions"]["torch"]
 
-    rec = subprocess.run([sys.executable, "-m", "hfmatrix.perf.cli", "record", str(tmp_path / "results"),
-                          "--baselines", str(tmp_path / "baselines")], capture_output=True, text=True)
+    rec = _record(tmp_path)
     assert rec.returncode == 0, rec.stderr
     base = tmp_path / "baselines" / doc["fingerprint"]["id"] / "torch-cpu-fp32.json"
     _plant_baseline(base, "bert", slower=True)    # bert is now far slower than its baseline
@@ -284,14 +299,14 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     recs = _records(tmp_path)
     bad = recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]
     assert bad["outcome"] == "failed" and "slower than baseline" in bad["message"]
-    assert bad["measures"]["verdict"] == "regression" and bad["measures"]["forward_ratio"] > gate.FACTOR
+    assert bad["measures"]["verdict"] == "regression" and bad["measures"]["forward_norm_ratio"] > gate.FACTOR
     good = recs["test_perf_vs_baseline[gpt2@torch-cpu-fp32]"]
     assert good["outcome"] == "passed" and good["measures"]["verdict"] == "improvement"
     assert "REGRESSION bert@torch-cpu-fp32" in gated.stdout and "IMPROVEMENT gpt2@torch-cpu-fp32" in gated.stdout
     doc = bench.read(tmp_path / "results" / "torch" / "bench-all.json")
     by_model = {x["model"]: x for x in doc["benchmarks"]}
     assert by_model["bert"]["regression"] is True and by_model["bert"]["ratio"] > gate.FACTOR
-    (confirmed,) = by_model["bert"]["comparison"]["metrics"]["forward"]["confirmations"]  # re-measured, reloaded
+    (confirmed,) = by_model["bert"]["comparison"]["metrics"]["forward_norm"]["confirmations"]  # re-measured, reloaded
     assert confirmed["verdict"] == "regression" and len(confirmed["values"]) >= 8
     assert by_model["gpt2"]["status"] == "improvement"
 
@@ -300,6 +315,89 @@ def test_perf_suite_end_to_end_with_planted_baselines(tmp_path):
     assert warned.returncode == 0, warned.stdout[-3000:]
     recs = _records(tmp_path)
     assert recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]["measures"]["verdict"] == "regression"
+
+
+# ----------------------------------------------------------------------------- the calibrated gate
+PLANT = {"PYTHONPATH": str(ROOT / "scripts")}  # scripts/perf_slowdown.py: -p perf_slowdown
+
+
+def _gated(tmp_path: Path, name: str, **plant: str) -> dict:
+    """One run of the perf suite (bert) with the planted-slowdown plugin; the gate's record."""
+    if (tmp_path / "results").exists():
+        (tmp_path / "results").rename(tmp_path / f"results-before-{name}")
+    run = _run_suite(tmp_path, "--hfm-models=bert", "-p", "perf_slowdown", env={**PLANT, **plant})
+    recs = _records(tmp_path)
+    return {"run": run, **recs["test_perf_vs_baseline[bert@torch-cpu-fp32]"]}
+
+
+def test_calibrated_gate_through_the_suite(tmp_path):
+    """A baseline of bert on this machine, then through the suite with default gate settings: the
+    unchanged model is not flagged, the model call made 25% slower is (and confirmed), a slowdown
+    that only the first measurement saw is `inconclusive` (a typed skip, not a pass), and a baseline
+    measured while the model's speed jittered is refused."""
+    pytest.importorskip("torch", reason="[dependency-missing] torch not installed")
+    base = _run_suite(tmp_path, "--hfm-models=bert", env={"HFMATRIX_PERF_ROUNDS": "60"})
+    assert base.returncode == 0, base.stdout[-3000:]
+    rec = _record(tmp_path)
+    assert rec.returncode == 0 and "baseline written" in rec.stdout, rec.stdout + rec.stderr
+    noisy = _gated(tmp_path, "noisy", HFMATRIX_PLANT_JITTER="1.0")  # the model's speed jumps 1x..2x by 20 ms window
+    refused = _record(tmp_path, "baselines-noisy")
+    assert refused.returncode == 1 and "too noisy for a baseline" in refused.stderr, refused.stdout + refused.stderr
+    assert not (tmp_path / "baselines-noisy").exists() or not list((tmp_path / "baselines-noisy").rglob("*.json"))
+    assert noisy["measures"]["verdict"] != "unchanged", noisy["measures"]  # never a pass while that noisy
+
+    same = _gated(tmp_path, "aa")
+    assert same["measures"]["verdict"] in ("unchanged", "inconclusive"), same["measures"]
+    assert same["outcome"] != "failed", same["message"]
+    slow = _gated(tmp_path, "slow", HFMATRIX_PLANT_SLOWDOWN="0.25")
+    assert slow["outcome"] == "failed" and slow["measures"]["verdict"] == "regression", slow["measures"]
+    assert slow["measures"]["forward_norm_ratio"] > gate.FACTOR, slow["measures"]
+    cmp = bench.read(tmp_path / "results" / "torch" / "bench-all.json")["benchmarks"][0]["comparison"]
+    assert cmp["metrics"]["forward_norm"]["confirmations"][-1]["verdict"] == "regression"  # re-measured, repeated
+
+    once = _gated(tmp_path, "once", HFMATRIX_PLANT_SLOWDOWN="0.25", HFMATRIX_PLANT_FIRST="2")  # not the re-measure's
+    assert once["outcome"] == "skipped" and once["skip_kind"] == "inconclusive", (once["outcome"], once.get("message"))
+    assert "not confirmed" in once["message"] and once["measures"]["verdict"] == "inconclusive"
+
+
+def test_refusal_of_a_baseline_recorded_under_load():
+    """The committed baseline's own conditions (1-min load 14.7-16.5 on 2 cores) are refused, as is a
+    noisy one; a quiet, tight one is accepted. The committed file (no calibrated samples) is unusable."""
+    from hfmatrix.perf import calibrated
+    block = {"noise": 0.01, "loadavg_1m": [1.0, 1.2], "latency": {"values": [1.2] * 30}}
+    loaded = {"name": "bert", "machine": {"before": {"loadavg_1m": 14.7, "usable_cores": 2},
+                                          "after": {"loadavg_1m": 16.5, "usable_cores": 2}},
+              "report": {"forward": {}, calibrated.METRIC: block}}
+    why = calibrated.refusal(loaded, max_load=4.0, bound=0.04)
+    assert "recorded under load" in why and "16.5 on 2 cores" in why
+    quiet = {**loaded, "machine": {"before": {"loadavg_1m": 1.5, "usable_cores": 2}}}
+    assert calibrated.refusal(quiet, max_load=4.0, bound=0.04) == ""
+    noisy = {**quiet, "report": {calibrated.METRIC: {**block, "noise": 0.09}}}
+    assert "too noisy" in calibrated.refusal(noisy, max_load=4.0, bound=0.04)
+    committed = json.loads(next((ROOT / "baselines").rglob("torch-cpu-fp32.json")).read_text())["models"]["bert"]
+    assert "no forward_norm samples" in calibrated.refusal({"name": "bert", "machine": committed["machine"],
+                                                            "report": {}}, max_load=4.0)
+
+
+def _cmp(verdict: str, ratio: float) -> gate.Comparison:
+    return gate.Comparison(verdict, ratio=ratio, p_value=1e-6, baseline_median=1.0, current_median=ratio)
+
+
+@pytest.mark.parametrize("seen, confirm, final", [
+    (["regression", "regression"], 1, "regression"),
+    (["regression"], 0, "regression"),
+    (["regression", "unchanged"], 1, "inconclusive"),
+    (["regression", "improvement"], 1, "inconclusive"),
+    (["inconclusive", "regression"], 1, "inconclusive"),
+    (["inconclusive", "regression", "regression"], 1, "regression"),
+    (["regression", "inconclusive", "regression"], 1, "regression"),
+    (["inconclusive", "unchanged"], 1, "unchanged"),
+    (["inconclusive", "inconclusive", "inconclusive"], 1, "inconclusive"),
+    (["unchanged"], 1, "unchanged"),
+])
+def test_a_regression_stands_only_when_the_re_measure_confirms_it(seen, confirm, final):
+    from hfmatrix.perf.calibrated import _final
+    assert _final([_cmp(v, 1.3 if v == "regression" else 1.0) for v in seen], confirm).verdict == final
 
 
 def _bench_doc() -> dict:

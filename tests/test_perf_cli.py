@@ -1,6 +1,7 @@
 """`hfmatrix bench record | compare | plot` (hfmatrix/perf/cli.py) on bench JSON written the way the
 perf suite writes it: baselines recorded per fingerprint and target, a 50 % slowdown flagged (exit 1),
-changed conditions refused as incomparable, and no baseline said as such."""
+changed conditions refused as incomparable, no baseline said as such, and a baseline recorded under load or
+without calibrated samples refused (exit 1, the reason on stderr)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,17 +11,23 @@ import pytest
 
 from hfmatrix.perf import bench
 from hfmatrix.perf.cli import main
+from hfmatrix.perf.calibrated import noise as calibrated_noise
 from hfmatrix.perf.measure import summarize
 
 FP = {"id": "test-2c-0"}
 
 
-def _write(folder: Path, scale: float, threads: int = 1) -> Path:
+def _write(folder: Path, scale: float, threads: int = 1, load: float = 0.5, calibrated: bool = True) -> Path:
     rng = np.random.default_rng(11)
     values = list(0.002 * scale * (1 + rng.gamma(2.0, 0.02, 30)))
+    report = {"forward": {"batch_size": 1, "latency": summarize(values)}}
+    if calibrated:  # hfmatrix/perf/calibrated.py's block: per-round model / calibration ratios and their noise
+        ratios = list(1.2 * scale * (1 + rng.gamma(2.0, 0.005, 30)))
+        report["forward_norm"] = {"batch_size": 1, "latency": summarize(ratios, unit="x calibration"),
+                                  "noise": calibrated_noise(ratios)}
     e = {"name": "bert@torch-cpu-fp32", "model": "bert", "backend": "torch", "device": "cpu", "precision": "fp32",
          "conditions": {"threads": threads, "timer": "wall"},
-         "report": {"forward": {"batch_size": 1, "latency": summarize(values)}}}
+         "machine": {"before": {"loadavg_1m": load, "usable_cores": 2}}, "report": report}
     return bench.write(folder / "cpu" / "bench-all.json",
                        bench.document([e], session="cpu", shard="all", run_id=folder.name, fingerprint=FP))
 
@@ -43,6 +50,18 @@ def test_record_then_compare(tmp_path: Path, capsys) -> None:
     _write(tmp_path / "threads", 1.5, threads=4)
     assert main(["compare", str(tmp_path / "threads"), "--baselines", str(base)]) == 0
     assert "incomparable: threads differ" in capsys.readouterr().out                 # not judged on other threads
+
+
+def test_record_refuses_a_baseline_under_load_or_without_calibrated_samples(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("HFMATRIX_BASELINE_MAX_LOAD", raising=False)
+    _write(tmp_path / "busy", 1.0, load=16.5)          # the committed baseline's conditions: 16.5 on 2 cores
+    assert main(["record", str(tmp_path / "busy"), "--baselines", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert "baseline REFUSED: bert@torch-cpu-fp32: recorded under load (1-min load average 16.5 on 2 cores" in err
+    assert not (tmp_path / "b").exists()
+    _write(tmp_path / "old", 1.0, calibrated=False)    # raw samples only: nothing the gate compares
+    assert main(["record", str(tmp_path / "old"), "--baselines", str(tmp_path / "b")]) == 1
+    assert "no forward_norm samples" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
 
 def test_record_only_the_named_models(tmp_path: Path, capsys) -> None:

@@ -9,7 +9,13 @@ catch). One file per target holds every model measured for it, with raw samples 
                                "conditions": {...}, "machine": {load average while recording},
                                "metrics": {"forward": {"unit": "s", "values": [...]},
                                                                 "forward_batch": {...}, "load": {...},
-                                                                "first_call": {...}}}}}
+                                                                "first_call": {...},
+                                                                "forward_norm": {"unit": "x calibration",
+                                                                    "values": [...], "noise": ...}}}}}
+
+``forward_norm`` is what the gate compares (hfmatrix/perf/calibrated.py). ``record`` refuses an entry
+recorded under load or above the noise bound (``calibrated.refusal``): it is not written, and the
+refusal comes back with its reason.
 
 ``conditions`` must match the current run for a comparison to mean anything: intra-op threads,
 timer, input shapes per metric, batch size, and whether a tracer (coverage) was active. A mismatch
@@ -86,13 +92,26 @@ def mismatched_conditions(baseline: dict[str, Any], current: dict[str, Any]) -> 
     return {k: (baseline.get(k), current.get(k)) for k in sorted(keys) if baseline.get(k) != current.get(k)}
 
 
+class Refused(list):
+    """The entries ``record`` would not write, as (name, reason) pairs."""
+
+
 def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[str, Any],
-           metrics: tuple[str, ...] = ("load", "first_call", "forward", "forward_batch")) -> list[Path]:
-    """Write/update baseline files from bench entries (see hfmatrix.perf.bench). Returns files written."""
+           metrics: tuple[str, ...] = ("load", "first_call", "forward", "forward_batch", "forward_norm"),
+           refused: Refused | None = None) -> list[Path]:
+    """Write/update baseline files from bench entries (see hfmatrix.perf.bench). Returns files written;
+    entries refused (under load, too noisy: calibrated.refusal) are appended to ``refused``."""
     from filelock import FileLock
+
+    from .calibrated import refusal
     fp_id = fingerprint_doc["id"]
     by_target: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
+        why = refusal(e) if "forward" in e.get("report", {}) else ""  # serving entries: their own gate
+        if why:
+            if refused is not None:
+                refused.append((e.get("name"), why))
+            continue
         by_target.setdefault(target_name(e["backend"], e["device"], verdict_precision(e)), []).append(e)
     written = []
     for name, group in sorted(by_target.items()):
@@ -111,7 +130,7 @@ def record(entries: list[dict[str, Any]], base_dir: Path, fingerprint_doc: dict[
                     "conditions": e.get("conditions", {}), "machine": e.get("machine", {}),
                     "metrics": {m: {"unit": e["report"][m]["latency"]["unit"],
                                     "values": e["report"][m]["latency"]["values"],
-                                    **({"batch_size": e["report"][m]["batch_size"]} if "batch_size" in e["report"][m] else {})}
+                                    **{k: e["report"][m][k] for k in ("batch_size", "noise") if k in e["report"][m]}}
                                 for m in (e.get("baseline_metrics") or metrics) if m in e.get("report", {})},
                 }
             data["models"] = dict(sorted(data["models"].items()))

@@ -32,18 +32,24 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
             "first_call": {"batch_size": 1, "latency": LAT, "memory": MEM},   # one sample
             "forward":    {"batch_size": 1, "warmup", "loop_wall_s", "latency": LAT,
                            "throughput": {"unit": "items/s", "value"}, "memory": MEM},
-            "forward_batch": {... same as forward, "batch_size": N ...}        # only models with "batch"
+            "forward_batch": {... same as forward, "batch_size": N ...},       # only models with "batch"
+            "forward_norm": {"batch_size": 1, "rounds", "per_round", "loop_wall_s",   # what the gate compares
+                             "latency": LAT in unit "x calibration" (one value per round: fastest model call /
+                                        fastest calibration call, hfmatrix/perf/calibrated.py),
+                             "noise": (p75 - p25) / p50 of those values, "noise_bound",
+                             "model_fastest": LAT (s), "calibration_fastest": LAT (s), "calibration": what it ran,
+                             "loadavg_1m": [before, after]}
           },
           # flat headline (batch-1 forward) for tables, milliseconds:
           "metric": "forward", "p50_ms", "p90_ms", "p99_ms",
           "status": "measured" | a gate verdict, "regression": bool,
           # present when the baseline check ran (test_perf_vs_baseline):
-          "baseline_ms": baseline median of forward, "ratio": median ratio of forward, "p_value",
-          "threshold": factor,
+          "ratio": median ratio of forward_norm (calibrated; "ratio_basis": "forward_norm"), "p_value",
+          "threshold": factor, ("baseline_ms": baseline median of forward, for comparisons of raw forward
+          samples only),
           "comparison": {"verdict", "reason", "undecided": {metric: why}, "baseline_file", "fingerprint", "baseline_recorded",
-                         "baseline_versions", "metrics": {"forward": {"verdict", "summary",
-                         "first": CMP, "confirmations": [CMP + "values": re-measured samples (s)], "final": CMP},
-                         "forward_batch": {...}}}
+                         "baseline_versions", "metrics": {"forward_norm": {"verdict", "summary",
+                         "first": CMP, "confirmations": [CMP + "values": re-measured samples + "noise"], "final": CMP}}}
           # report.<metric>.latency.values are the FIRST measurement; when a flagged regression was
           # re-measured, the verdict ("final") comes from the last confirmation's values
         }
@@ -60,7 +66,8 @@ values + stats, memory, throughput). All latencies in SECONDS, memory in MB (2**
     CMP = {"verdict", "ratio", "p_value", "baseline_median", "current_median", "n_baseline",
            "n_current", "factor", "alpha", "reason"}
 
-Verdicts: regression, improvement, unchanged, insufficient-samples, no-baseline, incomparable.
+Verdicts: regression, improvement, unchanged, insufficient-samples, no-baseline, incomparable, inconclusive
+(too noisy to decide, or an alarm the re-measure did not confirm: a skip of kind inconclusive, never a pass).
 """
 from __future__ import annotations
 
@@ -93,8 +100,14 @@ def apply_comparison(entry: dict[str, Any], comparison: dict[str, Any]) -> dict[
     entry["comparison"] = comparison
     entry["status"] = comparison.get("verdict", "measured")
     entry["regression"] = entry["status"] == "regression"
-    fwd = comparison.get("metrics", {}).get("forward", {}).get("final")
-    if fwd and fwd.get("baseline_median") is not None:
+    metrics = comparison.get("metrics", {})
+    norm = metrics.get("forward_norm", {}).get("final")
+    fwd = metrics.get("forward", {}).get("final")
+    if norm and norm.get("ratio") is not None:
+        # the calibrated gate: its ratio is of model time / calibration time, machine speed cancelled;
+        # no baseline_ms (a baseline's raw milliseconds were taken at another machine speed)
+        entry.update(ratio=norm["ratio"], p_value=norm["p_value"], threshold=norm["factor"], ratio_basis="forward_norm")
+    elif fwd and fwd.get("baseline_median") is not None:
         entry["baseline_ms"] = fwd["baseline_median"] * 1e3
         entry["ratio"] = fwd["ratio"]
         entry["p_value"] = fwd["p_value"]

@@ -70,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         for e in entries:
             if not wanted or e["model"] in wanted:
                 by_fp.setdefault(json.dumps(e["_fingerprint"], sort_keys=True), []).append(e)
+        refused = baselines.Refused()
         for fp_json, group in by_fp.items():
-            for path in baselines.record(group, base_dir, json.loads(fp_json)):
+            for path in baselines.record(group, base_dir, json.loads(fp_json), refused=refused):
                 print(f"baseline written: {path} ({sum(1 for e in group if baselines.path_for(base_dir, e['_fingerprint']['id'], e['backend'], e['device'], baselines.verdict_precision(e)) == path)} models)")
-        return 0
+        for name, why in refused:
+            print(f"baseline REFUSED: {why}", file=sys.stderr)
+        return 1 if refused else 0
     if args.cmd == "compare":
         worst = 0
         for e in sorted(entries, key=lambda e: e["name"]):

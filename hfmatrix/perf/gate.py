@@ -8,6 +8,10 @@ A change is flagged only when BOTH hold:
 Like asv's ``statistics.is_different``, the U test is only trusted when the sample sizes can reach
 ``alpha`` at all: the smallest attainable p is 1 / C(n + m, min(n, m)); below that the verdict is
 "insufficient-samples" (never a silent pass or fail).
+
+The suite applies this rule to calibrated samples (hfmatrix.perf.calibrated: each round's fastest model
+call over a fixed workload's fastest call), re-measures an alarm, and says ``inconclusive`` when the
+samples are too noisy or the alarm does not repeat.
 """
 from __future__ import annotations
 
@@ -26,7 +30,10 @@ UNCHANGED = "unchanged"
 INSUFFICIENT = "insufficient-samples"
 NO_BASELINE = "no-baseline"
 INCOMPARABLE = "incomparable"
-VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, INSUFFICIENT, NO_BASELINE, INCOMPARABLE)
+#: the measurement could not decide: too noisy (hfmatrix.perf.calibrated's noise bound), or an alarm that
+#: the re-measure did not confirm. Neither a pass nor a failure: a typed skip of the same name.
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (REGRESSION, IMPROVEMENT, UNCHANGED, INSUFFICIENT, NO_BASELINE, INCOMPARABLE, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,9 @@ def judge(request, name: str, cmp: dict[str, Any], fp: str, cfg: PerfConfig, mea
         fin = block["final"]
         numbers[f"{metric}_ratio"] = fin["ratio"]
         numbers[f"{metric}_p_value"] = fin["p_value"]
-        numbers[f"{metric}_baseline_p50_ms"] = fin["baseline_median"] * 1e3 if fin["baseline_median"] else None
-        numbers[f"{metric}_p50_ms"] = fin["current_median"] * 1e3 if fin["current_median"] else None
+        scale, unit = (1.0, "") if block.get("unit") == "ratio" else (1e3, "_ms")  # calibrated: x calibration
+        numbers[f"{metric}_baseline_p50{unit}"] = fin["baseline_median"] * scale if fin["baseline_median"] else None
+        numbers[f"{metric}_p50{unit}"] = fin["current_median"] * scale if fin["current_median"] else None
         numbers[f"{metric}_verdict"] = block["verdict"]
     numbers["regression"] = verdict == gate.REGRESSION
     if cmp.get("undecided"):
@@ -119,6 +120,8 @@ def judge(request, name: str, cmp: dict[str, Any], fp: str, cfg: PerfConfig, mea
     if verdict in (gate.NO_BASELINE, gate.INCOMPARABLE, gate.INSUFFICIENT):
         # the gate could not decide: say why (the missing piece is a usable baseline for this machine)
         skips.skip(skips.NO_BASELINE, f"{verdict}: {cmp['reason']} (record one with `nox -s baseline`)")
+    if verdict == gate.INCONCLUSIVE:  # measured, but too noisy or an unconfirmed alarm: not a pass
+        skips.skip(skips.INCONCLUSIVE, f"{verdict}: {cmp['reason']}")
     regressions = [f"{k}: {b['summary']}" for k, b in cmp["metrics"].items() if b["verdict"] == gate.REGRESSION]
     if regressions:
         msg = f"{name} slower than baseline {cmp['baseline_file']}: " + " | ".join(regressions)

@@ -3,7 +3,9 @@ then the regression gate against the committed baseline for this machine's finge
 
 Timing is never asserted against a target here (that is what the baselines and scripts/bench_*.py
 are for); ``test_perf`` asserts the measurement itself is sound, ``test_perf_vs_baseline`` applies
-asv's two-part rule (median ratio > factor AND Mann-Whitney p < alpha) on the raw samples.
+asv's two-part rule (median ratio > factor AND Mann-Whitney p < alpha) on the calibrated samples
+(hfmatrix/perf/calibrated.py: per round, the fastest model call over the fastest call of a fixed
+workload timed next to it), re-measures an alarm, and skips ``inconclusive`` when it cannot decide.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import math
 
 import pytest
 
+from hfmatrix.perf import calibrated
 from hfmatrix.perf.baselines import fingerprint
 from hfmatrix.perf.plugin import PROP_ENTRY, judge
-from hfmatrix.perf.runner import Measured, PerfConfig, compare_case, measure_case
+from hfmatrix.perf.runner import Measured, PerfConfig, measure_case
 
 pytestmark = pytest.mark.hfm_perf
 
@@ -33,6 +36,8 @@ def _measure(request, hfm_case, hfm_model_dir, cfg: PerfConfig) -> Measured:
                      run_id=st.run_id, session_name=st.session)
     m.entry["versions"] = backends.get(hfm_case.target.backend).versions()
     m.entry["evidence"] = m.session.evidence()
+    m.entry["report"][calibrated.METRIC] = calibrated.measure(m, cfg.threads)
+    m.entry["conditions"]["calibration"] = m.entry["report"][calibrated.METRIC]["calibration"]
     m.close()
     _MEASURED[hfm_case.id] = m
     request.node.user_properties.append((PROP_ENTRY, m.entry))
@@ -49,6 +54,8 @@ def _headline(entry: dict) -> dict:
     if "forward_batch" in r:
         out.update(batch_size=r["forward_batch"]["batch_size"], throughput_batch=r["forward_batch"]["throughput"]["value"],
                    p50_batch_ms=r["forward_batch"]["latency"]["p50"] * 1e3)
+    if calibrated.METRIC in r:  # what the gate compares: model time over the calibration workload's, per round
+        out.update(norm_p50=r[calibrated.METRIC]["latency"]["p50"], norm_noise=r[calibrated.METRIC]["noise"])
     if "cold_load" in r:
         out["cold_load_s"] = r["cold_load"]["latency"]["values"][0]
     if "max_allocated" in r["forward"]["memory"]:
@@ -78,11 +85,12 @@ def test_perf(request, hfm_case, hfm_model_dir, hfm_perf_config, hfm_measure):
 
 
 def test_perf_vs_baseline(request, hfm_case, hfm_model_dir, hfm_perf_config, hfm_measure):
-    """asv's gate against baselines/<fingerprint>/<target>.json; no baseline is a skip, never a pass."""
+    """asv's gate on calibrated samples against baselines/<fingerprint>/<target>.json; no (usable) baseline
+    is a no-baseline skip, an undecidable measurement an inconclusive one: never a pass."""
     m = _measure(request, hfm_case, hfm_model_dir, hfm_perf_config)
     try:
         fp = fingerprint()["id"]
-        cmp = compare_case(m, hfm_perf_config, fp)
+        cmp = calibrated.compare_case(m, hfm_perf_config, fp, hfm_perf_config.threads)
     finally:
         m.close()
         _MEASURED.pop(hfm_case.id, None)
