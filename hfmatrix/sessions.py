@@ -80,7 +80,8 @@ CI_KEEP_ENVS = Knob("HFMATRIX_CI_KEEP_ENVS", "0", "`.ci/run`: 1 keeps every env 
                     "files is removed once its session is done)")
 
 KNOBS = (WORKERS, TIMEOUT, MAX_WORKER_RESTART, REQUIRE, TORCH_INDEX, CHROMIUM, WEBGPU_MODELS, DISTRIBUTED_MODELS,
-         SERVE_MODELS, AUTOZOO_TIMEOUT, BASELINE_ENV, BASELINE_ITERS, BASELINE_MIN_TIME, BASELINE_BATCH_ITERS, CI_KEEP_ENVS)
+         SERVE_MODELS, AUTOZOO_TIMEOUT, BASELINE_ENV, BASELINE_ITERS, BASELINE_MIN_TIME, BASELINE_BATCH_ITERS, BASELINE_ROUNDS,
+         CI_KEEP_ENVS)
 
 
 # ----------------------------------------------------------------------------- targets and sessions
