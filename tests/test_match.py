@@ -2,6 +2,9 @@
 equally specific entries that could decide one cell are an error when the file is loaded, naming both."""
 from __future__ import annotations
 
+import re
+import tomllib
+
 import pytest
 
 from hfmatrix import compare, match, negative
@@ -203,3 +206,52 @@ def test_the_repository_data_files_load_without_ties():
     assert len(compare.load_known_bugs(str(compare.KNOWN_FAILURES))) > 50
     assert len(compare.load_tolerances(str(compare.TOLERANCES))) > 10
     assert len(negative.load_catalogue(negative.CATALOGUE)) > 30
+
+
+_DATED = re.compile(r"\b20\d\d-\d\d-\d\d\b|\bmeasured\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Za-z(`\"\[])")
+_MEASURED_TAIL = re.compile(r"\(measured\b[^()]*(?:\([^()]*\)[^()]*)*\)\s*$", re.IGNORECASE)
+
+
+def _sentences(text: str) -> list[str]:
+    parts = _SENTENCE_END.split(text.strip())
+    merged: list[str] = []
+    for part in parts:  # "e.g. X" / "i.e. X" do not end a sentence
+        if merged and re.search(r"\b(e\.g|i\.e|vs|cf)\.$", merged[-1]):
+            merged[-1] += " " + part
+        else:
+            merged.append(part)
+    return merged
+
+
+def _claims(path) -> list[tuple[str, dict]]:
+    """Every entry of a data file that carries a reason: [reasons.<id>], [[known_bug]], [[case.expect]]."""
+    data = tomllib.loads(path.read_text())
+    found = [(f"[reasons.{rid}]", entry) for rid, entry in data.get("reasons", {}).items()]
+    found += [(f"[[known_bug]] #{i + 1}", entry) for i, entry in enumerate(data.get("known_bug", []))]
+    found += [(f"{case['id']} expect #{i + 1}", entry) for case in data.get("case", [])
+              for i, entry in enumerate(case.get("expect", []))]
+    return found
+
+
+@pytest.mark.parametrize("path", [compare.KNOWN_FAILURES, negative.CATALOGUE], ids=lambda p: p.name)
+def test_measurements_are_evidence_not_claim(path):
+    """Claim and evidence are separate fields: in a reason of several sentences, no sentence dates a measurement
+    or says 'measured' (those sentences are the entry's `evidence`), and no reason ends with a '(measured ...)'
+    parenthetical. A one-sentence reason whose measurement is woven into the claim (e.g. the CLIP RSS entry,
+    'grew RSS in two of three full runs of 2026-12-05 ...') stays whole: splitting it would reword it.
+    tolerances.toml is not held to this: its reasons derive a bound from measured numbers in the same sentence."""
+    entries = _claims(path)
+    checked = with_evidence = 0
+    for where, entry in entries:
+        reason = str(entry.get("reason", ""))
+        if reason.startswith("@"):
+            continue
+        with_evidence += bool(entry.get("evidence"))
+        sentences = _sentences(reason)
+        assert not _MEASURED_TAIL.search(reason), f"{path.name} {where}: move the '(measured ...)' tail to evidence"
+        if len(sentences) > 1:
+            checked += 1
+            dated = [s for s in sentences if _DATED.search(s)]
+            assert not dated, f"{path.name} {where}: measurement sentences belong in `evidence`: {dated}"
+    assert checked > 10 and with_evidence > 10, (checked, with_evidence)  # the rule looked at real entries
