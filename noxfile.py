@@ -206,16 +206,12 @@ def baseline(session: nox.Session) -> None:
     target = table.BASELINES[env]
     os.environ.setdefault("HFMATRIX_SERVE_LOAD_REQUESTS", table.BASELINE_SERVE_LOAD_REQUESTS)
     install(session, env)
-    rounds = os.environ.get("HFMATRIX_PERF_ROUNDS")  # the gate's calibrated rounds: twice a normal run's
-    os.environ["HFMATRIX_PERF_ROUNDS"] = table.BASELINE_ROUNDS.get()
-    try:
-        hfnox.run_suites(session, backend=target.backend, device=target.device, precisions=target.precisions,
-                         results=RESULTS, paths=(*target.paths, *target.model_args()), coverage=True,
-                         extra=(f"--hfm-perf-iters={table.BASELINE_ITERS.get()}",
-                                f"--hfm-perf-min-time={table.BASELINE_MIN_TIME.get()}",
-                                f"--hfm-perf-batch-iters={table.BASELINE_BATCH_ITERS.get()}", "--hfm-perf-regression=warn"))
-    finally:
-        os.environ.pop("HFMATRIX_PERF_ROUNDS") if rounds is None else os.environ.update(HFMATRIX_PERF_ROUNDS=rounds)
+    hfnox.run_suites(session, backend=target.backend, device=target.device, precisions=target.precisions,
+                     results=RESULTS, paths=(*target.paths, *target.model_args()), coverage=True,
+                     extra=(f"--hfm-perf-iters={table.BASELINE_ITERS.get()}",
+                            f"--hfm-perf-min-time={table.BASELINE_MIN_TIME.get()}",
+                            f"--hfm-perf-batch-iters={table.BASELINE_BATCH_ITERS.get()}", "--hfm-perf-regression=warn"),
+                     env={"HFMATRIX_PERF_ROUNDS": table.BASELINE_ROUNDS.get()})  # the gate's rounds: twice a run's
     # refuses (exit 1, each reason printed) entries recorded under load or above the noise bound
     session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(table.CHECKOUT / "baselines"))
 

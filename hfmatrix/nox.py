@@ -113,10 +113,11 @@ def fresh_coverage(out: Path) -> dict[str, str]:
 
 def run_suites(session: Any, *, backend: str, precisions: str, results: Path | str, device: str = "cpu",
                extra: tuple[str, ...] = (), paths: tuple[str, ...] = (str(SUITES),), name: str | None = None,
-               require: str | None = None, coverage: bool = False) -> None:
+               require: str | None = None, coverage: bool = False, env: dict[str, str] | None = None) -> None:
     """Probe the hardware and run the suites for one backend into <results>/<name>/ (name defaults to
     the nox session's) in an env already installed; with `require`, the probe fails the session unless
-    that backend is usable; with `coverage`, both run under coverage into <results>/<name>/.coverage.
+    that backend is usable; with `coverage`, both run under coverage into <results>/<name>/.coverage;
+    `env`: more environment variables for the pytest run.
     A node id after `--` (the report's rerun command) runs that test alone."""
     name = name or session.name
     out = Path(results) / name
@@ -129,7 +130,7 @@ def run_suites(session: Any, *, backend: str, precisions: str, results: Path | s
     session.run(*runner, "pytest", own_tmp(session), *(() if selects_tests(session.posargs) else paths),
                 *suite_args(backend=backend, device=device, precisions=precisions, name=name, results=results,
                             workers=WORKERS.get()),
-                *extra, *session.posargs, env={**cov_env, **OFFLINE})
+                *extra, *session.posargs, env={**cov_env, **OFFLINE, **(env or {})})
 
 
 def backend_session(session: Any, *, backend: str, env: str | os.PathLike | None = None, device: str = "cpu",

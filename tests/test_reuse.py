@@ -90,7 +90,7 @@ def test_changed_entries_rerun_exactly_their_cells(pytester, zoo_cache, monkeypa
     assert not reused(base) and len(base) == 12
     # a tolerance entry for bert: its parity cell reads it; the load checks read no tolerance
     _copy_with(monkeypatch, pytester.path, "HFMATRIX_TOLERANCES", ROOT / "hfmatrix" / "tolerances.toml",
-               '[[override]]\nmodel = "bert"\nbackend = "torch"\nprecision = "fp32"\natol = 1e-5\nrtol = 1.3e-6\n'
+               '[[override]]\nmodel = "bert"\nbackend = "torch"\ndevice = "cpu"\nprecision = "fp32"\natol = 1e-5\nrtol = 1.3e-6\n'
                'reason = "reuse self-test: a new entry with the default values"\n')
     _, tol = _run(pytester, zoo_cache, models)
     assert set(base) - reused(tol) == {"parity[bert]", "parity_padded[bert]"}
