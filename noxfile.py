@@ -210,7 +210,7 @@ def baseline(session: nox.Session) -> None:
     os.environ["HFMATRIX_PERF_ROUNDS"] = table.BASELINE_ROUNDS.get()
     try:
         hfnox.run_suites(session, backend=target.backend, device=target.device, precisions=target.precisions,
-                         results=RESULTS, paths=(*target.paths, *target.model_args()), coverage=True,
+                         results=RESULTS, paths=(*target.paths, *table.baseline_model_args(env)), coverage=True,
                          extra=(f"--hfm-perf-iters={table.BASELINE_ITERS.get()}",
                                 f"--hfm-perf-min-time={table.BASELINE_MIN_TIME.get()}",
                                 f"--hfm-perf-batch-iters={table.BASELINE_BATCH_ITERS.get()}", "--hfm-perf-regression=warn"))
