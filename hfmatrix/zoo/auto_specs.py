@@ -2,8 +2,10 @@
 model types to a run, as ModelSpecs the shared suites take like curated ones (``nox -s baseline``
 measures them next to the curated zoo: hfmatrix/sessions.py BASELINE_AUTOZOO).
 
-A type enters the sample when it has a base model (MODEL_MAPPING_NAMES) and its base class is in
-neither auto_known.toml nor auto_gaps.toml (those fail a stage of the auto-zoo on purpose); the sample
+A type enters the sample when it has a base model (MODEL_MAPPING_NAMES), its base class is in
+neither auto_known.toml nor auto_gaps.toml (those fail a stage of the auto-zoo on purpose) and it is
+not in auto_sample_exclude.toml (each entry with its reason: too slow for the baseline's time budget,
+or a backend run that fails where the auto-zoo's own forward passes); the sample
 is the first N eligible types in auto.sample_types' stable hash order, so it is the same on every
 machine and run of one transformers version. Each spec (id ``auto-<model_type>``, source
 ``autozoo:<model_type>``) materializes through hfmatrix.zoo.materialize's content-addressed cache: the
@@ -23,6 +25,7 @@ PREFIX = "autozoo:"
 SOURCE = "autozoo"
 ID_PREFIX = "auto-"
 INPUTS_FILE = "autozoo-inputs.npz"
+EXCLUDE_FILE = Path(__file__).with_name("auto_sample_exclude.toml")
 #: the auto-zoo code and data a built folder depends on (part of its cache key)
 RECIPE_FILES = ("auto.py", "auto_shrink.py", "auto_inputs.py", "auto_rules.toml", "auto_specs.py")
 
@@ -39,18 +42,34 @@ def parse(item: str) -> int:
     return int(text)
 
 
-def eligible(model_type: str, known: dict) -> bool:
+def load_exclude(path: Path | str | None = None) -> dict[str, str]:
+    """{model type: why it stays out of the sample} from auto_sample_exclude.toml ([[exclude]] tables)."""
+    from .spec import tomllib
+    path = Path(path or EXCLUDE_FILE)
+    with open(path, "rb") as fh:
+        entries = tomllib.load(fh).get("exclude", [])
+    out: dict[str, str] = {}
+    for i, e in enumerate(entries):
+        if not e.get("model_type") or not e.get("reason"):
+            raise ValueError(f"{path}: entry #{i} needs model_type and reason")
+        if e["model_type"] in out:
+            raise ValueError(f"{path}: duplicate entry for {e['model_type']!r}")
+        out[e["model_type"]] = e["reason"]
+    return out
+
+
+def eligible(model_type: str, known: dict, exclude: dict[str, str]) -> bool:
     from . import auto
     name, _ = auto.class_name(model_type, "base")
-    return name is not None and (model_type, "base") not in known
+    return name is not None and (model_type, "base") not in known and model_type not in exclude
 
 
 def sample(n: int) -> list[str]:
     """The first n eligible model types in the auto-zoo's stable hash order, sorted by name."""
     from . import auto
-    known = auto.load_known()
+    known, exclude = auto.load_known(), load_exclude()
     ordered = sorted(auto.model_types(), key=lambda t: (zlib.crc32(t.encode()), t))  # auto.sample_types' order
-    return sorted([t for t in ordered if eligible(t, known)][:n])
+    return sorted([t for t in ordered if eligible(t, known, exclude)][:n])
 
 
 def spec_for(model_type: str) -> ModelSpec:
