@@ -217,7 +217,7 @@ def baseline(session: nox.Session) -> None:
     finally:
         os.environ.pop("HFMATRIX_PERF_ROUNDS") if rounds is None else os.environ.update(HFMATRIX_PERF_ROUNDS=rounds)
     # refuses (exit 1, each reason printed) entries recorded under load or above the noise bound
-    session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(table.CHECKOUT / "baselines"))
+    session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", table.BASELINES_DIR.get() or str(table.CHECKOUT / "baselines"))
 
 
 # Version axis (hfmatrix/axis.toml): a base session's target under another library version, as its own

@@ -78,12 +78,14 @@ BASELINE_ROUNDS = Knob("HFMATRIX_BASELINE_ROUNDS", "60", "`nox -s baseline`: the
                        "(HFMATRIX_PERF_ROUNDS; twice a normal run's)")
 BASELINE_AUTOZOO = Knob("HFMATRIX_BASELINE_AUTOZOO", "100", "`nox -s baseline` on a torch env: auto-zoo model "
                         "types measured next to the curated zoo (--hfm-models=default,autozoo:N; 0: the curated zoo only)")
+BASELINES_DIR = Knob("HFMATRIX_BASELINES", "", "the baselines folder the perf gate reads (--hfm-perf-baselines) "
+                     "and `nox -s baseline` writes; empty: <checkout>/baselines")
 CI_KEEP_ENVS = Knob("HFMATRIX_CI_KEEP_ENVS", "0", "`.ci/run`: 1 keeps every env (by default an env of copied "
                     "files is removed once its session is done)")
 
 KNOBS = (WORKERS, TIMEOUT, MAX_WORKER_RESTART, REQUIRE, TORCH_INDEX, CHROMIUM, WEBGPU_MODELS, DISTRIBUTED_MODELS,
          SERVE_MODELS, AUTOZOO_TIMEOUT, BASELINE_ENV, BASELINE_ITERS, BASELINE_MIN_TIME, BASELINE_BATCH_ITERS, BASELINE_ROUNDS,
-         BASELINE_AUTOZOO, CI_KEEP_ENVS)
+         BASELINE_AUTOZOO, BASELINES_DIR, CI_KEEP_ENVS)
 
 
 # ----------------------------------------------------------------------------- targets and sessions

@@ -395,3 +395,17 @@ def test_autozoo_spec_materializes_with_its_synthesized_inputs(tmp_path):
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     assert torch.isfinite(out.last_hidden_state).all() and out.last_hidden_state.shape[:2] == inputs["input_ids"].shape
+
+
+def test_sample_exclusions_are_data_with_a_reason(tmp_path):
+    """auto_sample_exclude.toml: real model types, each with a reason of a known kind; a malformed entry
+    is an error naming it, and an excluded type never enters the sample."""
+    from hfmatrix.zoo import auto, auto_specs
+    exclude = auto_specs.load_exclude()
+    assert exclude and set(exclude) <= set(auto.model_types())
+    assert all(r.split(":", 1)[0] in ("slow", "dependency", "backend") for r in exclude.values())
+    assert not set(exclude) & set(auto_specs.sample(100))
+    bad = tmp_path / "x.toml"
+    bad.write_text('[[exclude]]\nmodel_type = "bert"\n')
+    with pytest.raises(ValueError, match="entry #0 needs model_type and reason"):
+        auto_specs.load_exclude(bad)
