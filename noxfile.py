@@ -207,13 +207,13 @@ def baseline(session: nox.Session) -> None:
     os.environ.setdefault("HFMATRIX_SERVE_LOAD_REQUESTS", table.BASELINE_SERVE_LOAD_REQUESTS)
     install(session, env)
     hfnox.run_suites(session, backend=target.backend, device=target.device, precisions=target.precisions,
-                     results=RESULTS, paths=(*target.paths, *target.model_args()), coverage=True,
+                     results=RESULTS, paths=(*target.paths, *table.baseline_model_args(env)), coverage=True,
                      extra=(f"--hfm-perf-iters={table.BASELINE_ITERS.get()}",
                             f"--hfm-perf-min-time={table.BASELINE_MIN_TIME.get()}",
                             f"--hfm-perf-batch-iters={table.BASELINE_BATCH_ITERS.get()}", "--hfm-perf-regression=warn"),
                      env={"HFMATRIX_PERF_ROUNDS": table.BASELINE_ROUNDS.get()})  # the gate's rounds: twice a run's
     # refuses (exit 1, each reason printed) entries recorded under load or above the noise bound
-    session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", str(table.CHECKOUT / "baselines"))
+    session.run("hfmatrix", "bench", "record", str(RESULTS / session.name), "--baselines", table.BASELINES_DIR.get() or str(table.CHECKOUT / "baselines"))
 
 
 # Version axis (hfmatrix/axis.toml): a base session's target under another library version, as its own

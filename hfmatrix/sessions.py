@@ -76,12 +76,16 @@ BASELINE_MIN_TIME = Knob("HFMATRIX_BASELINE_MIN_TIME", "0.3", "`nox -s baseline`
 BASELINE_BATCH_ITERS = Knob("HFMATRIX_BASELINE_BATCH_ITERS", "10", "`nox -s baseline`: --hfm-perf-batch-iters")
 BASELINE_ROUNDS = Knob("HFMATRIX_BASELINE_ROUNDS", "60", "`nox -s baseline`: the gate's calibrated rounds per model "
                        "(HFMATRIX_PERF_ROUNDS; twice a normal run's)")
+BASELINE_AUTOZOO = Knob("HFMATRIX_BASELINE_AUTOZOO", "100", "`nox -s baseline` on a torch env: auto-zoo model "
+                        "types measured next to the curated zoo (--hfm-models=default,autozoo:N; 0: the curated zoo only)")
+BASELINES_DIR = Knob("HFMATRIX_BASELINES", "", "the baselines folder the perf gate reads (--hfm-perf-baselines) "
+                     "and `nox -s baseline` writes; empty: <checkout>/baselines")
 CI_KEEP_ENVS = Knob("HFMATRIX_CI_KEEP_ENVS", "0", "`.ci/run`: 1 keeps every env (by default an env of copied "
                     "files is removed once its session is done)")
 
 KNOBS = (WORKERS, TIMEOUT, MAX_WORKER_RESTART, REQUIRE, TORCH_INDEX, CHROMIUM, WEBGPU_MODELS, DISTRIBUTED_MODELS,
          SERVE_MODELS, AUTOZOO_TIMEOUT, BASELINE_ENV, BASELINE_ITERS, BASELINE_MIN_TIME, BASELINE_BATCH_ITERS, BASELINE_ROUNDS,
-         CI_KEEP_ENVS)
+         BASELINE_AUTOZOO, BASELINES_DIR, CI_KEEP_ENVS)
 
 
 # ----------------------------------------------------------------------------- targets and sessions
@@ -192,6 +196,16 @@ BASELINES = {
                     models=SERVE_MODELS, models_default="gpt2,llama,mixtral,mamba"),
 }
 BASELINE_SERVE_LOAD_REQUESTS = "24"
+
+
+def baseline_model_args(env: str) -> tuple[str, ...]:
+    """`nox -s baseline`'s --hfm-models for env: its target's; on the torch target without a model knob,
+    the curated zoo plus a deterministic sample of BASELINE_AUTOZOO auto-zoo types (hfmatrix/zoo/auto_specs.py)."""
+    target = BASELINES[env]
+    n = int(BASELINE_AUTOZOO.get() or "0")
+    if target.backend != "torch" or target.models is not None or n <= 0:
+        return target.model_args()
+    return (f"--hfm-models=default,autozoo:{n}",)
 
 
 def variants() -> list[Spec]:

@@ -134,6 +134,9 @@ def test_baseline_targets_come_from_the_table(checkout: Path, no_knobs) -> None:
         assert f"--hfm-backend={target.backend} " in cmd and f"--hfm-precision={target.precisions} " in cmd
         assert "--hfm-perf-iters=30 " in cmd and "--hfm-perf-regression=warn" in cmd
         assert f"install: -r <ROOT>/envs/locks/{target.env}.txt" in runs
+    cpu = dry_run(checkout, "--session", "baseline", HFMATRIX_BASELINES="/elsewhere")["baseline"]
+    assert f"--hfm-models=default,autozoo:{table.BASELINE_AUTOZOO.default} " in pytest_runs(cpu, "baseline")[0]
+    assert any("bench record" in ln and "--baselines /elsewhere" in ln for ln in cpu)
     serve = dry_run(checkout, "--session", "baseline", HFMATRIX_BASELINE_ENV="serve")["baseline"]
     assert "--hfm-models=gpt2,llama,mixtral,mamba " in pytest_runs(serve, "baseline")[0]
     assert "sets HFMATRIX_SERVE_LOAD_REQUESTS=24" in serve

@@ -355,3 +355,57 @@ def test_cli_list_and_build(tmp_path, capsys):
     assert main(["build", "--cache", str(tmp_path), "--json", "vit"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result[0]["status"] == "ok" and Path(result[0]["path"]).parent == tmp_path
+
+
+# ----------------------------------------------------------------------------- the auto-zoo as a spec source
+def test_baseline_selection_covers_100_models(monkeypatch):
+    """`nox -s baseline` (cpu) selects >= 100 distinct models: the curated zoo plus a deterministic auto-zoo
+    sample of types the auto-zoo does not know to fail. Listing builds nothing."""
+    from hfmatrix import sessions
+    from hfmatrix.plugin.parametrization import resolve_models
+    from hfmatrix.zoo import auto, auto_specs
+    monkeypatch.delenv(sessions.BASELINE_AUTOZOO.name, raising=False)
+    (arg,) = sessions.baseline_model_args("cpu")
+    specs = resolve_models(arg.removeprefix("--hfm-models="))
+    auto_ids = [i for i, s in specs.items() if auto_specs.is_auto(s)]
+    assert len(specs) >= 100 and set(SPECS) <= set(specs)
+    assert len(auto_ids) == int(sessions.BASELINE_AUTOZOO.default) and not set(auto_ids) & set(SPECS)
+    known = auto.load_known()
+    assert not [i for i in auto_ids if (specs[i].model_type, "base") in known]
+    assert list(resolve_models(arg.removeprefix("--hfm-models="))) == list(specs)   # deterministic
+    assert all("autozoo" not in a for env in ("onnxruntime", "openvino", "serve")
+               for a in sessions.baseline_model_args(env))   # the sample is the torch baseline's only
+    monkeypatch.setenv(sessions.BASELINE_AUTOZOO.name, "0")
+    assert sessions.baseline_model_args("cpu") == ()
+    with pytest.raises(ValueError, match="autozoo:N"):
+        resolve_models("autozoo:many")
+
+
+def test_autozoo_spec_materializes_with_its_synthesized_inputs(tmp_path):
+    """An auto-zoo spec builds through the content-addressed cache; zoo.example gives the inputs the
+    auto-zoo synthesized, and the saved model loads through the spec's Auto class and runs on them."""
+    from hfmatrix.zoo import auto_specs
+    spec = auto_specs.spec_for("bert")
+    folder = materialize(spec, cache_dir=tmp_path)
+    assert not verify(folder) and (folder / auto_specs.INPUTS_FILE).is_file()
+    assert materialize(spec, cache_dir=tmp_path) == folder
+    inputs = example(spec, folder)
+    assert "input_ids" in inputs and all(isinstance(v, np.ndarray) for v in inputs.values())
+    model = getattr(transformers, spec.auto_class).from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    assert torch.isfinite(out.last_hidden_state).all() and out.last_hidden_state.shape[:2] == inputs["input_ids"].shape
+
+
+def test_sample_exclusions_are_data_with_a_reason(tmp_path):
+    """auto_sample_exclude.toml: real model types, each with a reason of a known kind; a malformed entry
+    is an error naming it, and an excluded type never enters the sample."""
+    from hfmatrix.zoo import auto, auto_specs
+    exclude = auto_specs.load_exclude()
+    assert exclude and set(exclude) <= set(auto.model_types())
+    assert all(r.split(":", 1)[0] in ("slow", "dependency", "backend") for r in exclude.values())
+    assert not set(exclude) & set(auto_specs.sample(100))
+    bad = tmp_path / "x.toml"
+    bad.write_text('[[exclude]]\nmodel_type = "bert"\n')
+    with pytest.raises(ValueError, match="entry #0 needs model_type and reason"):
+        auto_specs.load_exclude(bad)

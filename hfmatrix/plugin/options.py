@@ -39,7 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="comma-separated precisions another run of this session covers: a case whose effective "
                      "precision equals one of theirs is not run again (hfmatrix.precision.fold)")
     g.addoption("--hfm-models", default=os.environ.get("HFMATRIX_MODELS", "default"),
-                help="comma-separated: 'default' (the zoo), zoo ids, local HF folders, or hub ids (offline cache only)")
+                help="comma-separated: 'default' (the zoo), zoo ids, autozoo:N (a deterministic sample of N auto-zoo "
+                     "types), local HF folders, or hub ids (offline cache only)")
     g.addoption("--hfm-zoo-file", default=os.environ.get("HFMATRIX_ZOO_FILE", ""), help="zoo spec file (default: the built-in zoo)")
     g.addoption("--hfm-zoo-cache", default="", help="materialized model cache (default $HFMATRIX_CACHE or the user cache dir)")
     g.addoption("--hfm-session-name", default="", help="results/<session-name>/ (default: the backend name)")

@@ -56,6 +56,28 @@ def shard_of(model_id: str, n: int) -> int:
     return zlib.crc32(model_id.encode()) % n + 1
 
 
+def resolve_models(text: str, zoo_file: str | None = None) -> dict[str, Any]:
+    """--hfm-models -> {id: ModelSpec}: `default` (the curated zoo), zoo ids, `autozoo:N` (a deterministic
+    auto-zoo sample: hfmatrix.zoo.auto_specs), else a local folder or hub id."""
+    from ..zoo import auto_specs, spec_from_user
+    from ..zoo.spec import load_specs
+    zoo = load_specs(zoo_file)
+    specs: dict[str, Any] = {}
+    for item in (m.strip() for m in text.split(",")):
+        if not item:
+            continue
+        if item == "default":
+            specs.update(zoo)
+        elif item in zoo:
+            specs[item] = zoo[item]
+        elif auto_specs.is_item(item):
+            specs.update(auto_specs.specs(item))
+        else:
+            spec = spec_from_user(item)
+            specs[spec.id] = spec
+    return specs
+
+
 class Selection:
     """What this run covers: the backend and device, the models, the precisions, the shard."""
 
@@ -69,20 +91,11 @@ class Selection:
 
     def specs(self) -> dict[str, Any]:
         if self._specs is None:
-            from ..zoo.spec import load_specs
-            zoo = load_specs(self.config.getoption("--hfm-zoo-file") or None)
-            wanted = [m.strip() for m in self.config.getoption("--hfm-models").split(",") if m.strip()]
-            specs: dict[str, Any] = {}
-            for item in wanted:
-                if item == "default":
-                    specs.update(zoo)
-                elif item in zoo:
-                    specs[item] = zoo[item]
-                else:
-                    from ..zoo import spec_from_user
-                    spec = spec_from_user(item)
-                    specs[spec.id] = spec
-            self._specs = specs
+            try:
+                self._specs = resolve_models(self.config.getoption("--hfm-models"),
+                                             self.config.getoption("--hfm-zoo-file") or None)
+            except ValueError as exc:  # a malformed autozoo:N
+                raise pytest.UsageError(str(exc)) from None
         return self._specs
 
     def precisions(self) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .spec import ModelSpec
+from . import auto_specs
 
 TEXTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -132,6 +133,8 @@ def _kind(spec: ModelSpec, model_dir: Path) -> str:
 
 
 def _build(spec: ModelSpec, model_dir: Path, indices: tuple[int, ...]) -> Arrays:
+    if auto_specs.is_auto(spec):  # the auto-zoo's own synthesized inputs, stored with the model
+        return auto_specs.stored_inputs(model_dir)
     kind = _kind(spec, model_dir)
     if kind == "text":
         return text_inputs(model_dir, [TEXTS[i % len(TEXTS)] for i in indices])

@@ -77,8 +77,10 @@ def _recipe_digest() -> str:
 
 
 def entry_name(spec: ModelSpec) -> str:
+    from . import auto_specs
+    recipe = auto_specs.recipe_digest() if auto_specs.is_auto(spec) else _recipe_digest()
     blob = json.dumps({"spec": spec.digest(), "versions": versions(), "build": BUILD_VERSION,
-                       "recipe": _recipe_digest()}, sort_keys=True)
+                       "recipe": recipe}, sort_keys=True)
     return f"{spec.id}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -88,7 +90,7 @@ def materialize(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
     Raises DependencyMissing (a typed skip) when a package/hub source is not available here.
     """
     kind, _, ref = spec.source.partition(":")
-    if kind == "random":
+    if kind in ("random", "autozoo"):  # autozoo: built by hfmatrix.zoo.auto_specs
         return _cached_build(spec, cache_root(cache_dir))
     if kind == "package":
         return _from_package(ref)
@@ -97,7 +99,7 @@ def materialize(spec: ModelSpec, cache_dir: Path | str | None = None) -> Path:
     if kind == "hub":
         return _from_hub(ref)
     raise ValueError(f"zoo entry {spec.id!r}: unknown source {spec.source!r} "
-                     "(expected random, package:<module>, path:<dir>, hub:<repo id>)")
+                     "(expected random, autozoo:<model type>, package:<module>, path:<dir>, hub:<repo id>)")
 
 
 # ----------------------------------------------------------------------------------- cache
@@ -189,10 +191,11 @@ def build(spec: ModelSpec, out: Path) -> None:
     """Seeded random weights + local tokenizer/processor, saved as safetensors into ``out``."""
     from transformers.utils import logging as hf_logging
 
+    from . import auto_specs
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars for every tiny model are noise in test logs
     try:
-        _build(spec, out)
+        (auto_specs.build if auto_specs.is_auto(spec) else _build)(spec, out)
     finally:
         if bars:
             hf_logging.enable_progress_bar()
