@@ -370,7 +370,8 @@ HARNESS_EXCEPTIONS = {"ToleranceExceeded": "hfmatrix.compare.ToleranceExceeded",
                       "MemoryGrowth": "hfmatrix.memory.MemoryGrowth",
                       "ServerFailure": "hfmatrix.serving.errors.ServerFailure",
                       "ExportFailed": "hfmatrix.exports.ExportFailed",
-                      "PlacementIncomplete": "hfmatrix.placement.PlacementIncomplete"}
+                      "PlacementIncomplete": "hfmatrix.placement.PlacementIncomplete",
+                      "WebRunTimeout": "hfmatrix.backends.web_backend.WebRunTimeout"}
 
 
 def exception_types(names) -> tuple[type, ...]:
