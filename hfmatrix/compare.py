@@ -296,10 +296,12 @@ class KnownBug:
     @classmethod
     def of(cls, raw: dict, shared: dict[str, match.Claim], where: str) -> "KnownBug":
         claim = match.claim(raw, shared, where)
-        for key, what in (("unstable", "must say why the verdict flips"), ("hangs", "must say what was seen (how long, where)")):
-            if key in raw and not str(raw[key]).strip():
-                raise ValueError(f"{where}: {key!r} {what}")
-        if not raw.get("raises") and not raw.get("hangs"):  # a hanging entry is never run (a skip)
+        if "unstable" in raw and not str(raw["unstable"]).strip():
+            raise ValueError(f"{where}: 'unstable' must say why the verdict flips")
+        if "hangs" in raw:  # the never-run skip it made is gone: a backend's run deadline raises a typed timeout
+            raise ValueError(f"{where}: 'hangs' is not a known-bug key: a run that does not answer raises the "
+                             "backend's typed timeout (e.g. WebRunTimeout); name it in 'raises'")
+        if not raw.get("raises"):
             raise ValueError(f"{where}: 'raises' must name the exception the cell fails with "
                              "(without it the xfail would accept any failure, a crash or a timeout)")
         entry = {**raw, "reason": claim.reason, **({"evidence": claim.evidence} if claim.evidence else {})}
@@ -347,8 +349,7 @@ def known_bug_marks(check: str, model, backend: str, device: str, precision: str
     """pytest marks for a recorded known bug: a strict xfail (a fix shows up as an unexpected pass);
     for an entry marked ``unstable`` (the defect is real but sits at the check's resolution, so the
     verdict flips between runs: measured, with the evidence in the reason) a known-bug skip instead,
-    since neither a strict xfail nor a pass would be honest; for an entry marked ``hangs`` (running it
-    does not return: measured, with the evidence) a known-bug skip, since running it costs the timeout."""
+    since neither a strict xfail nor a pass would be honest."""
     import pytest
 
     from .skips import KNOWN_BUG
@@ -357,8 +358,6 @@ def known_bug_marks(check: str, model, backend: str, device: str, precision: str
         return []
     if entry.get("unstable"):
         return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {known_text(entry)} Not judged here: {entry['unstable']}")]
-    if entry.get("hangs"):
-        return [pytest.mark.skip(reason=f"[{KNOWN_BUG}] {known_text(entry)} Not run here: it hangs ({entry['hangs']})")]
     raises = exception_types(entry.get("raises", ()))
     return [pytest.mark.xfail(strict=True, raises=raises or None, reason=f"[{KNOWN_BUG}] {known_text(entry)}"),
             pytest.mark.hfm_known_bug(entry)]
@@ -370,7 +369,8 @@ HARNESS_EXCEPTIONS = {"ToleranceExceeded": "hfmatrix.compare.ToleranceExceeded",
                       "MemoryGrowth": "hfmatrix.memory.MemoryGrowth",
                       "ServerFailure": "hfmatrix.serving.errors.ServerFailure",
                       "ExportFailed": "hfmatrix.exports.ExportFailed",
-                      "PlacementIncomplete": "hfmatrix.placement.PlacementIncomplete"}
+                      "PlacementIncomplete": "hfmatrix.placement.PlacementIncomplete",
+                      "WebRunTimeout": "hfmatrix.backends.web_backend.WebRunTimeout"}
 
 
 def exception_types(names) -> tuple[type, ...]:

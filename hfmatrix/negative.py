@@ -176,6 +176,7 @@ class Outcome:
     error: BaseException | None = None
     outputs: dict[str, np.ndarray] | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # behaviour evidence (loading info, verify problems)
+    recovery_error: BaseException | None = None  # what the intact input raised after the bad one, if anything
 
     def error_type(self) -> str:
         if isinstance(self.error, ChildError):
@@ -708,6 +709,7 @@ def run_input_case(neg: NegCase, spec, model_dir: Path, session) -> Outcome:
         outcome.facts["recovered"] = True
     except Exception as exc:
         outcome.facts["recovered"] = False
+        outcome.recovery_error = exc
         outcome.facts["intact_after_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         return outcome
     if outcome.outputs is not None:  # accepted: how far from what the intact input gives?

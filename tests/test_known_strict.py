@@ -34,8 +34,6 @@ def _importable(name: str) -> bool:
 def test_every_shipped_known_bug_names_its_exception():
     for entry in _shipped():
         where = f"{entry['check']} / {entry.get('backend')} / {entry.get('model_type') or entry.get('model')}"
-        if entry.get("hangs"):  # never run: a known-bug skip (tests/test_plugin.py), so it accepts no failure
-            continue
         names = [entry["raises"]] if isinstance(entry.get("raises"), str) else list(entry.get("raises", []))
         assert names, f"{where}: a known bug without `raises` would accept any failure, a crash or a timeout"
         for name in filter(_importable, names):

@@ -122,22 +122,19 @@ def test_unstable_known_bug_is_a_known_bug_skip_and_lists_match(project, monkeyp
         known_entry("fails", "gamma", "torch", "cpu", "fp32", path=kf)
 
 
-def test_hanging_known_bug_is_not_run(tmp_path, monkeypatch):
-    """An entry marked hangs is a known-bug skip (running it would only cost the timeout); an empty
-    'hangs' is refused."""
-    from hfmatrix.compare import known_bug_marks, known_entry
-    kf = tmp_path / "known.toml"
-    kf.write_text('[[known_bug]]\ncheck = "negative:batch-zero"\nbackend = "web"\ndevice = "webgpu"\n'
-                  'reason = "zero-size input"\nhangs = "no answer in 300 s"\n')
-    monkeypatch.setenv("HFMATRIX_KNOWN_FAILURES", str(kf))
-    (mark,) = known_bug_marks("negative:batch-zero", "bert", "web", "webgpu", "fp32")
-    assert mark.name == "skip" and mark.kwargs["reason"].startswith("[known-bug] zero-size input")
-    assert "it hangs (no answer in 300 s)" in mark.kwargs["reason"]
-    assert known_bug_marks("negative:batch-zero", "bert", "web", "wasm", "fp32") == []
-    empty = tmp_path / "empty-hangs.toml"  # another file: tables are cached per path
-    empty.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nhangs = ""\n')
-    with pytest.raises(ValueError, match="hangs"):
-        known_entry("x", "bert", "web", "webgpu", "fp32", path=empty)
+def test_hangs_is_refused_a_hang_is_a_typed_timeout(tmp_path):
+    """The never-run 'hangs' skip is gone: a run that does not answer raises the backend's typed timeout
+    (WebRunTimeout, tests/test_web.py), so a hanging cell is a strict xfail naming it; 'hangs' is refused."""
+    from hfmatrix.compare import known_entry
+    kf = tmp_path / "hangs.toml"
+    kf.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "WebRunTimeout"\nhangs = "no answer"\n')
+    with pytest.raises(ValueError, match="'hangs' is not a known-bug key"):
+        known_entry("x", "bert", "web", "webgpu", "fp32", path=kf)
+    ok = tmp_path / "timeout.toml"
+    ok.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "WebRunTimeout"\n')
+    from hfmatrix.backends.web_backend import WebRunTimeout
+    from hfmatrix.compare import exception_types
+    assert exception_types(known_entry("x", "bert", "web", "webgpu", "fp32", path=ok)["raises"]) == (WebRunTimeout,)
 
 
 def test_shards_partition_the_models(project):

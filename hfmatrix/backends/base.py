@@ -43,6 +43,16 @@ class DeviceUnusable(RuntimeError):
     """The accelerator is present (hwprobe) but the backend's framework cannot use it: a failure, never a skip."""
 
 
+class RunTimeout(RuntimeError):
+    """A run the backend did not answer within its own deadline (``seconds`` waited): no answer a check can
+    judge, so a check lets it through as the cell's failure (a known bug names the subclass, e.g. the web
+    backend's WebRunTimeout). The session stays usable: the backend tears down what the run was stuck in."""
+
+    def __init__(self, seconds: float, message: str):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Availability:
     ok: bool

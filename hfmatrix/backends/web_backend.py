@@ -35,7 +35,7 @@ import numpy as np
 
 from ..skips import DEPENDENCY_MISSING, HARDWARE_ABSENT, UNSUPPORTED, DependencyMissing, Unsupported
 from .. import placement as placing
-from .base import Arrays, Availability, BackendBase, SessionBase, Target
+from .base import Arrays, Availability, BackendBase, RunTimeout, SessionBase, Target
 from .greedy import eos_ids, greedy
 from .optimum_common import check_names, coerce, implied_input
 
@@ -43,6 +43,12 @@ from .optimum_common import check_names, coerce, implied_input
 class OrtWebError(RuntimeError):
     """onnxruntime-web refused a run in the page (OrtRun failed): its message without the Playwright
     wrapper, so callers and the bad-input catalogue can name what went wrong."""
+
+
+class WebRunTimeout(RunTimeout):
+    """The page's inference did not answer within the session's run deadline (``seconds``, waited in the
+    page). The page is closed after it (its stuck run may hold the session or the device) and the session
+    opens a new one on its next run, so a hang costs the deadline, not pytest's timeout."""
 
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -61,6 +67,12 @@ NP_TO_ORT = {"float32": "float32", "float16": "float16", "float64": "float64", "
              "int16": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
              "uint64": "uint64", "bool": "bool"}
 ORT_TO_NP = {v: k for k, v in NP_TO_ORT.items()}
+# A run's deadline: RUN_DEADLINE_FACTOR x the slowest run this session answered, never under the floor
+# (HFMATRIX_WEB_RUN_DEADLINE_S, default 60 s: the floor is all a first run gets, and a first run on SwiftShader
+# WebGPU compiles its shaders: bert 3.6 s measured, up to tens of seconds for bigger graphs; far below the
+# suites' 300 s pytest timeout). A run that does not answer raises WebRunTimeout after it.
+RUN_DEADLINE_FACTOR = 20
+RUN_DEADLINE_FLOOR_S = 60.0
 
 
 def _hwbrowser():
@@ -280,6 +292,9 @@ class WebSession(SessionBase):
         self._prefix = f"m{next(self._ids)}-{os.getpid()}"
         self._base = origin.mount(self._prefix, folders.pop())
         self._runs_ms: list[float] = []
+        self._closed = False
+        self._timeouts: list[float] = []  # deadlines (s) of runs that did not answer
+        self.deadline_floor_s = float(os.environ.get("HFMATRIX_WEB_RUN_DEADLINE_S") or RUN_DEADLINE_FLOOR_S)
         self._wall_ms: list[float] = []
         self._meta: dict[str, dict[str, Any]] = {}
         self._evidence: dict[str, Any] = {}
@@ -407,10 +422,44 @@ class WebSession(SessionBase):
             raise ValueError(f"graph input {name!r} missing from the inputs {sorted(given)} ({meta}; no rule makes it)")
         return value
 
+    def run_deadline_s(self) -> float:
+        """How long a run may take before it is a WebRunTimeout (see RUN_DEADLINE_FACTOR)."""
+        return max(self.deadline_floor_s, RUN_DEADLINE_FACTOR * max(self._runs_ms, default=0.0) / 1000)
+
+    def _reopen(self) -> None:
+        """A new page with the same graphs after a run that did not answer; the first open's costs stay."""
+        costs = self._costs
+        self.page = self._browser.new_page()
+        self._open()
+        self._costs = {**costs, "reopens": costs.get("reopens", 0) + 1}
+
+    def _timed_out(self, graph: str, deadline: float) -> WebRunTimeout:
+        page, self.page = self.page, None
+        try:
+            page.close(run_before_unload=False)
+        except Exception:  # noqa: BLE001 - a crashed page is already gone
+            pass
+        self._timeouts.append(round(deadline, 3))
+        return WebRunTimeout(deadline, f"onnxruntime-web {self.target.device}: session.run of {graph!r} did not "
+                                       f"answer within the run deadline of {deadline:.1f} s (page closed)")
+
+    def _answer(self, graph: str, encoded: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """hfm.run's result, waited for with Playwright's own timeout (enforced outside the page, so it holds
+        even when the run blocks the page's thread); WebRunTimeout when it does not answer in time."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            with self.page.expect_console_message(lambda m: m.text == "hfm:answered", timeout=deadline * 1000):
+                self.page.evaluate("([n, f]) => hfm.start(n, f)", [graph, encoded])
+        except PlaywrightTimeout:
+            raise self._timed_out(graph, deadline) from None
+        return self.page.evaluate("() => hfm.take()")
+
     def _run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         encoded = {k: _encode(v) for k, v in feeds.items()}
+        deadline = self.run_deadline_s()
         try:
-            result = self.page.evaluate("([n, f]) => hfm.run(n, f)", [graph, encoded])
+            result = self._answer(graph, encoded, deadline)
         except Exception as exc:  # playwright's Error: the page threw
             text = str(exc)
             if "OrtRun" not in text:
@@ -421,6 +470,10 @@ class WebSession(SessionBase):
         return {name: _decode(t) for name, t in result["outputs"].items()}, result["ms"]
 
     def run(self, inputs: Arrays) -> Arrays:
+        if self.page is None:  # the last run did not answer: its page is gone (not counted in this run's time)
+            if self._closed:
+                raise RuntimeError("the web session is closed")
+            self._reopen()
         t0 = time.perf_counter()
         used: set[str] = set()
         check_names(inputs, self._takes)  # an input the model does not take is the caller's error, not ignored
@@ -489,9 +542,12 @@ class WebSession(SessionBase):
 
     def evidence(self) -> dict[str, Any]:
         out = {**self._evidence, "costs": self.measures()}
+        if self._timeouts:
+            out["run_timeouts_s"] = list(self._timeouts)
         return out
 
     def close(self) -> None:
+        self._closed = True
         page, self.page = getattr(self, "page", None), None
         if page is not None:
             try:

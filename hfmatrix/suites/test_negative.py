@@ -12,6 +12,7 @@ import pytest
 
 from hfmatrix import backends, negative, skips
 from hfmatrix.backends import IN_PROCESS
+from hfmatrix.backends.base import RunTimeout
 from hfmatrix.compare import known_bug_marks
 from hfmatrix.plugin import load_session
 from hfmatrix.zoo.user import user_named
@@ -66,6 +67,9 @@ def test_negative(hfm_case, neg, hfm_model_dir, tmp_path, hfm_intact_session, hf
         outcome = negative.run_subprocess_case(neg, hfm_case, hfm_model_dir, timeout=timeout)
     hfm_measure(negative_case=neg.id, stage=neg.stage, description=neg.description,
             expected=expect.describe() if expect else None, **outcome.evidence())
+    for late in (outcome.error, outcome.recovery_error):
+        if isinstance(late, RunTimeout):  # no answer (to the bad input, or to the intact one after it) is
+            raise late  # nothing to judge: the cell fails as itself, and a known bug names it
     if isinstance(outcome.error, skips.TypedSkip) and not (expect and negative.judge(expect, outcome)[0]):
         # a corrupt input must not turn into a skip: that would hide it as "unsupported"
         pytest.fail(f"{neg.id}: the backend answered with a typed skip [{outcome.error.kind}] "

@@ -124,6 +124,24 @@ window.hfm = {
     return { outputs, ms, warnings: logs.slice(first).filter((l) => l.level === 'warn' || l.level === 'error').map((l) => l.text) };
   },
 
+  // A run Python can stop waiting for: start() returns at once (the run begins on the next task, so
+  // even a run that blocks the page's thread cannot block this call), the page says 'hfm:answered' on
+  // its console when the run settled, and take() hands over its result or throws its error. Python waits
+  // for that message with its own deadline (a stuck run does not answer; the page is then closed).
+  start(name, feeds) {
+    window.hfm.answer = null;
+    setTimeout(() => window.hfm.run(name, feeds)
+      .then((result) => { window.hfm.answer = { result }; }, (error) => { window.hfm.answer = { error }; })
+      .finally(() => console.debug('hfm:answered')), 0);
+  },
+
+  take() {
+    const answer = window.hfm.answer;
+    window.hfm.answer = null;
+    if (answer.error) throw answer.error;
+    return answer.result;
+  },
+
   async release(name) {
     const session = sessions[name];
     delete sessions[name];
