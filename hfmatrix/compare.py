@@ -300,7 +300,7 @@ class KnownBug:
             raise ValueError(f"{where}: 'unstable' must say why the verdict flips")
         if "hangs" in raw:  # the never-run skip it made is gone: a backend's run deadline raises a typed timeout
             raise ValueError(f"{where}: 'hangs' is not a known-bug key: a run that does not answer raises the "
-                             "backend's typed timeout (e.g. WebRunTimeout); name it in 'raises'")
+                             "backend's typed timeout (RunTimeout, e.g. the web backend's WebRunTimeout); name it in 'raises'")
         if not raw.get("raises"):
             raise ValueError(f"{where}: 'raises' must name the exception the cell fails with "
                              "(without it the xfail would accept any failure, a crash or a timeout)")
@@ -370,7 +370,7 @@ HARNESS_EXCEPTIONS = {"ToleranceExceeded": "hfmatrix.compare.ToleranceExceeded",
                       "ServerFailure": "hfmatrix.serving.errors.ServerFailure",
                       "ExportFailed": "hfmatrix.exports.ExportFailed",
                       "PlacementIncomplete": "hfmatrix.placement.PlacementIncomplete",
-                      "WebRunTimeout": "hfmatrix.backends.web_backend.WebRunTimeout"}
+                      "RunTimeout": "hfmatrix.backends.base.RunTimeout"}
 
 
 def exception_types(names) -> tuple[type, ...]:

@@ -127,14 +127,14 @@ def test_hangs_is_refused_a_hang_is_a_typed_timeout(tmp_path):
     (WebRunTimeout, tests/test_web.py), so a hanging cell is a strict xfail naming it; 'hangs' is refused."""
     from hfmatrix.compare import known_entry
     kf = tmp_path / "hangs.toml"
-    kf.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "WebRunTimeout"\nhangs = "no answer"\n')
+    kf.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "RunTimeout"\nhangs = "no answer"\n')
     with pytest.raises(ValueError, match="'hangs' is not a known-bug key"):
         known_entry("x", "bert", "web", "webgpu", "fp32", path=kf)
     ok = tmp_path / "timeout.toml"
-    ok.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "WebRunTimeout"\n')
-    from hfmatrix.backends.web_backend import WebRunTimeout
+    ok.write_text('[[known_bug]]\ncheck = "x"\nreason = "r"\nraises = "RunTimeout"\n')
+    from hfmatrix.backends.base import RunTimeout
     from hfmatrix.compare import exception_types
-    assert exception_types(known_entry("x", "bert", "web", "webgpu", "fp32", path=ok)["raises"]) == (WebRunTimeout,)
+    assert exception_types(known_entry("x", "bert", "web", "webgpu", "fp32", path=ok)["raises"]) == (RunTimeout,)
 
 
 def test_shards_partition_the_models(project):

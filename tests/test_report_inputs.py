@@ -190,7 +190,7 @@ def test_previous_matrix_cells_that_do_not_resolve_are_ignored() -> None:
 
 
 def test_auto_zoo_section_from_odd_records() -> None:
-    from hfmatrix.report import autozoo
+    from hfmatrix import autozoo_report as autozoo
     recs = [{"model": "bert", "outcome": "passed", "arch_class": "encoder", "measures": "garbage"},
             {"model": "", "outcome": "failed"},                                            # no model type: not counted
             {"model": "rwkv", "outcome": "skipped", "measures": {"arch_class": "decoder"}}]

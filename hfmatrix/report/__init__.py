@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import autozoo
+from .. import autozoo_report as autozoo
 from . import changes as changes_mod
 from . import compact
 from . import landing

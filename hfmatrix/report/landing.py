@@ -17,7 +17,7 @@ else:  # pragma: no cover
 
 from hfmatrix import skips
 
-from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX
+from ..autozoo_report import CHECK_PREFIX as AUTOZOO_PREFIX
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo" / "models.toml"

@@ -7,7 +7,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from . import autozoo, browser, explain, landing, libversions, lowpower, reruns, serving, upgrade
+from .. import autozoo_report as autozoo
+from . import browser, explain, landing, libversions, lowpower, reruns, serving, upgrade
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_BYTES = 64_000           # a summary read in seconds (GitHub's own limit is 1 MiB)

@@ -19,7 +19,7 @@ from typing import Any
 from hfmatrix import records as rec_mod
 
 from . import compact, lowpower, reruns, serving, upgrade
-from .autozoo import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
+from ..autozoo_report import CHECK_PREFIX as AUTOZOO_PREFIX, slim as autozoo_slim
 from .browser import costs_row as browser_costs
 
 BAD = rec_mod.BAD_OUTCOMES  # outcomes that make the report (and CI) fail

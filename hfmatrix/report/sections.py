@@ -6,7 +6,8 @@ from __future__ import annotations
 from html import escape as e
 from typing import Any
 
-from . import autozoo, explain, landing
+from .. import autozoo_report as autozoo
+from . import explain, landing
 from .merge import BAD, OUT_INDEX, OUTCOMES, Matrix
 
 MAX_FAILURES = 150        # on the page with every detail; the rest are in matrix.json / the full matrix

@@ -44,7 +44,7 @@ except ModuleNotFoundError:  # python < 3.11
     import tomli as tomllib  # type: ignore
 
 from .. import progress, skips
-from ..report.autozoo import coverage_table, failure_text  # the report's table and error line, shared
+from ..autozoo_report import coverage_table, failure_text  # the report's table and error line, shared
 from .auto_shrink import Rules, default_rules, shrink_config
 
 KNOWN_FILE = Path(__file__).with_name("auto_known.toml")

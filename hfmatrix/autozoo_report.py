@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from ..records import BAD_OUTCOMES
+from .records import BAD_OUTCOMES
 
 CHECK_PREFIX = "autozoo_"
 COLUMNS = ("types", "ran", "passed", "text_path_only", "known_bug", "rule_gap", "skipped")
