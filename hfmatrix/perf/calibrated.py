@@ -262,21 +262,17 @@ def _pending(seen: list[gate.Comparison], confirm: int) -> bool:
 def compare_case(measured, cfg, fp_id: str, threads: int) -> dict[str, Any]:
     """The comparison block (same shape as hfmatrix.perf.runner.compare_case's) of the calibrated gate."""
     from . import baselines
+    from .runner import baseline_block
     e = measured.entry
-    path, base = baselines.lookup(cfg.baselines_dir, fp_id, e["backend"], e["device"], baselines.verdict_precision(e),
-                                  e["model"])
-    out: dict[str, Any] = {"baseline_file": str(path), "fingerprint": fp_id, "metrics": {}}
+    out, base = baseline_block(cfg, fp_id, e)
     if base is None:
-        out.update(verdict=gate.NO_BASELINE, reason=f"no baseline for {e['model']} in {path}")
         return out
-    out["baseline_recorded"] = base.get("recorded")
-    out["baseline_versions"] = base.get("versions")
     # the load was judged when it was recorded (hfmatrix bench record); its noise and samples are judged here
     refused = refusal({"name": e["model"], "machine": base.get("machine", {}),
                        "report": {METRIC: base["metrics"][METRIC]} if METRIC in base.get("metrics", {}) else {}},
                       max_load=0)
     if refused:
-        out.update(verdict=gate.NO_BASELINE, reason=f"baseline {path} not usable: {refused}")
+        out.update(verdict=gate.NO_BASELINE, reason=f"baseline {out['baseline_file']} not usable: {refused}")
         return out
     diff = baselines.mismatched_conditions(base.get("conditions", {}), e["conditions"])
     if diff:

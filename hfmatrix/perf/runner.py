@@ -210,16 +210,24 @@ def measure_case(case, model_dir: Path, cfg: PerfConfig, load: Callable[[], Any]
 
 
 # ----------------------------------------------------------------------------- comparing
-def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, Any]:
-    """Gate every GATED metric against the baseline. Returns the entry's "comparison" block."""
-    e = measured.entry
+def baseline_block(cfg: PerfConfig, fp_id: str, e: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The comparison block's head for this entry and its baseline (None: the block already says no-baseline)."""
     path, base = baselines.lookup(cfg.baselines_dir, fp_id, e["backend"], e["device"], baselines.verdict_precision(e), e["model"])
     out: dict[str, Any] = {"baseline_file": str(path), "fingerprint": fp_id, "metrics": {}}
     if base is None:
         out.update(verdict=gate.NO_BASELINE, reason=f"no baseline for {e['model']} in {path}")
-        return out
+        return out, None
     out["baseline_recorded"] = base.get("recorded")
     out["baseline_versions"] = base.get("versions")
+    return out, base
+
+
+def compare_case(measured: Measured, cfg: PerfConfig, fp_id: str) -> dict[str, Any]:
+    """Gate every GATED metric against the baseline. Returns the entry's "comparison" block."""
+    e = measured.entry
+    out, base = baseline_block(cfg, fp_id, e)
+    if base is None:
+        return out
     diff = baselines.mismatched_conditions(base.get("conditions", {}), e["conditions"])
     if diff:
         out.update(verdict=gate.INCOMPARABLE, reason="conditions differ from the baseline's: " +

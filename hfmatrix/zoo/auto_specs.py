@@ -52,9 +52,10 @@ def load_exclude(path: Path | str | None = None) -> dict[str, str]:
     for i, e in enumerate(entries):
         if not e.get("model_type") or not e.get("reason"):
             raise ValueError(f"{path}: entry #{i} needs model_type and reason")
-        if e["model_type"] in out:
-            raise ValueError(f"{path}: duplicate entry for {e['model_type']!r}")
-        out[e["model_type"]] = e["reason"]
+        for model_type in [e["model_type"]] if isinstance(e["model_type"], str) else e["model_type"]:
+            if model_type in out:
+                raise ValueError(f"{path}: duplicate entry for {model_type!r}")
+            out[model_type] = e["reason"]
     return out
 
 
